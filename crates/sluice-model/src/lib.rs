@@ -1,0 +1,12 @@
+//! Domain types shared by every Sluice crate, and their validation.
+//!
+//! This crate holds what the rest of Sluice agrees on — how names look and how a
+//! configured resource is shaped — and checks it, without doing any I/O. Every
+//! API validates input through these types, so a bad name is rejected with the
+//! same clear message wherever it enters.
+
+mod name;
+mod resource;
+
+pub use name::{validate_name, NameError, NAME_MAX_LEN};
+pub use resource::{Resource, ResourceMetadata};

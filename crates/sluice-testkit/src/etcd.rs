@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::{find_program, free_port, http_get, wait_until};
+use crate::{find_program, free_port, http_get, http_request, wait_until};
 
 /// One etcd member: its ports, data directory and process (when running).
 pub struct EtcdMember {
@@ -107,6 +107,24 @@ impl EtcdCluster {
     /// The members.
     pub fn members(&self) -> &[EtcdMember] {
         &self.members
+    }
+
+    /// The index of the member that is the Raft leader now, if one answers.
+    pub fn leader(&self) -> Option<usize> {
+        // etcd's JSON gateway: status tells each member's own ID and the leader's.
+        let field = |json: &str, name: &str| -> Option<String> {
+            let start = json.find(&format!("\"{name}\":\""))? + name.len() + 4;
+            let end = start + json[start..].find('"')?;
+            Some(json[start..end].to_owned())
+        };
+        self.members.iter().position(|member| {
+            member.is_running()
+                && http_request(member.client_port, "POST", "/v3/maintenance/status", "{}")
+                    .is_some_and(|status| {
+                        field(&status, "member_id").is_some()
+                            && field(&status, "member_id") == field(&status, "leader")
+                    })
+        })
     }
 
     /// Kills member `i` (SIGKILL), keeping its data directory.

@@ -49,6 +49,17 @@ impl Default for LocalStoreOptions {
     }
 }
 
+impl LocalStoreOptions {
+    fn validate(&self) -> Result<()> {
+        if self.history_revisions == 0 {
+            return Err(StoreError::InvalidRequest(
+                "history_revisions must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What readers and watchers see: the state as of the last committed batch.
 #[derive(Debug, Default)]
 struct State {
@@ -80,6 +91,7 @@ impl LocalStore {
     /// Leases whose deadline passed while the store was closed expire at once:
     /// their keys are deleted and watchers see the deletes.
     pub fn open_redb(dir: &Path, options: LocalStoreOptions) -> Result<Self> {
+        options.validate()?;
         let persistence = redb_file::RedbFile::open(dir)?;
         Self::start("redb", Box::new(persistence), options)
     }
@@ -89,11 +101,7 @@ impl LocalStore {
         mut persistence: Box<dyn Persistence>,
         options: LocalStoreOptions,
     ) -> Result<Self> {
-        if options.history_revisions == 0 {
-            return Err(StoreError::InvalidRequest(
-                "history_revisions must be at least 1".into(),
-            ));
-        }
+        options.validate()?;
         let loaded = persistence.load()?;
         let state = Arc::new(RwLock::new(State {
             kvs: loaded.kvs,

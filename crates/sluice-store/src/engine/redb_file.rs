@@ -88,14 +88,16 @@ impl RedbFile {
                         .map_err(|e| failed(&self.path, "cannot write", e))?;
                 }
                 Some(FORMAT_VERSION) => {}
-                Some(other) => return Err(StoreError::backend(
-                    "redb",
-                    format!(
+                Some(other) => {
+                    return Err(StoreError::backend(
+                        "redb",
+                        format!(
                         "{} has store format {other}, this Sluice reads format {FORMAT_VERSION}; \
                              export it with the Sluice that wrote it",
                         self.path.display()
                     ),
-                )),
+                    ))
+                }
             }
         }
         txn.commit()

@@ -76,16 +76,22 @@ impl EtcdStore {
         let client = Client::connect(urls, Some(connect_options))
             .await
             .map_err(|e| unavailable(e.to_string()))?;
-        let store = EtcdStore {
+        // Check that a member answers, giving up sooner than an ordinary call would:
+        // a wrong address should fail fast.
+        let mut store = EtcdStore {
             client,
             root: format!("{}/", prefix.trim_end_matches('/')),
             endpoints: endpoints.to_vec(),
-            options,
+            options: EtcdOptions {
+                request_timeout: options.request_timeout.min(options.connect_timeout * 2),
+                ..options.clone()
+            },
         };
         store
             .current_revision()
             .await
             .map_err(|e| unavailable(format!("no member answered: {e}")))?;
+        store.options = options;
         Ok(store)
     }
 

@@ -1,6 +1,8 @@
 //! Runs the conformance suite against every backend: `memory::*`, `redb::*` and
 //! `etcd::*` (a real etcd-server on a loopback port, one per test).
 
+#![allow(clippy::unwrap_used, missing_docs)]
+
 use std::sync::Arc;
 
 use sluice_store::{EtcdOptions, EtcdStore, LocalStore, LocalStoreOptions, Store};

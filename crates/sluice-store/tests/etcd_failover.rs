@@ -2,6 +2,8 @@
 //! event delivered once and in order; a three-member cluster keeps serving with one
 //! member down and loses nothing when it returns.
 
+#![allow(clippy::unwrap_used, missing_docs)]
+
 use std::time::Duration;
 
 use sluice_store::conformance::{assert_no_event, next_event};

@@ -1,6 +1,8 @@
 //! The embedded redb backend across restarts: data, history and leases persist;
 //! leases whose deadline passed while the store was closed expire on open.
 
+#![allow(clippy::unwrap_used, missing_docs)]
+
 use std::time::Duration;
 
 use futures::StreamExt;

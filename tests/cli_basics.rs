@@ -30,7 +30,11 @@ fn store_check_passes_on_embedded_and_memory_stores() {
     for url in [url.as_str(), "memory://"] {
         let out = sluice(&["store", "check", "--store", url]);
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(text.contains("store check passed"), "{text}");
     }
 }
@@ -40,7 +44,11 @@ fn store_check_passes_on_etcd() {
     let etcd = sluice_testkit::EtcdCluster::single();
     let out = sluice(&["store", "check", "--store", &etcd.url("/cli")]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("etcd backend"), "{text}");
 }
 

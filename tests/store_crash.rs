@@ -38,16 +38,19 @@ async fn every_acknowledged_put_survives_sigkill() {
             }
         }
         child.wait().unwrap();
-        assert_eq!(acked.len() as u64, kill_after, "the writer ended before it was killed");
+        assert_eq!(
+            acked.len() as u64,
+            kill_after,
+            "the writer ended before it was killed"
+        );
         total_acked += acked.len();
 
         let store = LocalStore::open_redb(dir.path(), LocalStoreOptions::default()).unwrap();
         for key in &acked {
-            let kv = store
-                .get(key)
-                .await
-                .unwrap()
-                .unwrap_or_else(|| panic!("acknowledged key {key} lost (seed {seed}, run {run})"));
+            let kv =
+                store.get(key).await.unwrap().unwrap_or_else(|| {
+                    panic!("acknowledged key {key} lost (seed {seed}, run {run})")
+                });
             assert_eq!(kv.value, key.as_bytes());
         }
     }

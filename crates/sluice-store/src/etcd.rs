@@ -327,6 +327,36 @@ impl Store for EtcdStore {
         })
     }
 
+    async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {
+        validate_key(key)?;
+        crate::types::validate_value(key, &value)?;
+        let full = self.full_key(key);
+        let options = lease.map(|lease| PutOptions::new().with_lease(lease.0));
+        let response = self
+            .call(false, |mut client| {
+                let (full, value, options) = (full.clone(), value.clone(), options.clone());
+                async move { client.put(full, value, options).await }
+            })
+            .await
+            .map_err(|error| match lease {
+                Some(lease) => lease_error(error, lease),
+                None => error,
+            })?;
+        Ok(header_revision(response.header()))
+    }
+
+    async fn delete(&self, key: &str) -> Result<Option<Revision>> {
+        validate_key(key)?;
+        let full = self.full_key(key);
+        let response = self
+            .call(false, |mut client| {
+                let full = full.clone();
+                async move { client.delete(full, None).await }
+            })
+            .await?;
+        Ok((response.deleted() > 0).then(|| header_revision(response.header())))
+    }
+
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome> {
         txn.validate()?;
         let compares: Vec<EtcdCompare> = txn

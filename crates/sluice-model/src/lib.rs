@@ -5,8 +5,13 @@
 //! API validates input through these types, so a bad name is rejected with the
 //! same clear message wherever it enters.
 
+mod instance;
 mod name;
 mod resource;
 
+pub use instance::{
+    duration_text, validate_address, validate_labels, validate_weight, CheckKind, HealthCheck,
+    InstanceSpec, InvalidField, DEFAULT_WEIGHT, MAX_LABELS, MAX_WEIGHT,
+};
 pub use name::{validate_name, NameError, NAME_MAX_LEN};
 pub use resource::{Resource, ResourceMetadata};

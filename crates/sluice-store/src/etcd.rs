@@ -27,8 +27,8 @@ use crate::{
 };
 
 const BACKEND: &str = "etcd";
-/// Events a watch buffers for a slow consumer before it stops reading from etcd.
-const WATCH_BUFFER: usize = 1024;
+/// etcd responses a watch buffers for a slow consumer before it stops reading from etcd.
+const WATCH_BUFFER: usize = 256;
 
 /// Timeouts of the etcd backend.
 #[derive(Debug, Clone)]
@@ -539,8 +539,15 @@ impl Store for EtcdStore {
     }
 }
 
-fn tokio_stream_from(mut receiver: mpsc::Receiver<Result<WatchEvent>>) -> WatchStream {
-    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
+/// Turns the follower's batches (one etcd response each, so whole revisions) into a
+/// stream of events; a batch's events are all ready together.
+fn tokio_stream_from(mut receiver: mpsc::Receiver<Result<Vec<WatchEvent>>>) -> WatchStream {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+        .flat_map(|batch| match batch {
+            Ok(events) => futures::stream::iter(events.into_iter().map(Ok).collect::<Vec<_>>()),
+            Err(error) => futures::stream::iter(vec![Err(error)]),
+        })
+        .boxed()
 }
 
 /// Follows one etcd watch for a consumer, reopening it after connection losses.
@@ -553,7 +560,7 @@ struct WatchFollower {
     start: Revision,
     /// Keys delivered at revision `last` (a revision's events may span responses).
     delivered_at_last: HashSet<String>,
-    events: mpsc::Sender<Result<WatchEvent>>,
+    events: mpsc::Sender<Result<Vec<WatchEvent>>>,
 }
 
 impl WatchFollower {
@@ -609,6 +616,8 @@ impl WatchFollower {
                     format!("watch canceled by etcd: {}", response.cancel_reason()),
                 ));
             }
+            // etcd never splits a revision across responses: forward each response whole.
+            let mut batch = Vec::with_capacity(response.events().len());
             for event in response.events() {
                 let Some(kv) = event.kv() else { continue };
                 let converted = self.store.convert_kv(kv)?;
@@ -630,13 +639,13 @@ impl WatchFollower {
                     EventType::Put => EventKind::Put,
                     EventType::Delete => EventKind::Delete,
                 };
-                let event = WatchEvent {
+                batch.push(WatchEvent {
                     kind,
                     kv: converted,
-                };
-                if self.events.send(Ok(event)).await.is_err() {
-                    return Ok(());
-                }
+                });
+            }
+            if !batch.is_empty() && self.events.send(Ok(batch)).await.is_err() {
+                return Ok(());
             }
         }
         Err(StoreError::backend(BACKEND, "watch stream closed"))

@@ -27,6 +27,7 @@ pub mod conformance;
 mod engine;
 mod error;
 mod etcd;
+mod follow;
 mod types;
 mod url;
 
@@ -38,6 +39,7 @@ use futures::Stream;
 pub use engine::{LocalStore, LocalStoreOptions};
 pub use error::{Result, StoreError};
 pub use etcd::{EtcdOptions, EtcdStore};
+pub use follow::{follow, list_all, FollowUpdate};
 pub use types::*;
 pub use url::{open, StoreUrl};
 

@@ -1,0 +1,685 @@
+//! Sluice's naming service: services find each other by name.
+//!
+//! Instances register under a namespace and service. **Ephemeral** instances stay
+//! by heartbeats: each holds two store leases, a short one whose marker key says
+//! "healthy" (TTL `unhealthy_after`) and a long one that keeps the registration
+//! (TTL `remove_after`); a heartbeat renews both. Because this lives entirely in the
+//! store, any control-plane node can take a heartbeat and every node sees the same
+//! health. **Persistent** instances are checked by the control plane (HTTP or TCP,
+//! see [`checker`]) and are never removed unless `deregister_after` says so.
+//!
+//! Queries are answered from an in-memory [`View`](view) that follows the store, so
+//! they cost no store round trip; blocking queries wait for the service's index to
+//! pass the caller's.
+
+pub mod checker;
+pub mod keys;
+mod view;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::RwLock;
+use serde::Deserialize;
+use sluice_model::{validate_name, validate_weight, InstanceSpec, InvalidField, NameError};
+use sluice_store::{follow, Compare, FollowUpdate, Revision, Store, StoreError, Txn, TxnOp};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use keys::{instance_key, Part};
+use view::View;
+pub use view::{HealthRecord, InstanceList, InstanceView, ServiceSummary};
+
+/// Timings of the naming service (defaults as Nacos: 5 s / 15 s / 30 s).
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// How often ephemeral instances should heartbeat (told to clients).
+    pub heartbeat_interval: Duration,
+    /// An ephemeral instance with no heartbeat for this long is unhealthy.
+    pub unhealthy_after: Duration,
+    /// An ephemeral instance with no heartbeat for this long is removed.
+    pub remove_after: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            heartbeat_interval: Duration::from_secs(5),
+            unhealthy_after: Duration::from_secs(15),
+            remove_after: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RegistryConfig {
+    /// Checks that the timings make sense together.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.unhealthy_after < Duration::from_secs(1) {
+            return Err("unhealthy_after must be at least 1s".into());
+        }
+        if self.remove_after <= self.unhealthy_after {
+            return Err("remove_after must be longer than unhealthy_after".into());
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.unhealthy_after {
+            return Err("heartbeat_interval must be shorter than unhealthy_after".into());
+        }
+        Ok(())
+    }
+}
+
+/// What can go wrong in the naming service.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A name in the path is invalid.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// A field of the request is invalid.
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
+    /// The instance is not registered.
+    #[error("instance {id:?} of service {namespace}/{service} is not registered")]
+    NotFound {
+        /// Namespace.
+        namespace: String,
+        /// Service.
+        service: String,
+        /// Instance ID.
+        id: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Concurrent updates kept conflicting.
+    #[error("the instance changed concurrently too often; try again")]
+    Conflict,
+}
+
+/// A partial update of an instance: `PATCH .../instances/{id}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstancePatch {
+    /// New weight.
+    pub weight: Option<u32>,
+    /// Drain (`true`) or undrain.
+    pub draining: Option<bool>,
+    /// Mark a persistent instance healthy or not (until its next check says otherwise).
+    pub healthy: Option<bool>,
+    /// Replace the labels.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Replace the metadata.
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// The result of a registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered {
+    /// Whether the instance is new (rather than updated).
+    pub created: bool,
+    /// The store revision of the registration.
+    pub revision: Revision,
+}
+
+/// The result of a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Whether the instance was unhealthy (no heartbeat within `unhealthy_after`) before this one.
+    pub was_unhealthy: bool,
+    /// When the next heartbeat is due.
+    pub interval: Duration,
+}
+
+pub(crate) struct Inner {
+    store: Arc<dyn Store>,
+    config: RegistryConfig,
+    view: RwLock<View>,
+    changes: watch::Sender<Revision>,
+    /// How many of the two followed prefixes have been listed.
+    listed: AtomicUsize,
+    tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Inner {
+    /// Persistent instances with an active check: (namespace, service, id, spec, current health).
+    pub(crate) fn checked_instances(
+        &self,
+    ) -> Vec<(String, String, String, InstanceSpec, Option<HealthRecord>)> {
+        let view = self.view.read();
+        let mut out = Vec::new();
+        for ((ns, svc), entry) in &view.services {
+            for (id, instance) in &entry.instances {
+                if instance.spec.check.is_some() && !instance.spec.ephemeral {
+                    let health = entry.health.get(id).map(|(_, record)| record.clone());
+                    out.push((
+                        ns.clone(),
+                        svc.clone(),
+                        id.clone(),
+                        instance.spec.clone(),
+                        health,
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The naming service. Cheap to clone; background tasks stop when the last clone drops.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+    _stop: Arc<StopOnDrop>,
+}
+
+struct StopOnDrop(Arc<Inner>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        for task in self.0.tasks.lock().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Registry {
+    /// Starts following the store; must run inside a Tokio runtime. Active health
+    /// checks run on whichever node holds the checker lock (see [`checker`]).
+    pub fn start(store: Arc<dyn Store>, config: RegistryConfig) -> Result<Self, String> {
+        config.validate()?;
+        let (changes, _) = watch::channel(0);
+        let inner = Arc::new(Inner {
+            store: Arc::clone(&store),
+            config,
+            view: RwLock::new(View::default()),
+            changes,
+            listed: AtomicUsize::new(0),
+            tasks: parking_lot::Mutex::new(Vec::new()),
+        });
+        for settings in [false, true] {
+            let prefix = if settings {
+                keys::SERVICE_SETTINGS_PREFIX
+            } else {
+                keys::INSTANCES_PREFIX
+            };
+            let weak = Arc::downgrade(&inner);
+            let mut first = true;
+            let task = tokio::spawn(follow(
+                Arc::clone(&store),
+                prefix.to_owned(),
+                move |update| {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let revision = {
+                        let mut view = inner.view.write();
+                        match &update {
+                            FollowUpdate::Snapshot { kvs, revision } => {
+                                view.reset(settings, kvs, *revision);
+                                view.revision = view.revision.max(*revision);
+                            }
+                            FollowUpdate::Events(events) => {
+                                for event in events {
+                                    if settings {
+                                        view.apply_settings_key(event.kind, &event.kv);
+                                    } else {
+                                        view.apply_instance_key(event.kind, &event.kv);
+                                    }
+                                    view.revision = view.revision.max(event.revision());
+                                }
+                            }
+                        }
+                        view.revision
+                    };
+                    if first && matches!(update, FollowUpdate::Snapshot { .. }) {
+                        first = false;
+                        inner.listed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    inner.changes.send_replace(revision);
+                },
+            ));
+            inner.tasks.lock().push(task);
+        }
+        let registry = Registry {
+            _stop: Arc::new(StopOnDrop(Arc::clone(&inner))),
+            inner,
+        };
+        let checker = tokio::spawn(checker::run(registry.downgrade()));
+        registry.inner.tasks.lock().push(checker);
+        Ok(registry)
+    }
+
+    fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// Removes an instance (used by the checker for `deregister_after`).
+    pub(crate) async fn deregister_inner(
+        inner: &Inner,
+        namespace: &str,
+        service: &str,
+        id: &str,
+    ) -> Result<(), RegistryError> {
+        let store = &inner.store;
+        let key = instance_key(Part::Instance, namespace, service, id);
+        let txn = Txn::new()
+            .when(Compare::Exists(key.clone()))
+            .then(TxnOp::delete(key))
+            .then(TxnOp::delete(instance_key(
+                Part::Health,
+                namespace,
+                service,
+                id,
+            )));
+        store.txn(txn).await?;
+        Ok(())
+    }
+
+    /// Whether the view has been loaded from the store.
+    pub fn is_ready(&self) -> bool {
+        self.inner.listed.load(Ordering::SeqCst) >= 2
+    }
+
+    /// The configured timings.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.inner.config
+    }
+
+    /// The store revision the view has caught up with.
+    pub fn revision(&self) -> Revision {
+        self.inner.view.read().revision
+    }
+
+    /// Waits (up to 5 s) until the view reflects `revision`, so a caller reads its own writes.
+    async fn caught_up(&self, revision: Revision) {
+        let mut changes = self.inner.changes.subscribe();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            changes.wait_for(|seen| *seen >= revision),
+        )
+        .await;
+    }
+
+    /// Registers or updates an instance.
+    pub async fn register(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+        spec: InstanceSpec,
+    ) -> Result<Registered, RegistryError> {
+        validate_path(namespace, service, id)?;
+        spec.validate()?;
+        let store = &self.inner.store;
+        let key = instance_key(Part::Instance, namespace, service, id);
+        let alive_key = instance_key(Part::Alive, namespace, service, id);
+        let previous = store.get(&key).await?;
+        let previous_alive = store.get(&alive_key).await?;
+        let value =
+            serde_json::to_vec(&spec).map_err(|e| StoreError::InvalidRequest(e.to_string()))?;
+        let mut txn = Txn::new();
+        if spec.ephemeral {
+            let removal = store.grant_lease(self.inner.config.remove_after).await?;
+            let health = store.grant_lease(self.inner.config.unhealthy_after).await?;
+            txn = txn
+                .then(TxnOp::Put {
+                    key,
+                    value,
+                    lease: Some(removal),
+                })
+                .then(TxnOp::Put {
+                    key: alive_key,
+                    value: Vec::new(),
+                    lease: Some(health),
+                })
+                .then(TxnOp::delete(instance_key(
+                    Part::Health,
+                    namespace,
+                    service,
+                    id,
+                )));
+        } else {
+            txn = txn
+                .then(TxnOp::Put {
+                    key,
+                    value,
+                    lease: None,
+                })
+                .then(TxnOp::delete(alive_key));
+        }
+        let outcome = store.txn(txn).await?;
+        // The old leases now hold nothing of this instance; end them.
+        for lease in [previous.as_ref(), previous_alive.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|kv| kv.lease)
+        {
+            let _ = store.revoke_lease(lease).await;
+        }
+        self.caught_up(outcome.revision).await;
+        Ok(Registered {
+            created: previous.is_none(),
+            revision: outcome.revision,
+        })
+    }
+
+    /// Records a heartbeat of an ephemeral instance.
+    pub async fn heartbeat(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+    ) -> Result<Heartbeat, RegistryError> {
+        validate_path(namespace, service, id)?;
+        let store = &self.inner.store;
+        let not_found = || RegistryError::NotFound {
+            namespace: namespace.to_owned(),
+            service: service.to_owned(),
+            id: id.to_owned(),
+        };
+        let key = instance_key(Part::Instance, namespace, service, id);
+        let alive_key = instance_key(Part::Alive, namespace, service, id);
+        let held = {
+            let view = self.inner.view.read();
+            view.services
+                .get(&(namespace.to_owned(), service.to_owned()))
+                .and_then(|entry| {
+                    let instance = entry.instances.get(id)?;
+                    Some((
+                        instance.spec.ephemeral,
+                        instance.lease,
+                        entry.alive.get(id).and_then(|(_, lease)| *lease),
+                    ))
+                })
+        };
+        let (ephemeral, removal, health) = match held {
+            Some(held) => held,
+            // Not in this node's view yet (registered a moment ago elsewhere): ask the store.
+            None => {
+                let kv = store.get(&key).await?.ok_or_else(not_found)?;
+                let spec: InstanceSpec =
+                    serde_json::from_slice(&kv.value).map_err(|_| not_found())?;
+                let alive = store.get(&alive_key).await?.and_then(|kv| kv.lease);
+                (spec.ephemeral, kv.lease, alive)
+            }
+        };
+        if !ephemeral {
+            return Err(InvalidField::new(
+                "heartbeat",
+                format!("instance {id:?} is persistent: the control plane checks it, heartbeats are for ephemeral instances"),
+            )
+            .into());
+        }
+        let removal = removal.ok_or_else(not_found)?;
+        match store.keep_alive(removal).await {
+            Err(StoreError::LeaseNotFound(_)) => return Err(not_found()),
+            other => other?,
+        };
+        let renewed = match health {
+            Some(lease) => match store.keep_alive(lease).await {
+                Ok(_) => true,
+                Err(StoreError::LeaseNotFound(_)) => false,
+                Err(error) => return Err(error.into()),
+            },
+            None => false,
+        };
+        if !renewed {
+            // It had missed heartbeats: healthy again from now on, under a new lease.
+            let lease = store.grant_lease(self.inner.config.unhealthy_after).await?;
+            let txn = Txn::new().when(Compare::Exists(key)).then(TxnOp::Put {
+                key: alive_key,
+                value: Vec::new(),
+                lease: Some(lease),
+            });
+            let outcome = store.txn(txn).await?;
+            if !outcome.succeeded {
+                let _ = store.revoke_lease(lease).await;
+                return Err(not_found());
+            }
+            self.caught_up(outcome.revision).await;
+        }
+        Ok(Heartbeat {
+            was_unhealthy: !renewed,
+            interval: self.inner.config.heartbeat_interval,
+        })
+    }
+
+    /// Applies a partial update (weight, drain, labels, metadata, operator health).
+    pub async fn update(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+        patch: InstancePatch,
+    ) -> Result<InstanceView, RegistryError> {
+        validate_path(namespace, service, id)?;
+        if let Some(weight) = patch.weight {
+            validate_weight(weight)?;
+        }
+        let store = &self.inner.store;
+        let key = instance_key(Part::Instance, namespace, service, id);
+        for _ in 0..16 {
+            let kv = store
+                .get(&key)
+                .await?
+                .ok_or_else(|| RegistryError::NotFound {
+                    namespace: namespace.to_owned(),
+                    service: service.to_owned(),
+                    id: id.to_owned(),
+                })?;
+            let mut spec: InstanceSpec = serde_json::from_slice(&kv.value).map_err(|e| {
+                StoreError::InvalidRequest(format!(
+                    "the stored instance {key:?} is unreadable: {e}"
+                ))
+            })?;
+            if patch.healthy.is_some() && spec.ephemeral {
+                return Err(InvalidField::new(
+                    "healthy",
+                    "an ephemeral instance's health follows its heartbeats; drain it instead",
+                )
+                .into());
+            }
+            if let Some(weight) = patch.weight {
+                spec.weight = weight;
+            }
+            if let Some(draining) = patch.draining {
+                spec.draining = draining;
+            }
+            if let Some(labels) = &patch.labels {
+                spec.labels = labels.clone();
+            }
+            if let Some(metadata) = &patch.metadata {
+                spec.metadata = metadata.clone();
+            }
+            spec.validate()?;
+            let value =
+                serde_json::to_vec(&spec).map_err(|e| StoreError::InvalidRequest(e.to_string()))?;
+            let mut txn = Txn::new()
+                .when(Compare::ModRevision(key.clone(), kv.mod_revision))
+                .then(TxnOp::Put {
+                    key: key.clone(),
+                    value,
+                    lease: kv.lease,
+                });
+            if let Some(passing) = patch.healthy {
+                let record = HealthRecord {
+                    passing,
+                    output: format!(
+                        "set {} by an operator",
+                        if passing { "healthy" } else { "unhealthy" }
+                    ),
+                    since_ms: now_ms(),
+                };
+                let record = serde_json::to_vec(&record)
+                    .map_err(|e| StoreError::InvalidRequest(e.to_string()))?;
+                txn = txn.then(TxnOp::put(
+                    instance_key(Part::Health, namespace, service, id),
+                    record,
+                ));
+            }
+            let outcome = store.txn(txn).await?;
+            if outcome.succeeded {
+                self.caught_up(outcome.revision).await;
+                return self.instance(namespace, service, id).ok_or_else(|| {
+                    RegistryError::NotFound {
+                        namespace: namespace.to_owned(),
+                        service: service.to_owned(),
+                        id: id.to_owned(),
+                    }
+                });
+            }
+        }
+        Err(RegistryError::Conflict)
+    }
+
+    /// Removes an instance and everything about it.
+    pub async fn deregister(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+    ) -> Result<(), RegistryError> {
+        validate_path(namespace, service, id)?;
+        let store = &self.inner.store;
+        let key = instance_key(Part::Instance, namespace, service, id);
+        let alive_key = instance_key(Part::Alive, namespace, service, id);
+        let alive = store.get(&alive_key).await?;
+        let txn = Txn::new()
+            .when(Compare::Exists(key.clone()))
+            .then(TxnOp::delete(key.clone()))
+            .then(TxnOp::delete(alive_key))
+            .then(TxnOp::delete(instance_key(
+                Part::Health,
+                namespace,
+                service,
+                id,
+            )));
+        let previous = store.get(&key).await?;
+        let outcome = store.txn(txn).await?;
+        if !outcome.succeeded {
+            return Err(RegistryError::NotFound {
+                namespace: namespace.to_owned(),
+                service: service.to_owned(),
+                id: id.to_owned(),
+            });
+        }
+        for lease in [previous, alive]
+            .into_iter()
+            .flatten()
+            .filter_map(|kv| kv.lease)
+        {
+            let _ = store.revoke_lease(lease).await;
+        }
+        self.caught_up(outcome.revision).await;
+        Ok(())
+    }
+
+    /// One instance as the view holds it.
+    pub fn instance(&self, namespace: &str, service: &str, id: &str) -> Option<InstanceView> {
+        let view = self.inner.view.read();
+        let entry = view
+            .services
+            .get(&(namespace.to_owned(), service.to_owned()))?;
+        entry
+            .instances
+            .get(id)
+            .map(|instance| entry.view(id, instance))
+    }
+
+    /// The instances to send traffic to (healthy, not draining; all of the
+    /// non-draining ones when the protection threshold is triggered), or every
+    /// instance with `all`.
+    pub fn instances(&self, namespace: &str, service: &str, all: bool) -> InstanceList {
+        let view = self.inner.view.read();
+        match view
+            .services
+            .get(&(namespace.to_owned(), service.to_owned()))
+        {
+            Some(entry) => entry.list(namespace, service, all),
+            None => InstanceList {
+                namespace: namespace.to_owned(),
+                service: service.to_owned(),
+                index: 1,
+                protection_triggered: false,
+                instances: Vec::new(),
+            },
+        }
+    }
+
+    /// A blocking query: answers at once if the service's index is past `after`,
+    /// otherwise when it changes or when `wait` (plus up to 1/16 jitter) ends.
+    pub async fn wait_instances(
+        &self,
+        namespace: &str,
+        service: &str,
+        all: bool,
+        after: u64,
+        wait: Duration,
+    ) -> InstanceList {
+        let jitter = wait.mul_f64(fastrand::f64() / 16.0);
+        let deadline = tokio::time::Instant::now() + wait + jitter;
+        let mut changes = self.inner.changes.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let list = self.instances(namespace, service, all);
+            if list.index > after {
+                return list;
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return list },
+                () = tokio::time::sleep_until(deadline) => return self.instances(namespace, service, all),
+            }
+        }
+    }
+
+    /// The services of a namespace that have instances, with their counts.
+    pub fn services(&self, namespace: &str) -> Vec<ServiceSummary> {
+        let view = self.inner.view.read();
+        view.services
+            .iter()
+            .filter(|((ns, _), entry)| ns == namespace && !entry.instances.is_empty())
+            .map(|((_, name), entry)| {
+                let (healthy, _, draining) = entry.counts();
+                ServiceSummary {
+                    name: name.clone(),
+                    healthy,
+                    total: entry.instances.len(),
+                    draining,
+                    protect_threshold: entry.protect_threshold,
+                    index: entry.index.max(1),
+                }
+            })
+            .collect()
+    }
+
+    /// Every instance of every service: (namespace, service, instance).
+    pub fn all_instances(&self) -> Vec<(String, String, InstanceView)> {
+        let view = self.inner.view.read();
+        view.services
+            .iter()
+            .flat_map(|((ns, svc), entry)| {
+                entry
+                    .instances
+                    .iter()
+                    .map(move |(id, instance)| (ns.clone(), svc.clone(), entry.view(id, instance)))
+            })
+            .collect()
+    }
+
+    /// The store this registry keeps its state in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+}
+
+/// Checks the names in an instance path.
+pub fn validate_path(namespace: &str, service: &str, id: &str) -> Result<(), NameError> {
+    validate_name("namespace", namespace)?;
+    validate_name("service", service)?;
+    validate_name("instance id", id)
+}

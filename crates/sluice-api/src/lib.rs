@@ -1,1 +1,85 @@
-//! Control-plane HTTP API.
+//! Sluice's control-plane HTTP API (axum): the naming service's endpoints, generic
+//! resources, Prometheus service discovery, health, the OpenAPI document, and
+//! bearer-token access control. Every error is `{"error": {"code", "message"}}`
+//! with a 4xx/5xx status; bodies are size-limited and parsed strictly.
+
+mod auth;
+mod error;
+mod json;
+pub mod openapi;
+mod resources;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post, put};
+use axum::Router;
+use sluice_registry::Registry;
+use sluice_store::Store;
+
+pub use auth::{Access, Auth, Role, TokenConfig};
+pub use error::ApiError;
+pub use json::{BodyLimit, DEFAULT_BODY_LIMIT};
+pub use resources::{Kinds, ResourceBody, Resources, SpecValidator};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The naming service.
+    pub registry: Registry,
+    /// Generic resources.
+    pub resources: Arc<Resources>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+}
+
+/// The admin API's router, with auth, body limits and panic protection.
+pub fn router(state: AppState, auth: Auth, body_limit: usize) -> Router {
+    use routes::*;
+    let instance = "/v1/namespaces/{ns}/services/{svc}/instances/{id}";
+    let resource = "/v1/namespaces/{ns}/resources/{kind}/{name}";
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/kinds", get(kinds))
+        .route("/v1/sd/prometheus", get(prometheus_sd))
+        .route("/v1/namespaces/{ns}/services", get(list_services))
+        .route(
+            "/v1/namespaces/{ns}/services/{svc}/instances",
+            get(list_instances),
+        )
+        .route(
+            instance,
+            get(get_instance)
+                .put(register)
+                .patch(patch_instance)
+                .delete(deregister),
+        )
+        .route(&format!("{instance}/heartbeat"), put(heartbeat))
+        .route("/v1/namespaces/{ns}/resources/{kind}", get(list_resources))
+        .route(
+            resource,
+            get(get_resource).put(put_resource).delete(delete_resource),
+        )
+        .route(&format!("{resource}/history"), get(resource_history))
+        .route(&format!("{resource}/rollback"), post(rollback_resource))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(auth),
+            auth::authorize,
+        ))
+        .layer(axum::Extension(BodyLimit(body_limit)))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            use axum::response::IntoResponse;
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the request hit a bug in Sluice; it is logged",
+            )
+            .into_response()
+        }))
+}

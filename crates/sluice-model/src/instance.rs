@@ -42,6 +42,14 @@ pub struct InstanceSpec {
     /// Registered but taking no new traffic.
     #[serde(default)]
     pub draining: bool,
+    /// For ephemeral instances: unhealthy after this long without a heartbeat, and
+    /// removed after twice as long (default: the server's `unhealthy_after` and `remove_after`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "optional_duration_text"
+    )]
+    pub ttl: Option<Duration>,
 }
 
 fn default_weight() -> u32 {
@@ -129,6 +137,20 @@ impl InstanceSpec {
         validate_weight(self.weight)?;
         validate_labels("labels", &self.labels, MAX_LABEL_VALUE)?;
         validate_labels("metadata", &self.metadata, MAX_METADATA_VALUE)?;
+        if let Some(ttl) = self.ttl {
+            if !self.ephemeral {
+                return Err(InvalidField::new(
+                    "ttl",
+                    "only ephemeral instances have a heartbeat TTL; set \"ephemeral\": true",
+                ));
+            }
+            if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(3600) {
+                return Err(InvalidField::new(
+                    "ttl",
+                    format!("{} is outside 1s..=1h", duration_text::format(ttl)),
+                ));
+            }
+        }
         if let Some(check) = &self.check {
             if self.ephemeral {
                 return Err(InvalidField::new(

@@ -54,6 +54,14 @@ impl Default for RegistryConfig {
 }
 
 impl RegistryConfig {
+    /// (unhealthy_after, remove_after) of an ephemeral instance: its own `ttl` if set.
+    pub fn ttls(&self, spec: &InstanceSpec) -> (Duration, Duration) {
+        match spec.ttl {
+            Some(ttl) => (ttl, ttl * 2),
+            None => (self.unhealthy_after, self.remove_after),
+        }
+    }
+
     /// Checks that the timings make sense together.
     pub fn validate(&self) -> Result<(), String> {
         if self.unhealthy_after < Duration::from_secs(1) {
@@ -324,8 +332,9 @@ impl Registry {
             serde_json::to_vec(&spec).map_err(|e| StoreError::InvalidRequest(e.to_string()))?;
         let mut txn = Txn::new();
         if spec.ephemeral {
-            let removal = store.grant_lease(self.inner.config.remove_after).await?;
-            let health = store.grant_lease(self.inner.config.unhealthy_after).await?;
+            let (unhealthy_after, remove_after) = self.inner.config.ttls(&spec);
+            let removal = store.grant_lease(remove_after).await?;
+            let health = store.grant_lease(unhealthy_after).await?;
             txn = txn
                 .then(TxnOp::Put {
                     key,
@@ -392,12 +401,13 @@ impl Registry {
                     let instance = entry.instances.get(id)?;
                     Some((
                         instance.spec.ephemeral,
+                        instance.spec.ttl,
                         instance.lease,
                         entry.alive.get(id).and_then(|(_, lease)| *lease),
                     ))
                 })
         };
-        let (ephemeral, removal, health) = match held {
+        let (ephemeral, ttl, removal, health) = match held {
             Some(held) => held,
             // Not in this node's view yet (registered a moment ago elsewhere): ask the store.
             None => {
@@ -405,7 +415,7 @@ impl Registry {
                 let spec: InstanceSpec =
                     serde_json::from_slice(&kv.value).map_err(|_| not_found())?;
                 let alive = store.get(&alive_key).await?.and_then(|kv| kv.lease);
-                (spec.ephemeral, kv.lease, alive)
+                (spec.ephemeral, spec.ttl, kv.lease, alive)
             }
         };
         if !ephemeral {
@@ -430,7 +440,9 @@ impl Registry {
         };
         if !renewed {
             // It had missed heartbeats: healthy again from now on, under a new lease.
-            let lease = store.grant_lease(self.inner.config.unhealthy_after).await?;
+            let lease = store
+                .grant_lease(ttl.unwrap_or(self.inner.config.unhealthy_after))
+                .await?;
             let txn = Txn::new().when(Compare::Exists(key)).then(TxnOp::Put {
                 key: alive_key,
                 value: Vec::new(),
@@ -445,7 +457,7 @@ impl Registry {
         }
         Ok(Heartbeat {
             was_unhealthy: !renewed,
-            interval: self.inner.config.heartbeat_interval,
+            interval: ttl.map_or(self.inner.config.heartbeat_interval, |ttl| ttl / 3),
         })
     }
 

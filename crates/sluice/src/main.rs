@@ -1,9 +1,15 @@
 //! The `sluice` binary: the command line, and the wiring of Sluice's roles.
 //!
-//! For now it opens and checks stores (`sluice store check`); later roles
-//! (`sluice up`, `server`, `gateway`, `agent`) are wired here as they land.
+//! Roles: `sluice up` (everything on one machine) and `sluice server` (a
+//! control-plane node); clients: `sluice svc`, `apply`, `get`; and `sluice store
+//! check`. Later roles (`gateway`, `agent`) are wired here as they land.
 
+mod client;
+mod config;
+mod serve;
 mod store_cmd;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +24,34 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start Sluice on this machine: control plane and naming service on the embedded store.
+    Up(config::ServerArgs),
+    /// Start a control-plane node (run several against one etcd for high availability).
+    Server(config::ServerArgs),
+    /// Services and instances.
+    Svc {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: client::SvcCommand,
+    },
+    /// Create or update the resources in a YAML or JSON file (`-` for standard input).
+    Apply {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// The file.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+    /// Show resources of a kind, or one resource.
+    Get {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// Resource kind, such as Service or Route.
+        kind: String,
+        /// Resource name.
+        name: Option<String>,
+    },
     /// Work with a store directly: check that it works.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
@@ -44,6 +78,11 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Up(args) => serve::run(args.resolve(None)?, serve::Role::Up).await,
+            Command::Server(args) => serve::run(args.resolve(None)?, serve::Role::Server).await,
+            Command::Svc { client, command } => client::svc(client, command).await,
+            Command::Apply { client, file } => client::apply(client, file).await,
+            Command::Get { client, kind, name } => client::get(client, kind, name).await,
             Command::Store(command) => command.run().await,
             Command::Debug(command) => command.run().await,
         }

@@ -1,0 +1,248 @@
+//! Bearer tokens: optional; when any is configured, nothing is served without a
+//! valid one. Each token has a role — `read` (GET), `write` (also PUT, PATCH, POST,
+//! DELETE) or `admin` (everything) — and the namespaces it covers (`*` for all).
+
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sluice_model::validate_name;
+
+use crate::error::ApiError;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read only.
+    Read,
+    /// Read and change.
+    Write,
+    /// Everything.
+    Admin,
+}
+
+/// One configured token (`[[tokens]]` in the config file).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// A name for logs (the token itself is never logged).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The secret, at least 16 characters.
+    pub token: String,
+    /// What it may do.
+    pub role: Role,
+    /// Namespaces it covers; `["*"]` (the default) for all.
+    #[serde(default = "all_namespaces")]
+    pub namespaces: Vec<String>,
+}
+
+fn all_namespaces() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+impl TokenConfig {
+    /// Checks the token's length and namespaces.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = self.name.as_deref().unwrap_or("(unnamed)");
+        if self.token.len() < 16
+            || self
+                .token
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "token {name}: a token needs at least 16 non-space characters"
+            ));
+        }
+        if self.namespaces.is_empty() {
+            return Err(format!(
+                "token {name}: namespaces is empty; use [\"*\"] for all"
+            ));
+        }
+        for namespace in &self.namespaces {
+            if namespace != "*" {
+                validate_name("namespace", namespace).map_err(|e| format!("token {name}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn covers(&self, namespace: &str) -> bool {
+        self.namespaces.iter().any(|n| n == "*" || n == namespace)
+    }
+}
+
+/// The tokens in force.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    tokens: Vec<TokenConfig>,
+}
+
+/// What the caller's token allows, for handlers that filter by namespace.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// `None`: every namespace.
+    pub namespaces: Option<Vec<String>>,
+    /// The caller's role (`Admin` when no tokens are configured).
+    pub role: Role,
+}
+
+impl Access {
+    /// Whether the caller may see `namespace`.
+    pub fn covers(&self, namespace: &str) -> bool {
+        self.namespaces
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|n| n == namespace))
+    }
+}
+
+impl Auth {
+    /// Tokens from the configuration, validated.
+    pub fn new(tokens: Vec<TokenConfig>) -> Result<Self, String> {
+        for token in &tokens {
+            token.validate()?;
+        }
+        Ok(Auth { tokens })
+    }
+
+    /// Whether any token is configured.
+    pub fn enabled(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    fn find(&self, presented: &str) -> Option<&TokenConfig> {
+        // Compare every token in full, so timing does not tell how much matched.
+        let mut found = None;
+        for token in &self.tokens {
+            if constant_time_eq(token.token.as_bytes(), presented.as_bytes()) {
+                found = Some(token);
+            }
+        }
+        found
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The namespace a path addresses: `/v1/namespaces/{ns}/...`.
+fn path_namespace(path: &str) -> Option<&str> {
+    let mut segments = path.trim_start_matches('/').split('/');
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some("v1"), Some("namespaces"), Some(ns)) if !ns.is_empty() => Some(ns),
+        _ => None,
+    }
+}
+
+/// Middleware: checks the bearer token, its role against the method, and its namespaces.
+pub async fn authorize(
+    State(auth): State<std::sync::Arc<Auth>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !auth.enabled() {
+        request.extensions_mut().insert(Access {
+            namespaces: None,
+            role: Role::Admin,
+        });
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(presented) = presented else {
+        return unauthorized("this Sluice requires a token: send Authorization: Bearer TOKEN");
+    };
+    let Some(token) = auth.find(presented) else {
+        return unauthorized("the bearer token is not valid");
+    };
+    let needed = match *request.method() {
+        Method::GET | Method::HEAD | Method::OPTIONS => Role::Read,
+        _ => Role::Write,
+    };
+    if token.role < needed {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "a {:?} token cannot {}; it needs the write role",
+                token.role,
+                request.method()
+            )
+            .to_lowercase(),
+        )
+        .into_response();
+    }
+    if let Some(namespace) = path_namespace(request.uri().path()) {
+        if !token.covers(namespace) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this token does not cover namespace {namespace:?}"),
+            )
+            .into_response();
+        }
+    }
+    let namespaces = (!token.namespaces.iter().any(|n| n == "*")).then(|| token.namespaces.clone());
+    request.extensions_mut().insert(Access {
+        namespaces,
+        role: token.role,
+    });
+    next.run(request).await
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_from_paths() {
+        assert_eq!(
+            path_namespace("/v1/namespaces/team-a/services"),
+            Some("team-a")
+        );
+        assert_eq!(path_namespace("/v1/sd/prometheus"), None);
+        assert_eq!(path_namespace("/healthz"), None);
+    }
+
+    #[test]
+    fn tokens_are_validated() {
+        let token = |t: &str| TokenConfig {
+            name: None,
+            token: t.into(),
+            role: Role::Read,
+            namespaces: all_namespaces(),
+        };
+        assert!(token("short").validate().is_err());
+        assert!(token("0123456789abcdef").validate().is_ok());
+        assert!(
+            constant_time_eq(b"abc", b"abc")
+                && !constant_time_eq(b"abc", b"abd")
+                && !constant_time_eq(b"a", b"ab")
+        );
+    }
+}

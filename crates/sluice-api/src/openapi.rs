@@ -1,0 +1,87 @@
+//! The OpenAPI 3.1 document served at `GET /v1/openapi.json`, built from [`ENDPOINTS`],
+//! the same table the tests check against the router.
+
+use serde_json::{json, Map, Value};
+
+/// An endpoint: method, path (OpenAPI template), summary, query parameters, whether it takes a body.
+pub struct Endpoint {
+    /// HTTP method, lower case.
+    pub method: &'static str,
+    /// Path template.
+    pub path: &'static str,
+    /// One line on what it does.
+    pub summary: &'static str,
+    /// Query parameters it takes.
+    pub query: &'static [(&'static str, &'static str)],
+    /// Whether it takes a JSON body.
+    pub body: bool,
+}
+
+const BLOCKING: &[(&str, &str)] = &[
+    ("index", "blocking query: answer once the index is past this (from X-Sluice-Index)"),
+    ("wait", "blocking query: longest wait, such as 30s (default 5m, at most 10m; up to 1/16 jitter added)"),
+];
+
+/// Every endpoint of the admin API.
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint { method: "get", path: "/healthz", summary: "The process is up.", query: &[], body: false },
+    Endpoint { method: "get", path: "/readyz", summary: "The registry is loaded and the store answers.", query: &[], body: false },
+    Endpoint { method: "get", path: "/v1/openapi.json", summary: "This document.", query: &[], body: false },
+    Endpoint { method: "get", path: "/v1/kinds", summary: "Resource kinds this Sluice accepts.", query: &[], body: false },
+    Endpoint { method: "get", path: "/v1/sd/prometheus", summary: "Prometheus HTTP service discovery: a target group per instance with __meta_sluice_* labels.", query: &[("namespace", "only this namespace"), ("service", "only this service")], body: false },
+    Endpoint { method: "get", path: "/v1/namespaces/{ns}/services", summary: "Services with instances, with healthy / total / draining counts.", query: &[], body: false },
+    Endpoint { method: "get", path: "/v1/namespaces/{ns}/services/{svc}/instances", summary: "Instances to send traffic to (healthy, not draining; all non-draining when the protection threshold triggers), or all with all=true. Blocking with index/wait.", query: &[("all", "true: every instance, flagged"), BLOCKING[0], BLOCKING[1]], body: false },
+    Endpoint { method: "get", path: "/v1/namespaces/{ns}/services/{svc}/instances/{id}", summary: "One instance.", query: &[], body: false },
+    Endpoint { method: "put", path: "/v1/namespaces/{ns}/services/{svc}/instances/{id}", summary: "Register or update an instance: {address, ephemeral?, weight?, labels?, metadata?, check?, draining?}.", query: &[], body: true },
+    Endpoint { method: "patch", path: "/v1/namespaces/{ns}/services/{svc}/instances/{id}", summary: "Change weight, draining, labels, metadata, or an operator's health verdict.", query: &[], body: true },
+    Endpoint { method: "delete", path: "/v1/namespaces/{ns}/services/{svc}/instances/{id}", summary: "Deregister an instance.", query: &[], body: false },
+    Endpoint { method: "put", path: "/v1/namespaces/{ns}/services/{svc}/instances/{id}/heartbeat", summary: "Heartbeat of an ephemeral instance; 404 means register again.", query: &[], body: false },
+    Endpoint { method: "get", path: "/v1/namespaces/{ns}/resources/{kind}", summary: "List resources of a kind. Blocking with index/wait.", query: BLOCKING, body: false },
+    Endpoint { method: "get", path: "/v1/namespaces/{ns}/resources/{kind}/{name}", summary: "Read a resource: {kind, metadata: {namespace, name, labels, revision}, spec}.", query: &[], body: false },
+    Endpoint { method: "put", path: "/v1/namespaces/{ns}/resources/{kind}/{name}", summary: "Create or replace a resource: {spec, metadata?: {labels}}.", query: &[], body: true },
+    Endpoint { method: "delete", path: "/v1/namespaces/{ns}/resources/{kind}/{name}", summary: "Delete a resource (its last version stays in the history).", query: &[], body: false },
+    Endpoint { method: "get", path: "/v1/namespaces/{ns}/resources/{kind}/{name}/history", summary: "Kept versions, newest first.", query: &[], body: false },
+    Endpoint { method: "post", path: "/v1/namespaces/{ns}/resources/{kind}/{name}/rollback", summary: "Make the version at ?revision=N current again.", query: &[("revision", "a revision from the history")], body: false },
+];
+
+/// The document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for endpoint in ENDPOINTS {
+        let mut parameters: Vec<Value> = endpoint
+            .path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"}}))
+            .collect();
+        parameters.extend(
+            endpoint
+                .query
+                .iter()
+                .map(|(name, description)| json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})),
+        );
+        let mut operation = json!({
+            "summary": endpoint.summary,
+            "parameters": parameters,
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {}}},
+                "4XX": {"description": "Bad request, unauthorized, forbidden, not found", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            },
+            "security": [{"bearer": []}, {}],
+        });
+        if endpoint.body {
+            operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+        }
+        let item = paths.entry(endpoint.path).or_insert_with(|| json!({}));
+        item[endpoint.method] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Sluice admin API", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}},
+        },
+    })
+}

@@ -1,0 +1,485 @@
+//! Generic resources: every configured object (`Route`, `RateLimit`, `AlarmRule`,
+//! `Service`, ...) is `{kind, metadata, spec}`, validated by its kind, stored with a
+//! revision, its earlier versions kept (bounded) for history and rollback.
+//!
+//! Keys: the current version at `res/{kind}/{ns}/{name}`; each replaced or deleted
+//! version at `hist/{kind}/{ns}/{name}/{revision}` (the revision it was written at),
+//! moved there in the same transaction that replaces it, so no version is lost.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sluice_model::{validate_labels, validate_name, InvalidField, Resource, ResourceMetadata};
+use sluice_store::{
+    follow, Compare, FollowUpdate, KeyValue, RangeOptions, Revision, Store, Txn, TxnOp,
+};
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+
+/// Versions kept per resource besides the current one.
+pub const DEFAULT_HISTORY_LIMIT: usize = 20;
+
+/// Checks a kind's spec; the error names the field.
+pub type SpecValidator = fn(&Value) -> Result<(), InvalidField>;
+
+/// The kinds the API accepts, each with its validation.
+#[derive(Clone)]
+pub struct Kinds {
+    validators: BTreeMap<String, SpecValidator>,
+}
+
+impl Kinds {
+    /// The kinds built into this Sluice.
+    pub fn builtin() -> Self {
+        let mut kinds = Kinds {
+            validators: BTreeMap::new(),
+        };
+        kinds.register("Service", validate_service_spec);
+        kinds
+    }
+
+    /// Adds (or replaces) a kind.
+    pub fn register(&mut self, kind: &str, validator: SpecValidator) {
+        self.validators.insert(kind.to_owned(), validator);
+    }
+
+    /// The kind's validator, or a 404 listing the known kinds.
+    pub fn validator(&self, kind: &str) -> Result<SpecValidator, ApiError> {
+        self.validators.get(kind).copied().ok_or_else(|| {
+            ApiError::not_found(format!(
+                "unknown resource kind {kind:?}; known kinds: {}",
+                self.validators
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+
+    /// Every known kind.
+    pub fn names(&self) -> Vec<String> {
+        self.validators.keys().cloned().collect()
+    }
+}
+
+/// The spec of a `Service` resource: settings of a service in the naming service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceSpec {
+    #[serde(default)]
+    protect_threshold: Option<f64>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+fn validate_service_spec(spec: &Value) -> Result<(), InvalidField> {
+    let spec: ServiceSpec = serde_json::from_value(spec.clone())
+        .map_err(|e| InvalidField::new("spec", e.to_string()))?;
+    if let Some(threshold) = spec.protect_threshold {
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(InvalidField::new(
+                "spec.protect_threshold",
+                format!("{threshold} is outside 0..=1"),
+            ));
+        }
+    }
+    if spec.description.as_ref().is_some_and(|d| d.len() > 1024) {
+        return Err(InvalidField::new("spec.description", "over 1024 bytes"));
+    }
+    Ok(())
+}
+
+/// A `PUT` body: `{"spec": {...}, "metadata": {"labels": {...}}}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceBody {
+    /// The kind-specific body.
+    pub spec: Value,
+    /// Optional labels.
+    #[serde(default)]
+    pub metadata: Option<BodyMetadata>,
+}
+
+/// The metadata a client may set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodyMetadata {
+    /// Labels for selection.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One version in a resource's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    /// The revision this version was written at.
+    pub revision: Revision,
+    /// Whether this is the current version.
+    pub current: bool,
+    /// The version.
+    pub resource: Resource,
+}
+
+fn resource_key(kind: &str, namespace: &str, name: &str) -> String {
+    format!("res/{kind}/{namespace}/{name}")
+}
+
+fn history_prefix(kind: &str, namespace: &str, name: &str) -> String {
+    format!("hist/{kind}/{namespace}/{name}/")
+}
+
+fn decode(kv: &KeyValue) -> Result<Resource, ApiError> {
+    let mut resource: Resource = serde_json::from_slice(&kv.value).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "corrupt",
+            format!("stored resource {:?} is unreadable: {e}", kv.key),
+        )
+    })?;
+    resource.metadata.revision = kv.mod_revision;
+    Ok(resource)
+}
+
+/// Stores and reads resources, and answers blocking lists.
+pub struct Resources {
+    store: Arc<dyn Store>,
+    kinds: Kinds,
+    history_limit: usize,
+    /// (kind, namespace) → revision of the last change there.
+    indexes: RwLock<HashMap<(String, String), Revision>>,
+    changes: watch::Sender<Revision>,
+}
+
+impl Resources {
+    /// Starts following `res/` for blocking lists; must run inside a Tokio runtime.
+    pub fn start(store: Arc<dyn Store>, kinds: Kinds) -> Arc<Self> {
+        let (changes, _) = watch::channel(0);
+        let resources = Arc::new(Resources {
+            store: Arc::clone(&store),
+            kinds,
+            history_limit: DEFAULT_HISTORY_LIMIT,
+            indexes: RwLock::new(HashMap::new()),
+            changes,
+        });
+        let weak = Arc::downgrade(&resources);
+        tokio::spawn(follow(store, "res/".to_owned(), move |update| {
+            let Some(resources) = weak.upgrade() else {
+                return;
+            };
+            let mut indexes = resources.indexes.write();
+            let mut last = 0;
+            let mut note = |key: &str, revision: Revision| {
+                let mut parts = key.splitn(4, '/');
+                if let (Some(_), Some(kind), Some(ns)) = (parts.next(), parts.next(), parts.next())
+                {
+                    let entry = indexes.entry((kind.to_owned(), ns.to_owned())).or_insert(0);
+                    *entry = (*entry).max(revision);
+                }
+                last = last.max(revision);
+            };
+            match update {
+                FollowUpdate::Snapshot { kvs, revision } => {
+                    for kv in &kvs {
+                        note(&kv.key, kv.mod_revision);
+                    }
+                    last = last.max(revision);
+                }
+                FollowUpdate::Events(events) => {
+                    for event in &events {
+                        note(&event.kv.key, event.revision());
+                    }
+                }
+            }
+            drop(indexes);
+            resources.changes.send_if_modified(|seen| {
+                let changed = last > *seen;
+                *seen = (*seen).max(last);
+                changed
+            });
+        }));
+        resources
+    }
+
+    /// The kinds accepted.
+    pub fn kinds(&self) -> &Kinds {
+        &self.kinds
+    }
+
+    fn check_path(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: Option<&str>,
+    ) -> Result<SpecValidator, ApiError> {
+        validate_name("namespace", namespace)?;
+        let validator = self.kinds.validator(kind)?;
+        if let Some(name) = name {
+            validate_name("resource name", name)?;
+        }
+        Ok(validator)
+    }
+
+    /// Creates or replaces a resource. Returns it and whether it was created. Putting
+    /// the same spec and labels again changes nothing (no new revision).
+    pub async fn put(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+        body: ResourceBody,
+    ) -> Result<(Resource, bool), ApiError> {
+        let validator = self.check_path(namespace, kind, Some(name))?;
+        if !body.spec.is_object() {
+            return Err(InvalidField::new("spec", "must be a JSON object").into());
+        }
+        validator(&body.spec)?;
+        let labels = body.metadata.map(|m| m.labels).unwrap_or_default();
+        validate_labels("metadata.labels", &labels, 256)?;
+        let resource = Resource {
+            kind: kind.to_owned(),
+            metadata: ResourceMetadata {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                labels,
+                revision: 0,
+            },
+            spec: body.spec,
+        };
+        self.write(resource).await
+    }
+
+    async fn write(&self, resource: Resource) -> Result<(Resource, bool), ApiError> {
+        let (kind, namespace, name) = (
+            &resource.kind,
+            &resource.metadata.namespace,
+            &resource.metadata.name,
+        );
+        let key = resource_key(kind, namespace, name);
+        let value =
+            serde_json::to_vec(&resource).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        for _ in 0..16 {
+            let current = self.store.get(&key).await?;
+            if let Some(current) = &current {
+                let held = decode(current)?;
+                if held.spec == resource.spec && held.metadata.labels == resource.metadata.labels {
+                    return Ok((held, false));
+                }
+            }
+            let mut txn = Txn::new()
+                .when(Compare::ModRevision(
+                    key.clone(),
+                    current.as_ref().map_or(0, |kv| kv.mod_revision),
+                ))
+                .then(TxnOp::put(key.clone(), value.clone()));
+            if let Some(current) = &current {
+                txn = txn.then(TxnOp::put(
+                    format!(
+                        "{}{:020}",
+                        history_prefix(kind, namespace, name),
+                        current.mod_revision
+                    ),
+                    current.value.clone(),
+                ));
+            }
+            let outcome = self.store.txn(txn).await?;
+            if outcome.succeeded {
+                self.trim_history(kind, namespace, name).await;
+                let mut stored = resource.clone();
+                stored.metadata.revision = outcome.revision;
+                return Ok((stored, current.is_none()));
+            }
+        }
+        Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "conflict",
+            "the resource changed concurrently too often; try again",
+        ))
+    }
+
+    async fn trim_history(&self, kind: &str, namespace: &str, name: &str) {
+        let prefix = history_prefix(kind, namespace, name);
+        let Ok(page) = self.store.range(&prefix, RangeOptions::default()).await else {
+            return;
+        };
+        if page.kvs.len() > self.history_limit {
+            let excess = page.kvs.len() - self.history_limit;
+            let mut txn = Txn::new();
+            for kv in page.kvs.iter().take(excess) {
+                txn = txn.then(TxnOp::delete(kv.key.clone()));
+            }
+            let _ = self.store.txn(txn).await;
+        }
+    }
+
+    /// Reads a resource.
+    pub async fn get(&self, namespace: &str, kind: &str, name: &str) -> Result<Resource, ApiError> {
+        self.check_path(namespace, kind, Some(name))?;
+        let kv = self.store.get(&resource_key(kind, namespace, name)).await?;
+        match kv {
+            Some(kv) => decode(&kv),
+            None => Err(ApiError::not_found(format!(
+                "{kind} {namespace}/{name} does not exist"
+            ))),
+        }
+    }
+
+    /// Lists a kind in a namespace; also returns the list's change index.
+    pub async fn list(
+        &self,
+        namespace: &str,
+        kind: &str,
+    ) -> Result<(Vec<Resource>, Revision), ApiError> {
+        self.check_path(namespace, kind, None)?;
+        let prefix = format!("res/{kind}/{namespace}/");
+        let (kvs, _) = sluice_store::list_all(&*self.store, &prefix).await?;
+        let items = kvs.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        Ok((items, self.index(kind, namespace)))
+    }
+
+    fn index(&self, kind: &str, namespace: &str) -> Revision {
+        self.indexes
+            .read()
+            .get(&(kind.to_owned(), namespace.to_owned()))
+            .copied()
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// A blocking list: answers when the kind changed in the namespace after `after`,
+    /// or when `wait` (plus up to 1/16 jitter) ends.
+    pub async fn wait_list(
+        &self,
+        namespace: &str,
+        kind: &str,
+        after: Revision,
+        wait: Duration,
+    ) -> Result<(Vec<Resource>, Revision), ApiError> {
+        self.check_path(namespace, kind, None)?;
+        let deadline = tokio::time::Instant::now() + wait + wait.mul_f64(fastrand::f64() / 16.0);
+        let mut changes = self.changes.subscribe();
+        loop {
+            changes.borrow_and_update();
+            if self.index(kind, namespace) > after {
+                break;
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { break },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        self.list(namespace, kind).await
+    }
+
+    /// Deletes a resource, keeping its last version in the history.
+    pub async fn delete(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Revision, ApiError> {
+        self.check_path(namespace, kind, Some(name))?;
+        let key = resource_key(kind, namespace, name);
+        for _ in 0..16 {
+            let Some(current) = self.store.get(&key).await? else {
+                return Err(ApiError::not_found(format!(
+                    "{kind} {namespace}/{name} does not exist"
+                )));
+            };
+            let txn = Txn::new()
+                .when(Compare::ModRevision(key.clone(), current.mod_revision))
+                .then(TxnOp::delete(key.clone()))
+                .then(TxnOp::put(
+                    format!(
+                        "{}{:020}",
+                        history_prefix(kind, namespace, name),
+                        current.mod_revision
+                    ),
+                    current.value.clone(),
+                ));
+            let outcome = self.store.txn(txn).await?;
+            if outcome.succeeded {
+                self.trim_history(kind, namespace, name).await;
+                return Ok(outcome.revision);
+            }
+        }
+        Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "conflict",
+            "the resource changed concurrently too often; try again",
+        ))
+    }
+
+    /// Every kept version, newest first.
+    pub async fn history(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Vec<HistoryEntry>, ApiError> {
+        self.check_path(namespace, kind, Some(name))?;
+        let mut entries = Vec::new();
+        if let Some(kv) = self.store.get(&resource_key(kind, namespace, name)).await? {
+            entries.push(HistoryEntry {
+                revision: kv.mod_revision,
+                current: true,
+                resource: decode(&kv)?,
+            });
+        }
+        let page = self
+            .store
+            .range(
+                &history_prefix(kind, namespace, name),
+                RangeOptions::default(),
+            )
+            .await?;
+        for kv in page.kvs.iter().rev() {
+            let mut resource: Resource = serde_json::from_slice(&kv.value)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let revision = kv
+                .key
+                .rsplit('/')
+                .next()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0);
+            resource.metadata.revision = revision;
+            entries.push(HistoryEntry {
+                revision,
+                current: false,
+                resource,
+            });
+        }
+        if entries.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "{kind} {namespace}/{name} has no history"
+            )));
+        }
+        Ok(entries)
+    }
+
+    /// Makes the version written at `revision` current again (as a new revision).
+    pub async fn rollback(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+        revision: Revision,
+    ) -> Result<Resource, ApiError> {
+        let history = self.history(namespace, kind, name).await?;
+        let Some(entry) = history.into_iter().find(|entry| entry.revision == revision) else {
+            return Err(ApiError::not_found(format!(
+                "{kind} {namespace}/{name} has no kept version at revision {revision}; see its history"
+            )));
+        };
+        let validator = self.kinds.validator(kind)?;
+        validator(&entry.resource.spec)?;
+        let mut resource = entry.resource;
+        resource.metadata.revision = 0;
+        Ok(self.write(resource).await?.0)
+    }
+}

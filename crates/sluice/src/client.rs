@@ -1,0 +1,502 @@
+//! Client commands: `sluice svc ...`, `sluice apply -f`, `sluice get`. They talk to
+//! the admin API; tables for people by default, `-o json` for scripts.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+/// Where and how a client command talks to Sluice.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Admin API of a Sluice node.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_SERVER",
+        default_value = "http://127.0.0.1:7700"
+    )]
+    server: String,
+    /// Bearer token, when the server requires one.
+    #[arg(long, global = true, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Namespace.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "SLUICE_NAMESPACE",
+        default_value = "default"
+    )]
+    namespace: String,
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns.
+    Table,
+    /// The API's JSON.
+    Json,
+}
+
+/// `sluice svc ...`
+#[derive(Debug, Subcommand)]
+pub enum SvcCommand {
+    /// List services with healthy / total counts.
+    Ls,
+    /// Show a service's instances (all of them, flagged).
+    Show {
+        /// Service name.
+        name: String,
+    },
+    /// Register an instance.
+    Register {
+        /// Service name.
+        name: String,
+        /// host:port
+        address: String,
+        /// Instance ID [default: derived from the address].
+        #[arg(long)]
+        id: Option<String>,
+        /// Ephemeral with this heartbeat TTL (such as 15s): unhealthy after it, removed after twice it.
+        #[arg(long, conflicts_with_all = ["check_http", "check_tcp"])]
+        ttl: Option<String>,
+        /// Persistent, checked by HTTP GET of this path.
+        #[arg(long, conflicts_with = "check_tcp")]
+        check_http: Option<String>,
+        /// Persistent, checked by TCP connect.
+        #[arg(long)]
+        check_tcp: bool,
+        /// Check interval (with --check-http / --check-tcp).
+        #[arg(long)]
+        check_interval: Option<String>,
+        /// A label, key=value (repeatable).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// Weight 0-1000.
+        #[arg(long)]
+        weight: Option<u32>,
+    },
+    /// Drain an instance: it stays registered but gets no new traffic.
+    Drain {
+        /// Service name.
+        name: String,
+        /// Instance ID.
+        id: String,
+        /// Undrain instead.
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Deregister an instance.
+    Deregister {
+        /// Service name.
+        name: String,
+        /// Instance ID.
+        id: String,
+    },
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not key=value"))
+}
+
+struct Client {
+    http: reqwest::Client,
+    args: ClientArgs,
+}
+
+impl Client {
+    fn new(args: ClientArgs) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Client { http, args })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.args.server.trim_end_matches('/'))
+    }
+
+    fn ns(&self) -> &str {
+        &self.args.namespace
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self.http.request(method.clone(), self.url(path));
+        if let Some(token) = &self.args.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.with_context(|| {
+            format!(
+                "cannot reach Sluice at {} (is `sluice up` running? see --server)",
+                self.args.server
+            )
+        })?;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status >= 400 {
+            let message = value
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .map_or_else(|| value.to_string(), str::to_owned);
+            bail!("{method} {path}: {status}: {message}");
+        }
+        Ok((status, value))
+    }
+
+    fn print_json(&self, value: &Value) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    }
+}
+
+/// Prints rows as aligned columns.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+fn text(value: &Value, pointer: &str) -> String {
+    match value.pointer(pointer) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn labels_text(value: &Value) -> String {
+    value
+        .as_object()
+        .map(|map| {
+            map.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+/// Runs `sluice svc ...`.
+pub async fn svc(args: ClientArgs, command: SvcCommand) -> anyhow::Result<()> {
+    let client = Client::new(args)?;
+    let ns = client.ns().to_owned();
+    match command {
+        SvcCommand::Ls => {
+            let (_, value) = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/namespaces/{ns}/services"),
+                    None,
+                )
+                .await?;
+            if client.args.output == Output::Json {
+                client.print_json(&value);
+                return Ok(());
+            }
+            let rows = value["services"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    vec![
+                        text(s, "/name"),
+                        text(s, "/healthy"),
+                        text(s, "/total"),
+                        text(s, "/draining"),
+                    ]
+                })
+                .collect();
+            table(&["SERVICE", "HEALTHY", "TOTAL", "DRAINING"], rows);
+        }
+        SvcCommand::Show { name } => {
+            let path = format!("/v1/namespaces/{ns}/services/{name}/instances?all=true");
+            let (_, value) = client.call(reqwest::Method::GET, &path, None).await?;
+            if client.args.output == Output::Json {
+                client.print_json(&value);
+                return Ok(());
+            }
+            let rows = value["instances"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|i| {
+                    vec![
+                        text(i, "/id"),
+                        text(i, "/address"),
+                        text(i, "/weight"),
+                        text(i, "/healthy"),
+                        text(i, "/draining"),
+                        if i["ephemeral"].as_bool() == Some(true) {
+                            "ephemeral".into()
+                        } else {
+                            "persistent".into()
+                        },
+                        labels_text(&i["labels"]),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "ID", "ADDRESS", "WEIGHT", "HEALTHY", "DRAINING", "KIND", "LABELS",
+                ],
+                rows,
+            );
+        }
+        SvcCommand::Register {
+            name,
+            address,
+            id,
+            ttl,
+            check_http,
+            check_tcp,
+            check_interval,
+            labels,
+            weight,
+        } => {
+            let id = id.unwrap_or_else(|| {
+                address
+                    .replace(['.', ':', '[', ']'], "-")
+                    .trim_matches('-')
+                    .to_owned()
+            });
+            let mut body = json!({"address": address});
+            if let Some(ttl) = ttl {
+                body["ephemeral"] = json!(true);
+                body["ttl"] = json!(ttl);
+            }
+            let check = match (check_http, check_tcp) {
+                (Some(path), _) => Some(json!({"type": "http", "path": path})),
+                (None, true) => Some(json!({"type": "tcp"})),
+                (None, false) => None,
+            };
+            if let Some(mut check) = check {
+                if let Some(interval) = check_interval {
+                    check["interval"] = json!(interval);
+                }
+                body["check"] = check;
+            }
+            if !labels.is_empty() {
+                body["labels"] = json!(labels.into_iter().collect::<BTreeMap<_, _>>());
+            }
+            if let Some(weight) = weight {
+                body["weight"] = json!(weight);
+            }
+            let path = format!("/v1/namespaces/{ns}/services/{name}/instances/{id}");
+            let (status, value) = client
+                .call(reqwest::Method::PUT, &path, Some(&body))
+                .await?;
+            if client.args.output == Output::Json {
+                client.print_json(&value);
+            } else {
+                let verb = if status == 201 {
+                    "registered"
+                } else {
+                    "updated"
+                };
+                println!("{verb} {ns}/{name}/{id} at {address}");
+                if body["ephemeral"] == json!(true) {
+                    println!(
+                        "heartbeat with: curl -X PUT {}{path}/heartbeat",
+                        client.args.server.trim_end_matches('/')
+                    );
+                }
+            }
+        }
+        SvcCommand::Drain { name, id, undo } => {
+            let path = format!("/v1/namespaces/{ns}/services/{name}/instances/{id}");
+            let (_, value) = client
+                .call(
+                    reqwest::Method::PATCH,
+                    &path,
+                    Some(&json!({"draining": !undo})),
+                )
+                .await?;
+            if client.args.output == Output::Json {
+                client.print_json(&value);
+            } else {
+                println!(
+                    "{} {ns}/{name}/{id}",
+                    if undo { "undrained" } else { "draining" }
+                );
+            }
+        }
+        SvcCommand::Deregister { name, id } => {
+            let path = format!("/v1/namespaces/{ns}/services/{name}/instances/{id}");
+            client.call(reqwest::Method::DELETE, &path, None).await?;
+            println!("deregistered {ns}/{name}/{id}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `sluice apply -f FILE` (YAML or JSON, several documents allowed).
+pub async fn apply(args: ClientArgs, file: PathBuf) -> anyhow::Result<()> {
+    let client = Client::new(args)?;
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+    } else {
+        std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    let mut documents = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+        let value = serde_yaml::Value::deserialize_from(document, index, &file)?;
+        if value.is_null() {
+            continue;
+        }
+        documents.push(serde_json::to_value(value).with_context(|| {
+            format!(
+                "{} document {}: not representable as JSON",
+                file.display(),
+                index + 1
+            )
+        })?);
+    }
+    if documents.is_empty() {
+        bail!("{} holds no resources", file.display());
+    }
+    for (index, document) in documents.iter().enumerate() {
+        let place = format!("{} document {}", file.display(), index + 1);
+        let kind = document["kind"]
+            .as_str()
+            .with_context(|| format!("{place}: missing \"kind\""))?;
+        let name = document
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .with_context(|| format!("{place}: missing \"metadata.name\""))?;
+        let ns = document
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(client.ns());
+        let spec = document
+            .get("spec")
+            .with_context(|| format!("{place}: missing \"spec\""))?;
+        let mut body = json!({"spec": spec});
+        if let Some(labels) = document.pointer("/metadata/labels") {
+            body["metadata"] = json!({"labels": labels});
+        }
+        let path = format!("/v1/namespaces/{ns}/resources/{kind}/{name}");
+        let before = client
+            .call(reqwest::Method::GET, &path, None)
+            .await
+            .ok()
+            .map(|(_, v)| v["metadata"]["revision"].clone());
+        let (status, value) = client
+            .call(reqwest::Method::PUT, &path, Some(&body))
+            .await
+            .with_context(|| place.clone())?;
+        let outcome = match (status, before) {
+            (201, _) => "created",
+            (_, Some(revision)) if revision == value["metadata"]["revision"] => "unchanged",
+            _ => "configured",
+        };
+        println!(
+            "{kind}/{ns}/{name} {outcome} (revision {})",
+            value["metadata"]["revision"]
+        );
+    }
+    Ok(())
+}
+
+trait DeserializeFrom {
+    fn deserialize_from(
+        document: serde_yaml::Deserializer<'_>,
+        index: usize,
+        file: &std::path::Path,
+    ) -> anyhow::Result<serde_yaml::Value>;
+}
+
+impl DeserializeFrom for serde_yaml::Value {
+    fn deserialize_from(
+        document: serde_yaml::Deserializer<'_>,
+        index: usize,
+        file: &std::path::Path,
+    ) -> anyhow::Result<serde_yaml::Value> {
+        use serde::Deserialize;
+        serde_yaml::Value::deserialize(document)
+            .with_context(|| format!("{} document {}: invalid YAML", file.display(), index + 1))
+    }
+}
+
+/// Runs `sluice get KIND [NAME]`.
+pub async fn get(args: ClientArgs, kind: String, name: Option<String>) -> anyhow::Result<()> {
+    let client = Client::new(args)?;
+    let ns = client.ns().to_owned();
+    match name {
+        Some(name) => {
+            let (_, value) = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/namespaces/{ns}/resources/{kind}/{name}"),
+                    None,
+                )
+                .await?;
+            if client.args.output == Output::Json {
+                client.print_json(&value);
+            } else {
+                print!("{}", serde_yaml::to_string(&value).unwrap_or_default());
+            }
+        }
+        None => {
+            let (_, value) = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/namespaces/{ns}/resources/{kind}"),
+                    None,
+                )
+                .await?;
+            if client.args.output == Output::Json {
+                client.print_json(&value);
+                return Ok(());
+            }
+            let rows = value["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    vec![
+                        text(r, "/metadata/name"),
+                        text(r, "/metadata/revision"),
+                        labels_text(&r["metadata"]["labels"]),
+                    ]
+                })
+                .collect();
+            table(&["NAME", "REVISION", "LABELS"], rows);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! Settings of the server roles: command-line flags, environment variables and the
+//! config file, in that order of precedence, over defaults that work on one machine.
+//!
+//! Every flag has an environment variable (`SLUICE_<FLAG>`) and a config-file key:
+//!
+//! ```toml
+//! data = "./sluice-data"          # --data,  SLUICE_DATA
+//! store = "redb://./sluice-data"  # --store, SLUICE_STORE (default: redb://<data>)
+//! admin = "127.0.0.1:7700"        # --admin, SLUICE_ADMIN
+//! body_limit = 1048576            # largest request body, bytes
+//!
+//! [registry]
+//! heartbeat_interval = "5s"       # --heartbeat-interval, SLUICE_HEARTBEAT_INTERVAL
+//! unhealthy_after = "15s"         # --unhealthy-after,    SLUICE_UNHEALTHY_AFTER
+//! remove_after = "30s"            # --remove-after,       SLUICE_REMOVE_AFTER
+//!
+//! [[tokens]]                      # optional; with any, every request needs one
+//! name = "ci"
+//! token = "a-secret-of-16-chars-or-more"
+//! role = "write"                  # read | write | admin
+//! namespaces = ["default"]        # or ["*"]
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Deserialize;
+use sluice_api::TokenConfig;
+use sluice_model::duration_text;
+use sluice_registry::RegistryConfig;
+
+/// Flags of `sluice up` and `sluice server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Config file (TOML).
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory of the embedded store [default: ./sluice-data].
+    #[arg(long, env = "SLUICE_DATA")]
+    pub data: Option<PathBuf>,
+    /// Store URL [default: redb://<data>]: redb://DIR, etcd://H:P[,H:P...][/PREFIX], memory://.
+    #[arg(long, env = "SLUICE_STORE")]
+    pub store: Option<String>,
+    /// Admin API address [default: 127.0.0.1:7700].
+    #[arg(long, env = "SLUICE_ADMIN")]
+    pub admin: Option<String>,
+    /// How often ephemeral instances should heartbeat [default: 5s].
+    #[arg(long, env = "SLUICE_HEARTBEAT_INTERVAL")]
+    pub heartbeat_interval: Option<String>,
+    /// Ephemeral instances without a heartbeat this long are unhealthy [default: 15s].
+    #[arg(long, env = "SLUICE_UNHEALTHY_AFTER")]
+    pub unhealthy_after: Option<String>,
+    /// Ephemeral instances without a heartbeat this long are removed [default: 30s].
+    #[arg(long, env = "SLUICE_REMOVE_AFTER")]
+    pub remove_after: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data: Option<PathBuf>,
+    store: Option<String>,
+    admin: Option<String>,
+    body_limit: Option<usize>,
+    #[serde(default)]
+    registry: FileRegistry,
+    #[serde(default)]
+    tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRegistry {
+    heartbeat_interval: Option<String>,
+    unhealthy_after: Option<String>,
+    remove_after: Option<String>,
+}
+
+/// The settings in force.
+#[derive(Debug)]
+pub struct ServerConfig {
+    /// Store URL.
+    pub store: String,
+    /// Admin API address.
+    pub admin: SocketAddr,
+    /// Largest request body.
+    pub body_limit: usize,
+    /// Naming-service timings.
+    pub registry: RegistryConfig,
+    /// Bearer tokens.
+    pub tokens: Vec<TokenConfig>,
+}
+
+fn duration(name: &str, value: Option<String>, default: Duration) -> anyhow::Result<Duration> {
+    match value {
+        None => Ok(default),
+        Some(text) => duration_text::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}")),
+    }
+}
+
+impl ServerArgs {
+    /// Merges flags, environment, the config file and defaults.
+    pub fn resolve(self, default_store: Option<&str>) -> anyhow::Result<ServerConfig> {
+        let file = match &self.config {
+            Some(path) => load(path)?,
+            None => FileConfig::default(),
+        };
+        let data = self
+            .data
+            .or(file.data)
+            .unwrap_or_else(|| PathBuf::from("./sluice-data"));
+        let store = match (self.store.or(file.store), default_store) {
+            (Some(store), _) => store,
+            (None, Some(default)) => default.to_owned(),
+            (None, None) => format!("redb://{}", data.display()),
+        };
+        let admin_text = self
+            .admin
+            .or(file.admin)
+            .unwrap_or_else(|| "127.0.0.1:7700".to_owned());
+        let admin: SocketAddr = admin_text
+            .parse()
+            .with_context(|| format!("admin address {admin_text:?} is not IP:PORT"))?;
+        let defaults = RegistryConfig::default();
+        let registry = RegistryConfig {
+            heartbeat_interval: duration(
+                "heartbeat_interval",
+                self.heartbeat_interval.or(file.registry.heartbeat_interval),
+                defaults.heartbeat_interval,
+            )?,
+            unhealthy_after: duration(
+                "unhealthy_after",
+                self.unhealthy_after.or(file.registry.unhealthy_after),
+                defaults.unhealthy_after,
+            )?,
+            remove_after: duration(
+                "remove_after",
+                self.remove_after.or(file.registry.remove_after),
+                defaults.remove_after,
+            )?,
+        };
+        registry
+            .validate()
+            .map_err(|e| anyhow::anyhow!("registry settings: {e}"))?;
+        let body_limit = file.body_limit.unwrap_or(sluice_api::DEFAULT_BODY_LIMIT);
+        if !(1024..=64 * 1024 * 1024).contains(&body_limit) {
+            bail!("body_limit {body_limit} is outside 1024..=67108864 bytes");
+        }
+        Ok(ServerConfig {
+            store,
+            admin,
+            body_limit,
+            registry,
+            tokens: file.tokens,
+        })
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}

@@ -1,0 +1,114 @@
+//! The server roles: `sluice up` (everything on one machine, embedded store) and
+//! `sluice server` (a control-plane node, usually one of several on etcd).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sluice_api::{AppState, Auth, Kinds, Resources};
+use sluice_registry::Registry;
+
+use crate::config::ServerConfig;
+
+/// How long in-flight requests (blocking queries among them) get after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Which role is starting, for what it prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `sluice up`
+    Up,
+    /// `sluice server`
+    Server,
+}
+
+/// Runs the control plane until SIGINT or SIGTERM.
+pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
+    let auth = Auth::new(config.tokens.clone()).map_err(|e| anyhow::anyhow!("tokens: {e}"))?;
+    let store = sluice_store::open(&config.store).await?;
+    let registry = Registry::start(Arc::clone(&store), config.registry.clone())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let resources = Resources::start(Arc::clone(&store), Kinds::builtin());
+    let state = AppState {
+        registry,
+        resources,
+        store: Arc::clone(&store),
+    };
+    let app = sluice_api::router(state, auth.clone(), config.body_limit);
+    let listener = tokio::net::TcpListener::bind(config.admin)
+        .await
+        .with_context(|| format!("cannot listen on {} (admin API)", config.admin))?;
+    let admin = listener.local_addr()?;
+    print_banner(role, &config, admin, auth.enabled());
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let mut stop_rx = stop_rx;
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+    shutdown_signal().await;
+    eprintln!("sluice: shutting down (in-flight requests get {SHUTDOWN_GRACE:?})");
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(Ok(Ok(()))) | Err(_) => Ok(()),
+        Ok(Ok(Err(error))) => Err(error.into()),
+        Ok(Err(error)) => Err(error.into()),
+    }
+}
+
+fn print_banner(role: Role, config: &ServerConfig, admin: std::net::SocketAddr, auth: bool) {
+    let what = match role {
+        Role::Up => "Sluice is up",
+        Role::Server => "Sluice control-plane node is up",
+    };
+    println!("{what} ({})", env!("CARGO_PKG_VERSION"));
+    println!("  admin API  http://{admin}   (OpenAPI: http://{admin}/v1/openapi.json)");
+    println!("  store      {}", config.store);
+    println!(
+        "  registry   heartbeat every {}, unhealthy after {}, removed after {}",
+        sluice_model::duration_text::format(config.registry.heartbeat_interval),
+        sluice_model::duration_text::format(config.registry.unhealthy_after),
+        sluice_model::duration_text::format(config.registry.remove_after),
+    );
+    if auth {
+        println!(
+            "  auth       bearer tokens required ({} configured)",
+            config.tokens.len()
+        );
+    }
+    let server = if admin.to_string() == "127.0.0.1:7700" {
+        String::new()
+    } else {
+        format!(" --server http://{admin}")
+    };
+    println!("Try:");
+    println!("  sluice svc register echo 127.0.0.1:9001 --id i1{server}");
+    println!("  sluice svc ls{server}");
+    println!("  curl http://{admin}/v1/namespaces/default/services/echo/instances");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Sluice needs and a fresh Debian machine lacks:
 # protoc (the etcd client compiles etcd's protobufs), etcd-server and etcdctl
-# (tests and benchmarks run a real etcd), and cargo-nextest (the test runner).
+# (tests and benchmarks run a real etcd), prometheus (a test checks that it
+# discovers Sluice's instances), and cargo-nextest (the test runner).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
@@ -16,9 +18,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  # Debian may start an etcd service on install; Sluice's tests start their own.
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
-    $sudo systemctl stop etcd || true
+  # Debian may start etcd and prometheus services on install; Sluice's tests start their own.
+  if command -v systemctl >/dev/null 2>&1; then
+    for unit in etcd prometheus; do
+      systemctl is-active --quiet "$unit" 2>/dev/null && { $sudo systemctl stop "$unit" || true; }
+    done
   fi
 fi
 

@@ -1,7 +1,13 @@
 //! End-to-end tests: they start the real `sluice` binary (and real peers) and
 //! check what a user would see. One module per area, named `<area>_<topic>`.
 
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, dead_code)]
 
+mod support;
+
+mod api_bad_input;
 mod cli_basics;
+mod registry_etcd_nodes;
+mod registry_prometheus_sd;
+mod registry_tour;
 mod store_crash;

@@ -52,7 +52,11 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
-        let message = if path.is_empty() || path == "." {
+        let syntax = matches!(
+            inner.classify(),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+        );
+        let message = if syntax || path.is_empty() || path == "." {
             format!("invalid JSON body: {inner}")
         } else {
             format!("{path}: {inner}")

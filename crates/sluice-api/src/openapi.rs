@@ -85,3 +85,21 @@ pub fn document() -> Value {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_lists_every_endpoint_once() {
+        let document = document();
+        let mut count = 0;
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                assert!(operation["summary"].is_string(), "{method} {path}");
+                count += 1;
+            }
+        }
+        assert_eq!(count, ENDPOINTS.len());
+    }
+}

@@ -1,0 +1,181 @@
+//! Harness for end-to-end tests: a real `sluice` process on free loopback ports,
+//! killed when the handle drops (also when the test fails).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A running `sluice up` or `sluice server`.
+pub struct Sluice {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// The admin port.
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Sluice {
+    /// Starts `sluice ROLE --admin 127.0.0.1:FREE ARGS...` and waits until /readyz answers 200.
+    pub fn start(role: &str, args: &[&str], log_dir: &Path) -> Self {
+        let port = sluice_testkit::free_port();
+        Self::start_on(role, args, log_dir, port)
+    }
+
+    /// As [`start`](Self::start), on a given port (to restart on the same address).
+    pub fn start_on(role: &str, args: &[&str], log_dir: &Path, port: u16) -> Self {
+        Self::start_until(role, args, log_dir, port, |port| {
+            sluice_testkit::http_get(port, "/readyz").is_some_and(|r| {
+                r.lines()
+                    .next()
+                    .is_some_and(|status| status.contains(" 200 "))
+            })
+        })
+    }
+
+    /// Starts it and waits until `ready(port)` holds.
+    pub fn start_until(
+        role: &str,
+        args: &[&str],
+        log_dir: &Path,
+        port: u16,
+        ready: impl Fn(u16) -> bool,
+    ) -> Self {
+        let log = log_dir.join(format!("sluice-{port}-{}.log", std::process::id()));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg(role)
+            .args(["--admin", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .env_remove("SLUICE_STORE")
+            .env_remove("SLUICE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start sluice");
+        let sluice = Sluice {
+            child: Some(child),
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            log,
+        };
+        let ready = sluice_testkit::wait_until(Duration::from_secs(30), || ready(port));
+        assert!(ready, "sluice did not become ready:\n{}", sluice.log_text());
+        sluice
+    }
+
+    /// What the process printed.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs a client command against this node and returns its stdout (panics on failure).
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .args(["--server", &self.url])
+            .env_remove("SLUICE_TOKEN")
+            .output()
+            .expect("run sluice");
+        assert!(
+            out.status.success(),
+            "sluice {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A small JSON HTTP client for tests.
+pub struct Http {
+    client: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Http {
+    /// A client for `base` (`http://127.0.0.1:PORT`).
+    pub fn new(base: &str) -> Self {
+        Http {
+            client: reqwest::Client::new(),
+            base: base.to_owned(),
+            token: None,
+        }
+    }
+
+    /// The same, sending a bearer token.
+    pub fn with_token(base: &str, token: &str) -> Self {
+        Http {
+            client: reqwest::Client::new(),
+            base: base.to_owned(),
+            token: Some(token.to_owned()),
+        }
+    }
+
+    /// Sends a request with a raw body; returns status, the X-Sluice-Index header and the JSON body.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, Option<u64>, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = request.send().await.expect("send request");
+        let status = response.status().as_u16();
+        let index = response
+            .headers()
+            .get("x-sluice-index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let text = response.text().await.unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, index, value)
+    }
+
+    /// GET, expecting 200.
+    pub async fn get(&self, path: &str) -> (Option<u64>, Value) {
+        let (status, index, value) = self.send("GET", path, None).await;
+        assert_eq!(status, 200, "GET {path}: {value}");
+        (index, value)
+    }
+
+    /// PUT a JSON body, expecting 200 or 201.
+    pub async fn put(&self, path: &str, body: &str) -> Value {
+        let (status, _, value) = self.send("PUT", path, Some(body)).await;
+        assert!(
+            status == 200 || status == 201,
+            "PUT {path}: {status} {value}"
+        );
+        value
+    }
+}

@@ -374,7 +374,8 @@ pub async fn apply(args: ClientArgs, file: PathBuf) -> anyhow::Result<()> {
     };
     let mut documents = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-        let value = serde_yaml::Value::deserialize_from(document, index, &file)?;
+        let value = <serde_yaml::Value as serde::Deserialize>::deserialize(document)
+            .with_context(|| format!("{} document {}: invalid YAML", file.display(), index + 1))?;
         if value.is_null() {
             continue;
         }
@@ -430,26 +431,6 @@ pub async fn apply(args: ClientArgs, file: PathBuf) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-trait DeserializeFrom {
-    fn deserialize_from(
-        document: serde_yaml::Deserializer<'_>,
-        index: usize,
-        file: &std::path::Path,
-    ) -> anyhow::Result<serde_yaml::Value>;
-}
-
-impl DeserializeFrom for serde_yaml::Value {
-    fn deserialize_from(
-        document: serde_yaml::Deserializer<'_>,
-        index: usize,
-        file: &std::path::Path,
-    ) -> anyhow::Result<serde_yaml::Value> {
-        use serde::Deserialize;
-        serde_yaml::Value::deserialize(document)
-            .with_context(|| format!("{} document {}: invalid YAML", file.display(), index + 1))
-    }
 }
 
 /// Runs `sluice get KIND [NAME]`.

@@ -134,6 +134,16 @@ fn history_prefix(kind: &str, namespace: &str, name: &str) -> String {
     format!("hist/{kind}/{namespace}/{name}/")
 }
 
+/// Moves a version into the history, under the revision it was written at.
+fn archive(kind: &str, namespace: &str, name: &str, version: &KeyValue) -> TxnOp {
+    let key = format!(
+        "{}{:020}",
+        history_prefix(kind, namespace, name),
+        version.mod_revision
+    );
+    TxnOp::put(key, version.value.clone())
+}
+
 fn decode(kv: &KeyValue) -> Result<Resource, ApiError> {
     let mut resource: Resource = serde_json::from_slice(&kv.value).map_err(|e| {
         ApiError::new(
@@ -278,14 +288,7 @@ impl Resources {
                 ))
                 .then(TxnOp::put(key.clone(), value.clone()));
             if let Some(current) = &current {
-                txn = txn.then(TxnOp::put(
-                    format!(
-                        "{}{:020}",
-                        history_prefix(kind, namespace, name),
-                        current.mod_revision
-                    ),
-                    current.value.clone(),
-                ));
+                txn = txn.then(archive(kind, namespace, name, current));
             }
             let outcome = self.store.txn(txn).await?;
             if outcome.succeeded {
@@ -394,14 +397,7 @@ impl Resources {
             let txn = Txn::new()
                 .when(Compare::ModRevision(key.clone(), current.mod_revision))
                 .then(TxnOp::delete(key.clone()))
-                .then(TxnOp::put(
-                    format!(
-                        "{}{:020}",
-                        history_prefix(kind, namespace, name),
-                        current.mod_revision
-                    ),
-                    current.value.clone(),
-                ));
+                .then(archive(kind, namespace, name, &current));
             let outcome = self.store.txn(txn).await?;
             if outcome.succeeded {
                 self.trim_history(kind, namespace, name).await;

@@ -273,18 +273,10 @@ impl Registry {
         service: &str,
         id: &str,
     ) -> Result<(), RegistryError> {
-        let store = &inner.store;
-        let key = instance_key(Part::Instance, namespace, service, id);
-        let txn = Txn::new()
-            .when(Compare::Exists(key.clone()))
-            .then(TxnOp::delete(key))
-            .then(TxnOp::delete(instance_key(
-                Part::Health,
-                namespace,
-                service,
-                id,
-            )));
-        store.txn(txn).await?;
+        inner
+            .store
+            .txn(deregistration(namespace, service, id))
+            .await?;
         Ok(())
     }
 
@@ -561,18 +553,8 @@ impl Registry {
         let key = instance_key(Part::Instance, namespace, service, id);
         let alive_key = instance_key(Part::Alive, namespace, service, id);
         let alive = store.get(&alive_key).await?;
-        let txn = Txn::new()
-            .when(Compare::Exists(key.clone()))
-            .then(TxnOp::delete(key.clone()))
-            .then(TxnOp::delete(alive_key))
-            .then(TxnOp::delete(instance_key(
-                Part::Health,
-                namespace,
-                service,
-                id,
-            )));
         let previous = store.get(&key).await?;
-        let outcome = store.txn(txn).await?;
+        let outcome = store.txn(deregistration(namespace, service, id)).await?;
         if !outcome.succeeded {
             return Err(RegistryError::NotFound {
                 namespace: namespace.to_owned(),
@@ -687,6 +669,27 @@ impl Registry {
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }
+}
+
+/// Removes an instance's registration, heartbeat marker and health record at once,
+/// if it is registered.
+fn deregistration(namespace: &str, service: &str, id: &str) -> Txn {
+    let key = instance_key(Part::Instance, namespace, service, id);
+    Txn::new()
+        .when(Compare::Exists(key.clone()))
+        .then(TxnOp::delete(key))
+        .then(TxnOp::delete(instance_key(
+            Part::Alive,
+            namespace,
+            service,
+            id,
+        )))
+        .then(TxnOp::delete(instance_key(
+            Part::Health,
+            namespace,
+            service,
+            id,
+        )))
 }
 
 /// Checks the names in an instance path.

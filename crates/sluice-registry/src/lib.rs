@@ -620,15 +620,25 @@ impl Registry {
         let mut changes = self.inner.changes.subscribe();
         loop {
             changes.borrow_and_update();
-            let list = self.instances(namespace, service, all);
-            if list.index > after {
-                return list;
+            // Any change wakes every waiter; only the index is looked at until this
+            // service's changed, so other services' changes cost almost nothing.
+            if self.service_index(namespace, service) > after {
+                break;
             }
             tokio::select! {
-                changed = changes.changed() => if changed.is_err() { return list },
-                () = tokio::time::sleep_until(deadline) => return self.instances(namespace, service, all),
+                changed = changes.changed() => if changed.is_err() { break },
+                () = tokio::time::sleep_until(deadline) => break,
             }
         }
+        self.instances(namespace, service, all)
+    }
+
+    /// A service's change index (1 for an unknown service).
+    pub fn service_index(&self, namespace: &str, service: &str) -> u64 {
+        let view = self.inner.view.read();
+        view.services
+            .get(&(namespace.to_owned(), service.to_owned()))
+            .map_or(1, |entry| entry.index.max(1))
     }
 
     /// The services of a namespace that have instances, with their counts.

@@ -1,0 +1,9 @@
+//! Traffic protection and load balancing as plain, tested algorithms — no HTTP, no
+//! I/O — so the gateway and the Rust SDK share them.
+//!
+//! [`balance`] holds the load balancers: smooth weighted round robin, weighted
+//! random, power-of-two-choices least-request, peak EWMA, consistent hashing (ring
+//! and Maglev) and msec's success-rate weight shaping, with the semantics of
+//! `shared/reference/algorithms.md` §5.
+
+pub mod balance;

@@ -14,6 +14,8 @@ pub struct Sluice {
     pub url: String,
     /// The admin port.
     pub port: u16,
+    /// `http://127.0.0.1:PORT` of the gateway (`sluice up` only).
+    pub gateway: Option<String>,
     log: PathBuf,
 }
 
@@ -49,9 +51,17 @@ impl Sluice {
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        // Never the default gateway port: tests run in parallel.
+        let gateway =
+            (role == "up" && !args.contains(&"--gateway")).then(sluice_testkit::free_port);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
             .arg(role)
-            .args(["--admin", &format!("127.0.0.1:{port}")])
+            .args(["--admin", &format!("127.0.0.1:{port}")]);
+        if let Some(gateway) = gateway {
+            command.args(["--gateway", &format!("127.0.0.1:{gateway}")]);
+        }
+        let child = command
             .args(args)
             .env_remove("SLUICE_STORE")
             .env_remove("SLUICE_CONFIG")
@@ -64,6 +74,7 @@ impl Sluice {
             child: Some(child),
             url: format!("http://127.0.0.1:{port}"),
             port,
+            gateway: gateway.map(|g| format!("http://127.0.0.1:{g}")),
             log,
         };
         let ready = sluice_testkit::wait_until(Duration::from_secs(30), || ready(port));

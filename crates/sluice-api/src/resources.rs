@@ -40,6 +40,7 @@ impl Kinds {
             validators: BTreeMap::new(),
         };
         kinds.register("Service", validate_service_spec);
+        kinds.register("Route", validate_route_spec);
         kinds
     }
 
@@ -76,6 +77,12 @@ struct ServiceSpec {
     protect_threshold: Option<f64>,
     #[serde(default)]
     description: Option<String>,
+}
+
+fn validate_route_spec(spec: &Value) -> Result<(), InvalidField> {
+    let route: sluice_model::RouteSpec = serde_json::from_value(spec.clone())
+        .map_err(|e| InvalidField::new("spec", e.to_string()))?;
+    route.validate()
 }
 
 fn validate_service_spec(spec: &Value) -> Result<(), InvalidField> {

@@ -8,6 +8,7 @@
 mod instance;
 mod name;
 mod resource;
+mod route;
 
 pub use instance::{
     duration_text, validate_address, validate_labels, validate_weight, CheckKind, HealthCheck,
@@ -15,3 +16,4 @@ pub use instance::{
 };
 pub use name::{validate_name, NameError, NAME_MAX_LEN};
 pub use resource::{Resource, ResourceMetadata};
+pub use route::{LoadBalancing, Rewrite, RouteMatch, RouteSpec, Timeouts, WeightedService};

@@ -285,6 +285,11 @@ impl Registry {
         self.inner.listed.load(Ordering::SeqCst) >= 2
     }
 
+    /// A receiver that changes whenever the view does (any service).
+    pub fn changes(&self) -> watch::Receiver<Revision> {
+        self.inner.changes.subscribe()
+    }
+
     /// The configured timings.
     pub fn config(&self) -> &RegistryConfig {
         &self.inner.config

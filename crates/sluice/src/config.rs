@@ -7,6 +7,7 @@
 //! data = "./sluice-data"          # --data,  SLUICE_DATA
 //! store = "redb://./sluice-data"  # --store, SLUICE_STORE (default: redb://<data>)
 //! admin = "127.0.0.1:7700"        # --admin, SLUICE_ADMIN
+//! gateway = "127.0.0.1:7780"      # --gateway, SLUICE_GATEWAY (up: on by default)
 //! body_limit = 1048576            # largest request body, bytes
 //!
 //! [registry]
@@ -47,6 +48,9 @@ pub struct ServerArgs {
     /// Admin API address [default: 127.0.0.1:7700].
     #[arg(long, env = "SLUICE_ADMIN")]
     pub admin: Option<String>,
+    /// Gateway address [default: 127.0.0.1:7780 for `up`, none for `server`].
+    #[arg(long, env = "SLUICE_GATEWAY")]
+    pub gateway: Option<String>,
     /// How often ephemeral instances should heartbeat [default: 5s].
     #[arg(long, env = "SLUICE_HEARTBEAT_INTERVAL")]
     pub heartbeat_interval: Option<String>,
@@ -64,6 +68,7 @@ struct FileConfig {
     data: Option<PathBuf>,
     store: Option<String>,
     admin: Option<String>,
+    gateway: Option<String>,
     body_limit: Option<usize>,
     #[serde(default)]
     registry: FileRegistry,
@@ -86,6 +91,8 @@ pub struct ServerConfig {
     pub store: String,
     /// Admin API address.
     pub admin: SocketAddr,
+    /// Gateway address, when this node runs the gateway.
+    pub gateway: Option<SocketAddr>,
     /// Largest request body.
     pub body_limit: usize,
     /// Naming-service timings.
@@ -103,7 +110,7 @@ fn duration(name: &str, value: Option<String>, default: Duration) -> anyhow::Res
 
 impl ServerArgs {
     /// Merges flags, environment, the config file and defaults.
-    pub fn resolve(self, default_store: Option<&str>) -> anyhow::Result<ServerConfig> {
+    pub fn resolve(self, default_gateway: Option<&str>) -> anyhow::Result<ServerConfig> {
         let file = match &self.config {
             Some(path) => load(path)?,
             None => FileConfig::default(),
@@ -112,10 +119,20 @@ impl ServerArgs {
             .data
             .or(file.data)
             .unwrap_or_else(|| PathBuf::from("./sluice-data"));
-        let store = match (self.store.or(file.store), default_store) {
-            (Some(store), _) => store,
-            (None, Some(default)) => default.to_owned(),
-            (None, None) => format!("redb://{}", data.display()),
+        let store = self
+            .store
+            .or(file.store)
+            .unwrap_or_else(|| format!("redb://{}", data.display()));
+        let gateway = match self
+            .gateway
+            .or(file.gateway)
+            .or(default_gateway.map(str::to_owned))
+        {
+            Some(text) => Some(
+                text.parse::<SocketAddr>()
+                    .with_context(|| format!("gateway address {text:?} is not IP:PORT"))?,
+            ),
+            None => None,
         };
         let admin_text = self
             .admin
@@ -152,6 +169,7 @@ impl ServerArgs {
         Ok(ServerConfig {
             store,
             admin,
+            gateway,
             body_limit,
             registry,
             tokens: file.tokens,

@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start Sluice on this machine: control plane and naming service on the embedded store.
+    /// Start Sluice on this machine: control plane, naming service and gateway on the embedded store.
     Up(config::ServerArgs),
     /// Start a control-plane node (run several against one etcd for high availability).
     Server(config::ServerArgs),
@@ -78,7 +78,9 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Up(args) => serve::run(args.resolve(None)?, serve::Role::Up).await,
+            Command::Up(args) => {
+                serve::run(args.resolve(Some("127.0.0.1:7780"))?, serve::Role::Up).await
+            }
             Command::Server(args) => serve::run(args.resolve(None)?, serve::Role::Server).await,
             Command::Svc { client, command } => client::svc(client, command).await,
             Command::Apply { client, file } => client::apply(client, file).await,

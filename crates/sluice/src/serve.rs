@@ -29,6 +29,20 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
     let registry = Registry::start(Arc::clone(&store), config.registry.clone())
         .map_err(|e| anyhow::anyhow!(e))?;
     let resources = Resources::start(Arc::clone(&store), Kinds::builtin());
+    let gateway = match config.gateway {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (gateway)"))?;
+            let gateway = sluice_gateway::Gateway::in_process(
+                Arc::clone(&store),
+                registry.clone(),
+                Default::default(),
+            );
+            Some((gateway, listener))
+        }
+        None => None,
+    };
     let state = AppState {
         registry,
         resources,
@@ -39,9 +53,20 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (admin API)", config.admin))?;
     let admin = listener.local_addr()?;
-    print_banner(role, &config, admin, auth.enabled());
+    let gateway_address = gateway.as_ref().and_then(|(_, l)| l.local_addr().ok());
+    print_banner(role, &config, admin, gateway_address, auth.enabled());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let gateway_task = gateway.map(|(gateway, listener)| {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            gateway
+                .serve(listener, async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
+                .await;
+        })
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let mut stop_rx = stop_rx;
         let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -50,6 +75,9 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
     shutdown_signal().await;
     eprintln!("sluice: shutting down (in-flight requests get {SHUTDOWN_GRACE:?})");
     let _ = stop_tx.send(true);
+    if let Some(task) = gateway_task {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, task).await;
+    }
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(Ok(Ok(()))) | Err(_) => Ok(()),
         Ok(Ok(Err(error))) => Err(error.into()),
@@ -57,13 +85,24 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
     }
 }
 
-fn print_banner(role: Role, config: &ServerConfig, admin: std::net::SocketAddr, auth: bool) {
+fn print_banner(
+    role: Role,
+    config: &ServerConfig,
+    admin: std::net::SocketAddr,
+    gateway: Option<std::net::SocketAddr>,
+    auth: bool,
+) {
     let what = match role {
         Role::Up => "Sluice is up",
         Role::Server => "Sluice control-plane node is up",
     };
     println!("{what} ({})", env!("CARGO_PKG_VERSION"));
     println!("  admin API  http://{admin}   (OpenAPI: http://{admin}/v1/openapi.json)");
+    if let Some(gateway) = gateway {
+        println!(
+            "  gateway    http://{gateway}   (routes: PUT /v1/namespaces/NS/resources/Route/NAME)"
+        );
+    }
     println!("  store      {}", config.store);
     println!(
         "  registry   heartbeat every {}, unhealthy after {}, removed after {}",

@@ -1,0 +1,257 @@
+//! Sluice's data plane: the gateway every request passes.
+//!
+//! One listener speaks HTTP/1.1 (keep-alive) and HTTP/2 with prior knowledge (h2c).
+//! Each request is matched against the route table (see [`sluice_model::RouteSpec`]
+//! for precedence), sent to an instance of the route's service chosen by the route's
+//! load balancer (from `sluice-guard`), with proxy headers set and hop-by-hop
+//! headers stripped, and the answer is streamed back.
+//!
+//! The gateway reads an immutable [`Snapshot`] through an `ArcSwap`: a change of a
+//! route or of a service's instances builds a new snapshot and swaps it in, so
+//! requests in flight keep the one they started with and new requests see the change.
+//! Inside `sluice up` the snapshot is fed from the store and the registry directly.
+
+mod proxy;
+mod table;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use sluice_model::{Resource, RouteSpec};
+use sluice_registry::Registry;
+use sluice_store::{follow, EventKind, FollowUpdate, Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use proxy::ProxyBody;
+use proxy::UpstreamClient;
+pub use table::Endpoint;
+use table::{CompiledRoute, RouteTable};
+
+/// Store prefix of `Route` resources.
+const ROUTES_PREFIX: &str = "res/Route/";
+
+/// Listener settings of the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers), bytes.
+    pub max_header_bytes: usize,
+    /// How long in-flight requests get after shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What requests are routed with: built whole, swapped in atomically.
+#[derive(Default)]
+pub struct Snapshot {
+    table: RouteTable,
+}
+
+pub(crate) struct Shared {
+    snapshot: ArcSwap<Snapshot>,
+}
+
+/// The gateway: a snapshot source and a listener.
+#[derive(Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+    config: GatewayConfig,
+    changes: watch::Receiver<u64>,
+}
+
+impl Gateway {
+    /// A gateway fed by an in-process control plane: routes from the store,
+    /// instances from the registry. Must run inside a Tokio runtime.
+    pub fn in_process(store: Arc<dyn Store>, registry: Registry, config: GatewayConfig) -> Self {
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+        });
+        let (routes_tx, routes_rx) = watch::channel(BTreeMap::<(String, String), RouteSpec>::new());
+        tokio::spawn(follow(store, ROUTES_PREFIX.to_owned(), move |update| {
+            routes_tx.send_modify(|routes| apply_route_update(routes, update));
+        }));
+        let (built_tx, changes) = watch::channel(0u64);
+        tokio::spawn(rebuild_loop(
+            Arc::downgrade(&shared),
+            routes_rx,
+            registry,
+            built_tx,
+        ));
+        Gateway {
+            shared,
+            config,
+            changes,
+        }
+    }
+
+    /// A receiver that changes each time a new snapshot is in force.
+    pub fn snapshots(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then gives in-flight
+    /// requests `shutdown_grace` to finish.
+    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.config.header_read_timeout)
+            .max_buf_size(self.config.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(self.config.max_header_bytes).unwrap_or(u32::MAX));
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, client) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let shared = Arc::clone(&self.shared);
+            let service =
+                service_fn(move |request| proxy::handle(Arc::clone(&shared), request, client));
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let connection = graceful.watch(connection.into_owned());
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, %client, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        if tokio::time::timeout(self.config.shutdown_grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace ended with requests still in flight");
+        }
+    }
+}
+
+fn apply_route_update(routes: &mut BTreeMap<(String, String), RouteSpec>, update: FollowUpdate) {
+    if matches!(update, FollowUpdate::Snapshot { .. }) {
+        routes.clear();
+    }
+    let mut apply = |kind: EventKind, key: &str, value: &[u8]| {
+        let Some((namespace, name)) = key
+            .strip_prefix(ROUTES_PREFIX)
+            .and_then(|rest| rest.split_once('/'))
+        else {
+            return;
+        };
+        let id = (namespace.to_owned(), name.to_owned());
+        if kind == EventKind::Delete {
+            routes.remove(&id);
+            return;
+        }
+        let spec = serde_json::from_slice::<Resource>(value)
+            .ok()
+            .and_then(|resource| serde_json::from_value::<RouteSpec>(resource.spec).ok())
+            .filter(|spec| spec.validate().is_ok());
+        match spec {
+            Some(spec) => {
+                routes.insert(id, spec);
+            }
+            None => {
+                tracing::warn!(key, "ignoring an unreadable route");
+                routes.remove(&id);
+            }
+        }
+    };
+    match update {
+        FollowUpdate::Snapshot { kvs, .. } => {
+            for kv in kvs {
+                apply(EventKind::Put, &kv.key, &kv.value);
+            }
+        }
+        FollowUpdate::Events(events) => {
+            for event in events {
+                apply(event.kind, &event.kv.key, &event.kv.value);
+            }
+        }
+    }
+}
+
+/// Builds a new snapshot whenever routes or instances change.
+async fn rebuild_loop(
+    shared: std::sync::Weak<Shared>,
+    mut routes: watch::Receiver<BTreeMap<(String, String), RouteSpec>>,
+    registry: Registry,
+    built: watch::Sender<u64>,
+) {
+    let mut instances = registry.changes();
+    let mut clients: BTreeMap<Duration, UpstreamClient> = BTreeMap::new();
+    let mut generation = 0u64;
+    loop {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let specs = routes.borrow_and_update().clone();
+        instances.borrow_and_update();
+        let compiled: Vec<CompiledRoute> = specs
+            .iter()
+            .filter_map(|((namespace, name), spec)| {
+                let client = clients
+                    .entry(spec.timeouts.connect)
+                    .or_insert_with(|| UpstreamClient::new(spec.timeouts.connect))
+                    .clone();
+                let mut endpoints = |ns: &str, svc: &str| {
+                    registry
+                        .instances(ns, svc, false)
+                        .instances
+                        .into_iter()
+                        .map(|i| Endpoint {
+                            id: i.id,
+                            address: i.address,
+                            weight: i.weight,
+                        })
+                        .collect()
+                };
+                CompiledRoute::compile(namespace, name, spec, &mut endpoints, client)
+            })
+            .collect();
+        shared.snapshot.store(Arc::new(Snapshot {
+            table: RouteTable::new(compiled),
+        }));
+        drop(shared);
+        generation += 1;
+        built.send_replace(generation);
+        tokio::select! {
+            changed = routes.changed() => if changed.is_err() { return },
+            changed = instances.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Binds the gateway's listener with a clear error.
+pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(address).await
+}

@@ -1,0 +1,219 @@
+//! The per-request path: match a route, pick an instance, forward the request with
+//! proxy headers, stream the answer back. It reads the current snapshot through an
+//! `ArcSwap` (no lock), allocates little, and does no I/O but the proxied request.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+
+use crate::table::Balancer;
+use crate::Shared;
+
+/// The body of every gateway response.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// A pooled HTTP/1.1 client to upstream instances.
+#[derive(Clone)]
+pub(crate) struct UpstreamClient(pub Client<HttpConnector, Incoming>);
+
+impl UpstreamClient {
+    pub fn new(connect_timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        UpstreamClient(client)
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named by Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// A JSON error answered by the gateway itself.
+pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn request_id() -> HeaderValue {
+    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    HeaderValue::try_from(id).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Handles one request.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+    client: SocketAddr,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let snapshot = shared.snapshot.load_full();
+    let (mut parts, body) = request.into_parts();
+    let client_version = parts.version;
+    let Some(route) = snapshot.table.find(&parts) else {
+        return Ok(error_response(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            "no route matches this request",
+        ));
+    };
+    let Some(target) = route.pick_target() else {
+        return Ok(error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_upstream",
+            "the route has no service to send to",
+        ));
+    };
+    let Some(index) = target.pick(&parts, client.ip()) else {
+        let message = format!(
+            "service {}/{} has no healthy instance",
+            target.namespace, target.service
+        );
+        return Ok(error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_healthy_upstream",
+            &message,
+        ));
+    };
+    let endpoint = &target.endpoints[index];
+    let original_host = crate::table::request_host(&parts).to_owned();
+
+    // The upstream URI: the instance, the (rewritten) path, the query.
+    let path = route.upstream_path(parts.uri.path());
+    let uri = match parts.uri.query() {
+        Some(query) => format!("http://{}{path}?{query}", endpoint.address),
+        None => format!("http://{}{path}", endpoint.address),
+    };
+    let Ok(uri) = uri.parse::<Uri>() else {
+        return Ok(error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            "the request path cannot be forwarded",
+        ));
+    };
+    let authority_host = parts.uri.authority().map(|a| a.as_str().to_owned());
+    parts.uri = uri;
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    if parts.version == Version::HTTP_2 {
+        // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
+        if let Some(host) = authority_host.and_then(|h| HeaderValue::try_from(h).ok()) {
+            headers.entry(header::HOST).or_insert(host);
+        }
+    }
+    parts.version = Version::HTTP_11;
+    let client_ip = client.ip().to_string();
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(previous) => format!("{previous}, {client_ip}"),
+        None => client_ip,
+    };
+    if let Ok(value) = HeaderValue::try_from(forwarded_for) {
+        headers.insert("x-forwarded-for", value);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Ok(value) = HeaderValue::try_from(original_host) {
+        headers.insert("x-forwarded-host", value);
+    }
+    if !headers
+        .get("x-request-id")
+        .is_some_and(|v| !v.is_empty() && v.len() <= 128)
+    {
+        headers.insert("x-request-id", request_id());
+    }
+    for name in &route.remove_headers {
+        headers.remove(name);
+    }
+    for (name, value) in &route.add_headers {
+        headers.insert(name.clone(), value.clone());
+    }
+
+    let _in_flight = match &target.balancer {
+        Balancer::LeastRequest(b) => b.start(index),
+        Balancer::PeakEwma(b) => b.start(index),
+        _ => None,
+    };
+    let started = Instant::now();
+    let upstream = Request::from_parts(parts, body);
+    let result =
+        tokio::time::timeout(route.request_timeout, route.client.0.request(upstream)).await;
+    if let Balancer::PeakEwma(b) = &target.balancer {
+        b.observe(index, started.elapsed());
+    }
+    let response = match result {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, address = endpoint.address, "upstream failed");
+            let message = format!(
+                "instance {} of {}/{} failed: {error}",
+                endpoint.id, target.namespace, target.service
+            );
+            return Ok(error_response(
+                StatusCode::BAD_GATEWAY,
+                "upstream_failed",
+                &message,
+            ));
+        }
+        Err(_) => {
+            let message = format!(
+                "instance {} of {}/{} did not answer within {:?}",
+                endpoint.id, target.namespace, target.service, route.request_timeout
+            );
+            return Ok(error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                &message,
+            ));
+        }
+    };
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    // Answer in the client's protocol version, whatever the upstream spoke.
+    parts.version = client_version;
+    Ok(Response::from_parts(parts, body.boxed()))
+}

@@ -1,0 +1,398 @@
+//! The route table: routes compiled for matching, ordered by precedence (see
+//! [`sluice_model::RouteSpec`]), each with its targets' endpoints and balancers.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::Method;
+use sluice_guard::balance::{
+    hash_key, LeastRequest, PeakEwma, Ring, SmoothWeightedRoundRobin, WeightedRandom,
+};
+use sluice_model::{LoadBalancing, Rewrite, RouteSpec};
+
+use crate::proxy::UpstreamClient;
+
+/// An instance traffic can go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Instance ID.
+    pub id: String,
+    /// `host:port`.
+    pub address: String,
+    /// Weight (0–1000).
+    pub weight: u32,
+}
+
+enum HostMatch {
+    Any,
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`.
+    Suffix(String),
+}
+
+enum PathMatch {
+    Any,
+    Exact(String),
+    Prefix(String),
+    Regex(regex::Regex),
+}
+
+/// How a target picks an endpoint.
+pub(crate) enum Balancer {
+    RoundRobin(SmoothWeightedRoundRobin),
+    Random(WeightedRandom),
+    LeastRequest(LeastRequest),
+    PeakEwma(PeakEwma),
+    Hash(Ring, HashSource),
+}
+
+pub(crate) enum HashSource {
+    Header(HeaderName),
+    Cookie(String),
+    ClientIp,
+}
+
+/// One service a route sends to, with its current endpoints.
+pub(crate) struct Target {
+    pub namespace: String,
+    pub service: String,
+    pub endpoints: Vec<Endpoint>,
+    pub balancer: Balancer,
+}
+
+impl Target {
+    fn new(
+        namespace: String,
+        service: String,
+        endpoints: Vec<Endpoint>,
+        lb: &LoadBalancing,
+    ) -> Self {
+        let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
+        let balancer = match lb {
+            LoadBalancing::RoundRobin => {
+                Balancer::RoundRobin(SmoothWeightedRoundRobin::new(&weights))
+            }
+            LoadBalancing::Random => Balancer::Random(WeightedRandom::new(&weights)),
+            LoadBalancing::LeastRequest => {
+                Balancer::LeastRequest(LeastRequest::new(endpoints.len()))
+            }
+            LoadBalancing::PeakEwma => Balancer::PeakEwma(PeakEwma::new(
+                endpoints.len(),
+                Duration::from_millis(10),
+                Duration::from_secs(10),
+            )),
+            LoadBalancing::HashHeader(_)
+            | LoadBalancing::HashCookie(_)
+            | LoadBalancing::HashClientIp => {
+                let ring_input: Vec<(&str, u32)> = endpoints
+                    .iter()
+                    .map(|e| (e.address.as_str(), e.weight))
+                    .collect();
+                let source = match lb {
+                    LoadBalancing::HashHeader(name) => HeaderName::try_from(name.as_str())
+                        .map_or(HashSource::ClientIp, HashSource::Header),
+                    LoadBalancing::HashCookie(name) => HashSource::Cookie(name.clone()),
+                    _ => HashSource::ClientIp,
+                };
+                Balancer::Hash(Ring::new(&ring_input), source)
+            }
+        };
+        Target {
+            namespace,
+            service,
+            endpoints,
+            balancer,
+        }
+    }
+
+    /// Picks an endpoint index for this request.
+    pub fn pick(&self, parts: &Parts, client_ip: IpAddr) -> Option<usize> {
+        // Weight-0 endpoints stay in the list (for hashing stability) but take no traffic.
+        if self.endpoints.iter().all(|e| e.weight == 0) {
+            return None;
+        }
+        match &self.balancer {
+            Balancer::RoundRobin(b) => b.pick(),
+            Balancer::Random(b) => b.pick(),
+            Balancer::LeastRequest(b) => b.pick(),
+            Balancer::PeakEwma(b) => b.pick(),
+            Balancer::Hash(ring, source) => {
+                let key_hash = match source {
+                    HashSource::Header(name) => {
+                        parts.headers.get(name).map(|v| hash_key(v.as_bytes()))
+                    }
+                    HashSource::Cookie(name) => cookie(parts, name).map(|v| hash_key(v.as_bytes())),
+                    HashSource::ClientIp => None,
+                };
+                let key_hash =
+                    key_hash.unwrap_or_else(|| hash_key(client_ip.to_string().as_bytes()));
+                ring.pick(key_hash)
+            }
+        }
+    }
+}
+
+fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// A route ready for matching.
+pub(crate) struct CompiledRoute {
+    pub namespace: String,
+    pub name: String,
+    host: HostMatch,
+    path: PathMatch,
+    methods: Vec<Method>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    query: Vec<(String, String)>,
+    pub targets: Vec<Target>,
+    target_picker: WeightedRandom,
+    pub rewrite: Option<Rewrite>,
+    pub add_headers: Vec<(HeaderName, HeaderValue)>,
+    pub remove_headers: Vec<HeaderName>,
+    pub request_timeout: Duration,
+    pub client: UpstreamClient,
+    /// Precedence: lower sorts first.
+    rank: (u8, u8, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>),
+}
+
+impl CompiledRoute {
+    /// Compiles a validated route; `endpoints` gives a service's current endpoints.
+    pub fn compile(
+        namespace: &str,
+        name: &str,
+        spec: &RouteSpec,
+        endpoints: &mut dyn FnMut(&str, &str) -> Vec<Endpoint>,
+        client: UpstreamClient,
+    ) -> Option<Self> {
+        let m = &spec.matcher;
+        let host = match &m.host {
+            None => HostMatch::Any,
+            Some(host) => match host.strip_prefix('*') {
+                Some(suffix) => HostMatch::Suffix(suffix.to_ascii_lowercase()),
+                None => HostMatch::Exact(host.to_ascii_lowercase()),
+            },
+        };
+        let path = if let Some(path) = &m.path {
+            PathMatch::Exact(path.clone())
+        } else if let Some(prefix) = &m.path_prefix {
+            PathMatch::Prefix(prefix.clone())
+        } else if let Some(pattern) = &m.path_regex {
+            PathMatch::Regex(
+                regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+                    .size_limit(1 << 20)
+                    .build()
+                    .ok()?,
+            )
+        } else {
+            PathMatch::Any
+        };
+        let headers = m
+            .headers
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    HeaderName::try_from(k.as_str()).ok()?,
+                    HeaderValue::try_from(v.as_str()).ok()?,
+                ))
+            })
+            .collect();
+        let methods = m
+            .methods
+            .iter()
+            .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+            .collect::<Vec<_>>();
+        let query: Vec<(String, String)> = m
+            .query
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let host_rank = match host {
+            HostMatch::Exact(_) => 0,
+            HostMatch::Suffix(_) => 1,
+            HostMatch::Any => 2,
+        };
+        let (path_rank, prefix_len) = match &path {
+            PathMatch::Exact(_) => (0, 0),
+            PathMatch::Prefix(prefix) => (1, prefix.len()),
+            PathMatch::Regex(_) => (2, 0),
+            PathMatch::Any => (3, 0),
+        };
+        let conditions = methods.len().min(1) + m.headers.len() + query.len();
+        let targets: Vec<Target> = spec
+            .targets(namespace)
+            .into_iter()
+            .map(|(ns, svc, _)| {
+                let list = endpoints(&ns, &svc);
+                Target::new(ns, svc, list, &spec.lb)
+            })
+            .collect();
+        let weights: Vec<u32> = spec.targets(namespace).iter().map(|t| t.2).collect();
+        let rewrite = spec.rewrite.clone();
+        let add_headers = rewrite
+            .iter()
+            .flat_map(|r| r.add_headers.iter())
+            .filter_map(|(k, v)| {
+                Some((
+                    HeaderName::try_from(k.as_str()).ok()?,
+                    HeaderValue::try_from(v.as_str()).ok()?,
+                ))
+            })
+            .collect();
+        let remove_headers = rewrite
+            .iter()
+            .flat_map(|r| r.remove_headers.iter())
+            .filter_map(|k| HeaderName::try_from(k.as_str()).ok())
+            .collect();
+        Some(CompiledRoute {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            host,
+            path,
+            methods,
+            headers,
+            query,
+            targets,
+            target_picker: WeightedRandom::new(&weights),
+            rewrite,
+            add_headers,
+            remove_headers,
+            request_timeout: spec.timeouts.request,
+            client,
+            rank: (
+                host_rank,
+                path_rank,
+                std::cmp::Reverse(prefix_len),
+                std::cmp::Reverse(conditions),
+            ),
+        })
+    }
+
+    fn matches(&self, parts: &Parts, host: &str) -> bool {
+        let host_ok = match &self.host {
+            HostMatch::Any => true,
+            HostMatch::Exact(exact) => host.eq_ignore_ascii_case(exact),
+            HostMatch::Suffix(suffix) => {
+                host.len() > suffix.len()
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            }
+        };
+        if !host_ok {
+            return false;
+        }
+        let path = parts.uri.path();
+        let path_ok = match &self.path {
+            PathMatch::Any => true,
+            PathMatch::Exact(exact) => path == exact,
+            PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            PathMatch::Regex(regex) => regex.is_match(path),
+        };
+        if !path_ok || (!self.methods.is_empty() && !self.methods.contains(&parts.method)) {
+            return false;
+        }
+        if !self
+            .headers
+            .iter()
+            .all(|(name, value)| parts.headers.get_all(name).iter().any(|v| v == value))
+        {
+            return false;
+        }
+        if !self.query.is_empty() {
+            let query = parts.uri.query().unwrap_or("");
+            let pairs: Vec<(&str, &str)> = query
+                .split('&')
+                .filter_map(|p| p.split_once('=').or(Some((p, ""))))
+                .collect();
+            if !self
+                .query
+                .iter()
+                .all(|(k, v)| pairs.iter().any(|(pk, pv)| pk == k && pv == v))
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Chooses the target service (by the route's weights).
+    pub fn pick_target(&self) -> Option<&Target> {
+        if self.targets.len() == 1 {
+            return self.targets.first();
+        }
+        self.target_picker.pick().and_then(|i| self.targets.get(i))
+    }
+
+    /// The path the upstream gets.
+    pub fn upstream_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        let Some(rewrite) = &self.rewrite else {
+            return std::borrow::Cow::Borrowed(path);
+        };
+        if let Some(replacement) = &rewrite.replace_path {
+            return std::borrow::Cow::Owned(replacement.clone());
+        }
+        if rewrite.strip_prefix {
+            if let PathMatch::Prefix(prefix) = &self.path {
+                let rest = path.strip_prefix(prefix.as_str()).unwrap_or(path);
+                return std::borrow::Cow::Owned(if rest.starts_with('/') {
+                    rest.to_owned()
+                } else {
+                    format!("/{rest}")
+                });
+            }
+        }
+        std::borrow::Cow::Borrowed(path)
+    }
+}
+
+/// Every route, in precedence order.
+#[derive(Default)]
+pub(crate) struct RouteTable {
+    routes: Vec<CompiledRoute>,
+}
+
+impl RouteTable {
+    /// Orders compiled routes by precedence.
+    pub fn new(mut routes: Vec<CompiledRoute>) -> Self {
+        routes.sort_by(|a, b| {
+            a.rank
+                .cmp(&b.rank)
+                .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
+        });
+        RouteTable { routes }
+    }
+
+    /// The first route that matches.
+    pub fn find(&self, parts: &Parts) -> Option<&CompiledRoute> {
+        let host = request_host(parts);
+        self.routes.iter().find(|route| route.matches(parts, host))
+    }
+}
+
+/// The request's host without port: from the URI authority (HTTP/2) or the Host header.
+pub(crate) fn request_host(parts: &Parts) -> &str {
+    let raw = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            parts
+                .headers
+                .get(hyper::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("");
+    if raw.starts_with('[') {
+        return raw.find(']').map_or(raw, |end| &raw[..=end]);
+    }
+    raw.split(':').next().unwrap_or(raw)
+}

@@ -1,0 +1,421 @@
+//! `Route` resources: which requests the gateway sends to which service, and how.
+//!
+//! Precedence, when several routes match a request (most specific first):
+//! 1. an exact host beats a wildcard host (`*.example.com`), which beats no host;
+//! 2. then an exact path beats a path prefix (longer first), which beats a regex,
+//!    which beats no path condition;
+//! 3. then the route with more conditions (methods, headers, query) wins;
+//! 4. then the name, alphabetically.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::instance::{duration_text, InvalidField};
+use crate::{validate_name, MAX_WEIGHT};
+
+/// The spec of a `Route`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Which requests this route takes.
+    #[serde(rename = "match")]
+    pub matcher: RouteMatch,
+    /// The target service: `name` (in the route's namespace) or `namespace/name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Or several services, traffic split by weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<WeightedService>>,
+    /// Changes made to the request before it goes upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<Rewrite>,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// How an instance is chosen.
+    #[serde(default)]
+    pub lb: LoadBalancing,
+}
+
+/// Conditions a request must meet; all given ones must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatch {
+    /// `api.example.com` or `*.example.com` (port ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The path, exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A path prefix, matched on whole segments' characters (`/echo` matches `/echo` and `/echo/x`, and `/echoes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// A regular expression the whole path must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_regex: Option<String>,
+    /// Methods (any when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Headers that must have these values (names case-insensitive).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Query parameters that must have these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query: BTreeMap<String, String>,
+}
+
+/// A service with a share of the route's traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedService {
+    /// `name` or `namespace/name`.
+    pub service: String,
+    /// Relative weight, 0–1000.
+    pub weight: u32,
+}
+
+/// Request rewrites.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rewrite {
+    /// Remove the matched `path_prefix` from the path (what remains starts with `/`).
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Replace the whole path with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_path: Option<String>,
+    /// Set these request headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub add_headers: BTreeMap<String, String>,
+    /// Remove these request headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_headers: Vec<String>,
+}
+
+/// Timeouts of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Connecting to an instance (default 2s).
+    #[serde(default = "default_connect", with = "duration_text")]
+    pub connect: Duration,
+    /// From sending the request to the response's headers (default 30s).
+    #[serde(default = "default_request", with = "duration_text")]
+    pub request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: default_connect(),
+            request: default_request(),
+        }
+    }
+}
+
+fn default_connect() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_request() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Load-balancing policies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum LoadBalancing {
+    /// Smooth weighted round robin (the default).
+    #[default]
+    RoundRobin,
+    /// Weighted random.
+    Random,
+    /// Power of two choices, fewer requests in flight.
+    LeastRequest,
+    /// Power of two choices, lower peak-EWMA latency × load.
+    PeakEwma,
+    /// Consistent hash (ketama ring) of a header's value.
+    HashHeader(String),
+    /// Consistent hash of a cookie's value.
+    HashCookie(String),
+    /// Consistent hash of the client's IP address.
+    HashClientIp,
+}
+
+impl RouteSpec {
+    /// Checks every field; the error names the first one at fault.
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        let m = &self.matcher;
+        if let Some(host) = &m.host {
+            let bare = host.strip_prefix("*.").unwrap_or(host);
+            let ok = !bare.is_empty()
+                && bare.len() <= 253
+                && bare.split('.').all(|l| {
+                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if !ok {
+                return Err(InvalidField::new(
+                    "spec.match.host",
+                    format!("{host:?} is not a host name or *.domain"),
+                ));
+            }
+        }
+        let paths = [
+            m.path.is_some(),
+            m.path_prefix.is_some(),
+            m.path_regex.is_some(),
+        ];
+        if paths.iter().filter(|p| **p).count() > 1 {
+            return Err(InvalidField::new(
+                "spec.match",
+                "give at most one of path, path_prefix and path_regex",
+            ));
+        }
+        for (field, value) in [("path", &m.path), ("path_prefix", &m.path_prefix)] {
+            if let Some(path) = value {
+                validate_path(&format!("spec.match.{field}"), path)?;
+            }
+        }
+        if let Some(pattern) = &m.path_regex {
+            if pattern.len() > 1024 {
+                return Err(InvalidField::new(
+                    "spec.match.path_regex",
+                    "over 1024 bytes",
+                ));
+            }
+            regex::RegexBuilder::new(pattern)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| InvalidField::new("spec.match.path_regex", e.to_string()))?;
+        }
+        for method in &m.methods {
+            if method.is_empty() || !method.chars().all(|c| c.is_ascii_uppercase()) {
+                return Err(InvalidField::new(
+                    "spec.match.methods",
+                    format!("{method:?} is not an upper-case HTTP method"),
+                ));
+            }
+        }
+        for name in m.headers.keys().chain(
+            self.rewrite
+                .iter()
+                .flat_map(|r| r.add_headers.keys().chain(&r.remove_headers)),
+        ) {
+            if !is_header_name(name) {
+                return Err(InvalidField::new(
+                    "spec",
+                    format!("{name:?} is not a valid header name"),
+                ));
+            }
+        }
+        for value in m
+            .headers
+            .values()
+            .chain(self.rewrite.iter().flat_map(|r| r.add_headers.values()))
+        {
+            if value.chars().any(|c| c.is_control()) {
+                return Err(InvalidField::new(
+                    "spec",
+                    format!("header value {value:?} holds a control character"),
+                ));
+            }
+        }
+        match (&self.service, &self.services) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(InvalidField::new(
+                    "spec.service",
+                    "give either service or services",
+                ));
+            }
+            (Some(service), None) => validate_service_ref("spec.service", service)?,
+            (None, Some(services)) => {
+                if services.is_empty() || services.len() > 64 {
+                    return Err(InvalidField::new("spec.services", "give 1 to 64 services"));
+                }
+                for (i, weighted) in services.iter().enumerate() {
+                    validate_service_ref(
+                        &format!("spec.services[{i}].service"),
+                        &weighted.service,
+                    )?;
+                    if weighted.weight > MAX_WEIGHT {
+                        return Err(InvalidField::new(
+                            format!("spec.services[{i}].weight"),
+                            format!("over {MAX_WEIGHT}"),
+                        ));
+                    }
+                }
+                if services.iter().all(|s| s.weight == 0) {
+                    return Err(InvalidField::new(
+                        "spec.services",
+                        "at least one weight must be above 0",
+                    ));
+                }
+            }
+        }
+        if let Some(rewrite) = &self.rewrite {
+            if rewrite.strip_prefix && m.path_prefix.is_none() {
+                return Err(InvalidField::new(
+                    "spec.rewrite.strip_prefix",
+                    "needs match.path_prefix",
+                ));
+            }
+            if let Some(path) = &rewrite.replace_path {
+                validate_path("spec.rewrite.replace_path", path)?;
+            }
+        }
+        let t = &self.timeouts;
+        if t.connect < Duration::from_millis(10) || t.connect > Duration::from_secs(60) {
+            return Err(InvalidField::new(
+                "spec.timeouts.connect",
+                "must be within 10ms..=60s",
+            ));
+        }
+        if t.request < Duration::from_millis(10) || t.request > Duration::from_secs(3600) {
+            return Err(InvalidField::new(
+                "spec.timeouts.request",
+                "must be within 10ms..=1h",
+            ));
+        }
+        match &self.lb {
+            LoadBalancing::HashHeader(name) if !is_header_name(name) => Err(InvalidField::new(
+                "spec.lb.hash_header",
+                format!("{name:?} is not a valid header name"),
+            )),
+            LoadBalancing::HashCookie(name) if name.is_empty() || name.len() > 256 => {
+                Err(InvalidField::new(
+                    "spec.lb.hash_cookie",
+                    "a cookie name of 1 to 256 characters",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The target services as `(namespace, name, weight)`, resolving bare names in `namespace`.
+    pub fn targets(&self, namespace: &str) -> Vec<(String, String, u32)> {
+        let resolve = |reference: &str| match reference.split_once('/') {
+            Some((ns, name)) => (ns.to_owned(), name.to_owned()),
+            None => (namespace.to_owned(), reference.to_owned()),
+        };
+        match (&self.service, &self.services) {
+            (Some(service), _) => {
+                let (ns, name) = resolve(service);
+                vec![(ns, name, 1)]
+            }
+            (None, Some(services)) => services
+                .iter()
+                .map(|s| {
+                    let (ns, name) = resolve(&s.service);
+                    (ns, name, s.weight)
+                })
+                .collect(),
+            (None, None) => Vec::new(),
+        }
+    }
+}
+
+fn validate_path(field: &str, path: &str) -> Result<(), InvalidField> {
+    if !path.starts_with('/')
+        || path.len() > 2048
+        || path
+            .chars()
+            .any(|c| c.is_control() || c == ' ' || c == '?' || c == '#')
+    {
+        return Err(InvalidField::new(
+            field,
+            format!("{path:?} must start with / and hold no spaces, ? or #"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_service_ref(field: &str, reference: &str) -> Result<(), InvalidField> {
+    let result = match reference.split_once('/') {
+        Some((ns, name)) => {
+            validate_name("namespace", ns).and_then(|()| validate_name("service", name))
+        }
+        None => validate_name("service", reference),
+    };
+    result.map_err(|e| InvalidField::new(field, e.to_string()))
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Result<RouteSpec, String> {
+        let spec: RouteSpec = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        spec.validate().map_err(|e| e.to_string())?;
+        Ok(spec)
+    }
+
+    #[test]
+    fn the_minimal_route_is_valid() {
+        let route = spec(r#"{"match": {"path_prefix": "/echo"}, "service": "echo"}"#).unwrap();
+        assert_eq!(
+            route.targets("default"),
+            [("default".to_owned(), "echo".to_owned(), 1)]
+        );
+        assert_eq!(route.lb, LoadBalancing::RoundRobin);
+        assert_eq!(route.timeouts.request, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn invalid_routes_name_the_field() {
+        for (json, field) in [
+            (
+                r#"{"match": {"path_prefix": "echo"}, "service": "echo"}"#,
+                "spec.match.path_prefix",
+            ),
+            (
+                r#"{"match": {"path_regex": "("}, "service": "echo"}"#,
+                "spec.match.path_regex",
+            ),
+            (
+                r#"{"match": {"path": "/a", "path_prefix": "/a"}, "service": "echo"}"#,
+                "spec.match",
+            ),
+            (r#"{"match": {}, "service": "bad/name/x"}"#, "spec.service"),
+            (r#"{"match": {}}"#, "spec.service"),
+            (
+                r#"{"match": {}, "services": [{"service": "a", "weight": 0}]}"#,
+                "spec.services",
+            ),
+            (
+                r#"{"match": {"host": "bad host"}, "service": "a"}"#,
+                "spec.match.host",
+            ),
+            (
+                r#"{"match": {"methods": ["get"]}, "service": "a"}"#,
+                "spec.match.methods",
+            ),
+            (
+                r#"{"match": {}, "service": "a", "rewrite": {"strip_prefix": true}}"#,
+                "spec.rewrite.strip_prefix",
+            ),
+            (
+                r#"{"match": {}, "service": "a", "timeouts": {"request": "1ms"}}"#,
+                "spec.timeouts.request",
+            ),
+            (
+                r#"{"match": {}, "service": "a", "lb": {"hash_header": "bad header"}}"#,
+                "spec.lb.hash_header",
+            ),
+        ] {
+            let error = spec(json).unwrap_err();
+            assert!(error.starts_with(field), "{json}: {error}");
+        }
+        assert!(spec(r#"{"match": {}, "service": "a", "colour": 1}"#)
+            .unwrap_err()
+            .contains("colour"));
+    }
+}

@@ -1,0 +1,258 @@
+//! The gateway inside `sluice up`: routes to registered instances over HTTP/1.1 and
+//! h2c, with precedence, rewrites, proxy headers, draining, and hot reload.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::Request;
+use serde_json::{json, Value};
+
+use crate::support::{Http, Sluice};
+
+/// An upstream that answers with what it received, and its own name.
+async fn echo_upstream(name: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let app = axum::Router::new().fallback(move |request: Request| async move {
+        let headers: HashMap<String, String> = request
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        axum::Json(json!({
+            "instance": name,
+            "method": request.method().to_string(),
+            "path": request.uri().path(),
+            "query": request.uri().query(),
+            "headers": headers,
+        }))
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+async fn via(client: &reqwest::Client, url: &str) -> (u16, Value) {
+    let response = client.get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until the gateway answers `url` with `status` (routes apply within a watch round trip).
+async fn until_status(client: &reqwest::Client, url: &str, status: u16) -> Value {
+    for _ in 0..200 {
+        let (got, body) = via(client, url).await;
+        if got == status {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{url} never answered {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_balance_rewrite_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Sluice::start(
+        "up",
+        &["--data", dir.path().join("d").to_str().unwrap()],
+        dir.path(),
+    );
+    let gateway = sluice.gateway.clone().unwrap();
+    let api = Http::new(&sluice.url);
+    let (a, b, c) = (
+        echo_upstream("a").await,
+        echo_upstream("b").await,
+        echo_upstream("c").await,
+    );
+    api.put(
+        "/v1/namespaces/default/services/echo/instances/a",
+        &format!(r#"{{"address":"{a}"}}"#),
+    )
+    .await;
+    api.put(
+        "/v1/namespaces/default/services/echo/instances/b",
+        &format!(r#"{{"address":"{b}"}}"#),
+    )
+    .await;
+    api.put(
+        "/v1/namespaces/default/services/other/instances/c",
+        &format!(r#"{{"address":"{c}"}}"#),
+    )
+    .await;
+
+    // The minimal contract: /echo... goes to the healthy instances of echo.
+    api.put(
+        "/v1/namespaces/default/resources/Route/echo",
+        r#"{"spec": {"match": {"path_prefix": "/echo"}, "service": "echo"}}"#,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let first = until_status(&client, &format!("{gateway}/echo/x?y=1"), 200).await;
+    assert_eq!(first["path"], "/echo/x");
+    assert_eq!(first["query"], "y=1");
+    // Round robin over the two instances.
+    let mut seen = HashMap::new();
+    for _ in 0..10 {
+        let (_, body) = via(&client, &format!("{gateway}/echo")).await;
+        *seen
+            .entry(body["instance"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(seen.get("a"), Some(&5), "{seen:?}");
+    assert_eq!(seen.get("b"), Some(&5), "{seen:?}");
+
+    // Proxy headers, request id, hop-by-hop stripping.
+    let response = client
+        .get(format!("{gateway}/echo"))
+        .header("connection", "x-secret")
+        .header("x-secret", "hop")
+        .header("x-request-id", "req-123")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    let headers = &body["headers"];
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert_eq!(headers["x-request-id"], "req-123");
+    assert!(
+        headers.get("x-secret").is_none(),
+        "headers named by Connection are hop-by-hop: {headers}"
+    );
+    let (_, body) = via(&client, &format!("{gateway}/echo")).await;
+    assert_eq!(
+        body["headers"]["x-request-id"].as_str().unwrap().len(),
+        32,
+        "generated when absent"
+    );
+
+    // h2c (prior knowledge) on the same port.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = h2.get(format!("{gateway}/echo/h2")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["path"], "/echo/h2");
+
+    // Precedence and rewrites: a longer prefix wins, an exact path wins over both.
+    api.put(
+        "/v1/namespaces/default/resources/Route/echo-admin",
+        r#"{"spec": {"match": {"path_prefix": "/echo/admin"}, "service": "other",
+            "rewrite": {"strip_prefix": true, "add_headers": {"x-added": "yes"}, "remove_headers": ["x-drop"]}}}"#,
+    )
+    .await;
+    api.put(
+        "/v1/namespaces/default/resources/Route/echo-exact",
+        r#"{"spec": {"match": {"path": "/echo/admin/health", "methods": ["GET"]}, "service": "other", "rewrite": {"replace_path": "/healthz"}}}"#,
+    )
+    .await;
+    let body = until_status(&client, &format!("{gateway}/echo/admin/users"), 200).await;
+    for _ in 0..100 {
+        if via(&client, &format!("{gateway}/echo/admin/users")).await.1["instance"] == "c" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let response = client
+        .get(format!("{gateway}/echo/admin/users"))
+        .header("x-drop", "1")
+        .send()
+        .await
+        .unwrap();
+    let body2: Value = response.json().await.unwrap();
+    assert_eq!(body2["instance"], "c", "{body} {body2}");
+    assert_eq!(body2["path"], "/users", "strip_prefix");
+    assert_eq!(body2["headers"]["x-added"], "yes");
+    assert!(body2["headers"].get("x-drop").is_none());
+    let (_, exact) = via(&client, &format!("{gateway}/echo/admin/health")).await;
+    assert_eq!(
+        exact["path"], "/healthz",
+        "the exact route wins and replaces the path"
+    );
+    let (_, other) = via(&client, &format!("{gateway}/echo/plain")).await;
+    assert_ne!(
+        other["instance"], "c",
+        "the shorter prefix still takes the rest"
+    );
+
+    // Draining takes an instance out of rotation.
+    let (status, _, _) = api
+        .send(
+            "PATCH",
+            "/v1/namespaces/default/services/echo/instances/a",
+            Some(r#"{"draining": true}"#),
+        )
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..6 {
+        let (_, body) = via(&client, &format!("{gateway}/echo")).await;
+        assert_eq!(body["instance"], "b");
+    }
+    // No healthy instance: 503 with a JSON error; no route: 404.
+    api.send(
+        "PATCH",
+        "/v1/namespaces/default/services/echo/instances/b",
+        Some(r#"{"draining": true}"#),
+    )
+    .await;
+    let body = until_status(&client, &format!("{gateway}/echo"), 503).await;
+    assert_eq!(body["error"]["code"], "no_healthy_upstream");
+    let (status, body) = via(&client, &format!("{gateway}/nothing-here")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("no_route"))
+    );
+
+    // Hot reload: pointing the route elsewhere applies to new requests.
+    api.put(
+        "/v1/namespaces/default/resources/Route/echo",
+        r#"{"spec": {"match": {"path_prefix": "/echo"}, "service": "other"}}"#,
+    )
+    .await;
+    let body = until_status(&client, &format!("{gateway}/echo"), 200).await;
+    assert_eq!(body["instance"], "c");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_refuses_connections_gets_a_502() {
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Sluice::start(
+        "up",
+        &["--data", dir.path().join("d").to_str().unwrap()],
+        dir.path(),
+    );
+    let gateway = sluice.gateway.clone().unwrap();
+    let api = Http::new(&sluice.url);
+    let dead = sluice_testkit::free_port();
+    api.put(
+        "/v1/namespaces/default/services/gone/instances/x",
+        &format!(r#"{{"address":"127.0.0.1:{dead}"}}"#),
+    )
+    .await;
+    api.put(
+        "/v1/namespaces/default/resources/Route/gone",
+        r#"{"spec": {"match": {"path_prefix": "/gone"}, "service": "gone"}}"#,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let body = until_status(&client, &format!("{gateway}/gone"), 502).await;
+    assert_eq!(body["error"]["code"], "upstream_failed");
+    let (status, _, error) = api
+        .send(
+            "PUT",
+            "/v1/namespaces/default/resources/Route/bad",
+            Some(r#"{"spec": {"match": {"path_prefix": "nope"}, "service": "gone"}}"#),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.match.path_prefix"),
+        "{error}"
+    );
+}

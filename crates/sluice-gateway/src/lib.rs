@@ -11,10 +11,11 @@
 //! requests in flight keep the one they started with and new requests see the change.
 //! Inside `sluice up` the snapshot is fed from the store and the registry directly.
 
+mod health;
 mod proxy;
 mod table;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -209,6 +210,8 @@ async fn rebuild_loop(
 ) {
     let mut instances = registry.changes();
     let mut clients: BTreeMap<Duration, UpstreamClient> = BTreeMap::new();
+    // Failure state per instance address, kept across snapshots.
+    let mut healths: HashMap<String, Arc<health::EndpointHealth>> = HashMap::new();
     let mut generation = 0u64;
     loop {
         let Some(shared) = shared.upgrade() else {
@@ -216,6 +219,7 @@ async fn rebuild_loop(
         };
         let specs = routes.borrow_and_update().clone();
         instances.borrow_and_update();
+        let mut live = HashSet::new();
         let compiled: Vec<CompiledRoute> = specs
             .iter()
             .filter_map(|((namespace, name), spec)| {
@@ -228,16 +232,22 @@ async fn rebuild_loop(
                         .instances(ns, svc, false)
                         .instances
                         .into_iter()
-                        .map(|i| Endpoint {
-                            id: i.id,
-                            address: i.address,
-                            weight: i.weight,
+                        .map(|i| {
+                            live.insert(i.address.clone());
+                            let health = Arc::clone(healths.entry(i.address.clone()).or_default());
+                            Endpoint {
+                                id: i.id,
+                                address: i.address,
+                                weight: i.weight,
+                                health,
+                            }
                         })
                         .collect()
                 };
                 CompiledRoute::compile(namespace, name, spec, &mut endpoints, client)
             })
             .collect();
+        healths.retain(|address, _| live.contains(address));
         shared.snapshot.store(Arc::new(Snapshot {
             table: RouteTable::new(compiled),
         }));

@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+
+use sluice_model::RetryOn;
 
 use crate::table::Balancer;
 use crate::Shared;
@@ -24,7 +26,7 @@ pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 /// A pooled HTTP/1.1 client to upstream instances.
 #[derive(Clone)]
-pub(crate) struct UpstreamClient(pub Client<HttpConnector, Incoming>);
+pub(crate) struct UpstreamClient(pub Client<HttpConnector, ProxyBody>);
 
 impl UpstreamClient {
     pub fn new(connect_timeout: Duration) -> Self {
@@ -110,35 +112,17 @@ pub(crate) async fn handle(
             "the route has no service to send to",
         ));
     };
-    let Some(index) = target.pick(&parts, client.ip()) else {
-        let message = format!(
-            "service {}/{} has no healthy instance",
-            target.namespace, target.service
-        );
-        return Ok(error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_healthy_upstream",
-            &message,
-        ));
-    };
-    let endpoint = &target.endpoints[index];
     let original_host = crate::table::request_host(&parts).to_owned();
 
-    // The upstream URI: the instance, the (rewritten) path, the query.
-    let path = route.upstream_path(parts.uri.path());
-    let uri = match parts.uri.query() {
-        Some(query) => format!("http://{}{path}?{query}", endpoint.address),
-        None => format!("http://{}{path}", endpoint.address),
-    };
-    let Ok(uri) = uri.parse::<Uri>() else {
-        return Ok(error_response(
-            StatusCode::BAD_REQUEST,
-            "bad_path",
-            "the request path cannot be forwarded",
-        ));
+    // The upstream URI's path and query (the instance is set per attempt).
+    let path_and_query = {
+        let path = route.upstream_path(parts.uri.path());
+        match parts.uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.into_owned(),
+        }
     };
     let authority_host = parts.uri.authority().map(|a| a.as_str().to_owned());
-    parts.uri = uri;
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
     if parts.version == Version::HTTP_2 {
@@ -147,7 +131,6 @@ pub(crate) async fn handle(
             headers.entry(header::HOST).or_insert(host);
         }
     }
-    parts.version = Version::HTTP_11;
     let client_ip = client.ip().to_string();
     let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(previous) => format!("{previous}, {client_ip}"),
@@ -173,47 +156,146 @@ pub(crate) async fn handle(
         headers.insert(name.clone(), value.clone());
     }
 
-    let _in_flight = match &target.balancer {
-        Balancer::LeastRequest(b) => b.start(index),
-        Balancer::PeakEwma(b) => b.start(index),
-        _ => None,
-    };
-    let started = Instant::now();
-    let upstream = Request::from_parts(parts, body);
-    let result =
-        tokio::time::timeout(route.request_timeout, route.client.0.request(upstream)).await;
-    if let Balancer::PeakEwma(b) = &target.balancer {
-        b.observe(index, started.elapsed());
+    // Only requests that can be sent again are retried: idempotent, and without a
+    // body (bodies are streamed, never kept).
+    route.retry_budget.deposit();
+    let retryable =
+        route.retries.attempts > 0 && is_idempotent(&parts.method) && has_no_body(&parts.headers);
+    let mut body = if retryable { None } else { Some(body.boxed()) };
+    let mut tried: Vec<usize> = Vec::new();
+    loop {
+        let Some(index) = target.pick(&parts, client.ip(), &tried) else {
+            let message = format!(
+                "service {}/{} has no healthy instance",
+                target.namespace, target.service
+            );
+            return Ok(error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_healthy_upstream",
+                &message,
+            ));
+        };
+        tried.push(index);
+        let endpoint = &target.endpoints[index];
+        let Ok(uri) = format!("http://{}{path_and_query}", endpoint.address).parse::<Uri>() else {
+            return Ok(error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_path",
+                "the request path cannot be forwarded",
+            ));
+        };
+        let mut attempt = Request::new(match body.take() {
+            Some(body) => body,
+            None => Empty::<Bytes>::new()
+                .map_err(|never| match never {})
+                .boxed(),
+        });
+        *attempt.method_mut() = parts.method.clone();
+        *attempt.uri_mut() = uri;
+        *attempt.version_mut() = Version::HTTP_11;
+        *attempt.headers_mut() = parts.headers.clone();
+
+        let _in_flight = match &target.balancer {
+            Balancer::LeastRequest(b) => b.start(index),
+            Balancer::PeakEwma(b) => b.start(index),
+            _ => None,
+        };
+        let started = Instant::now();
+        let result =
+            tokio::time::timeout(route.request_timeout, route.client.0.request(attempt)).await;
+        if let Balancer::PeakEwma(b) = &target.balancer {
+            b.observe(index, started.elapsed());
+        }
+        let outcome = match &result {
+            Ok(Ok(response)) if response.status().is_server_error() => {
+                if matches!(response.status().as_u16(), 502..=504) {
+                    Some(RetryOn::GatewayError)
+                } else {
+                    Some(RetryOn::ServerError)
+                }
+            }
+            Ok(Ok(_)) => None,
+            Ok(Err(error)) if error.is_connect() => Some(RetryOn::ConnectFailure),
+            Ok(Err(_)) => Some(RetryOn::Reset),
+            Err(_) => Some(RetryOn::Timeout),
+        };
+        match outcome {
+            Some(_) => {
+                if endpoint
+                    .health
+                    .record_failure(&route.outlier, || target.may_eject(&route.outlier))
+                {
+                    tracing::info!(
+                        instance = endpoint.id,
+                        address = endpoint.address,
+                        "instance ejected after consecutive failures"
+                    );
+                }
+            }
+            None => endpoint.health.record_success(),
+        }
+        let wants_retry = outcome.is_some_and(|condition| {
+            route.retries.on.contains(&condition)
+                || (condition == RetryOn::GatewayError
+                    && route.retries.on.contains(&RetryOn::ServerError))
+        });
+        if retryable
+            && wants_retry
+            && tried.len() <= route.retries.attempts as usize
+            && route.retry_budget.try_spend()
+        {
+            continue;
+        }
+        let response = match result {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, address = endpoint.address, "upstream failed");
+                let message = format!(
+                    "instance {} of {}/{} failed: {error}",
+                    endpoint.id, target.namespace, target.service
+                );
+                return Ok(error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_failed",
+                    &message,
+                ));
+            }
+            Err(_) => {
+                let message = format!(
+                    "instance {} of {}/{} did not answer within {:?}",
+                    endpoint.id, target.namespace, target.service, route.request_timeout
+                );
+                return Ok(error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    &message,
+                ));
+            }
+        };
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        // Answer in the client's protocol version, whatever the upstream spoke.
+        parts.version = client_version;
+        return Ok(Response::from_parts(parts, body.boxed()));
     }
-    let response = match result {
-        Ok(Ok(response)) => response,
-        Ok(Err(error)) => {
-            tracing::debug!(%error, address = endpoint.address, "upstream failed");
-            let message = format!(
-                "instance {} of {}/{} failed: {error}",
-                endpoint.id, target.namespace, target.service
-            );
-            return Ok(error_response(
-                StatusCode::BAD_GATEWAY,
-                "upstream_failed",
-                &message,
-            ));
-        }
-        Err(_) => {
-            let message = format!(
-                "instance {} of {}/{} did not answer within {:?}",
-                endpoint.id, target.namespace, target.service, route.request_timeout
-            );
-            return Ok(error_response(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                &message,
-            ));
-        }
-    };
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    // Answer in the client's protocol version, whatever the upstream spoke.
-    parts.version = client_version;
-    Ok(Response::from_parts(parts, body.boxed()))
+}
+
+fn is_idempotent(method: &hyper::Method) -> bool {
+    use hyper::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PUT,
+        Method::DELETE,
+        Method::TRACE,
+    ]
+    .contains(method)
+}
+
+fn has_no_body(headers: &HeaderMap) -> bool {
+    !headers.contains_key(header::TRANSFER_ENCODING)
+        && headers
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|length| length.as_bytes() == b"0")
 }

@@ -2,6 +2,7 @@
 //! [`sluice_model::RouteSpec`]), each with its targets' endpoints and balancers.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::header::{HeaderName, HeaderValue};
@@ -10,12 +11,13 @@ use hyper::Method;
 use sluice_guard::balance::{
     hash_key, LeastRequest, PeakEwma, Ring, SmoothWeightedRoundRobin, WeightedRandom,
 };
-use sluice_model::{LoadBalancing, Rewrite, RouteSpec};
+use sluice_model::{LoadBalancing, OutlierDetection, Retries, Rewrite, RouteSpec};
 
+use crate::health::{now_ms, EndpointHealth, RetryBudget};
 use crate::proxy::UpstreamClient;
 
 /// An instance traffic can go to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     /// Instance ID.
     pub id: String,
@@ -23,6 +25,8 @@ pub struct Endpoint {
     pub address: String,
     /// Weight (0–1000).
     pub weight: u32,
+    /// Its failure state, shared by every route and snapshot that sends to it.
+    pub health: Arc<EndpointHealth>,
 }
 
 enum HostMatch {
@@ -107,12 +111,44 @@ impl Target {
         }
     }
 
-    /// Picks an endpoint index for this request.
-    pub fn pick(&self, parts: &Parts, client_ip: IpAddr) -> Option<usize> {
+    /// Picks an endpoint for this request, avoiding ejected ones and those in `tried`
+    /// while others remain (when none does, the balancer's own pick stands).
+    pub fn pick(&self, parts: &Parts, client_ip: IpAddr, tried: &[usize]) -> Option<usize> {
         // Weight-0 endpoints stay in the list (for hashing stability) but take no traffic.
         if self.endpoints.iter().all(|e| e.weight == 0) {
             return None;
         }
+        let now = now_ms();
+        let mut first = None;
+        for _ in 0..self.endpoints.len().clamp(1, 8) {
+            let index = self.pick_once(parts, client_ip)?;
+            first.get_or_insert(index);
+            if !tried.contains(&index) && !self.endpoints[index].health.is_ejected(now) {
+                return Some(index);
+            }
+        }
+        // The balancer kept landing on excluded endpoints: take any other live one.
+        (0..self.endpoints.len())
+            .find(|i| {
+                !tried.contains(i)
+                    && self.endpoints[*i].weight > 0
+                    && !self.endpoints[*i].health.is_ejected(now)
+            })
+            .or(first)
+    }
+
+    /// Whether one more endpoint may be ejected (at most `max_ejection_percent`).
+    pub fn may_eject(&self, policy: &OutlierDetection) -> bool {
+        let now = now_ms();
+        let ejected = self
+            .endpoints
+            .iter()
+            .filter(|e| e.health.is_ejected(now))
+            .count();
+        (ejected + 1) * 100 <= self.endpoints.len() * policy.max_ejection_percent as usize
+    }
+
+    fn pick_once(&self, parts: &Parts, client_ip: IpAddr) -> Option<usize> {
         match &self.balancer {
             Balancer::RoundRobin(b) => b.pick(),
             Balancer::Random(b) => b.pick(),
@@ -161,6 +197,9 @@ pub(crate) struct CompiledRoute {
     pub add_headers: Vec<(HeaderName, HeaderValue)>,
     pub remove_headers: Vec<HeaderName>,
     pub request_timeout: Duration,
+    pub retries: Retries,
+    pub retry_budget: RetryBudget,
+    pub outlier: OutlierDetection,
     pub client: UpstreamClient,
     /// Precedence: lower sorts first.
     rank: (u8, u8, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>),
@@ -268,6 +307,9 @@ impl CompiledRoute {
             add_headers,
             remove_headers,
             request_timeout: spec.timeouts.request,
+            retries: spec.retries.clone(),
+            retry_budget: RetryBudget::new(&spec.retries),
+            outlier: spec.outlier.clone(),
             client,
             rank: (
                 host_rank,

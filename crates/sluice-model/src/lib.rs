@@ -16,4 +16,7 @@ pub use instance::{
 };
 pub use name::{validate_name, NameError, NAME_MAX_LEN};
 pub use resource::{Resource, ResourceMetadata};
-pub use route::{LoadBalancing, Rewrite, RouteMatch, RouteSpec, Timeouts, WeightedService};
+pub use route::{
+    LoadBalancing, OutlierDetection, Retries, RetryOn, Rewrite, RouteMatch, RouteSpec, Timeouts,
+    WeightedService,
+};

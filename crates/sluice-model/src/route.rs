@@ -37,6 +37,108 @@ pub struct RouteSpec {
     /// How an instance is chosen.
     #[serde(default)]
     pub lb: LoadBalancing,
+    /// Retries of idempotent requests that carry no body.
+    #[serde(default)]
+    pub retries: Retries,
+    /// Passive outlier detection: instances that keep failing are ejected for a while.
+    #[serde(default)]
+    pub outlier: OutlierDetection,
+}
+
+/// When and how often the gateway retries. Only requests with an idempotent method
+/// (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) and no body are retried — bodies are
+/// streamed, never buffered — each time on another instance when there is one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retries {
+    /// Retries after the first attempt (0 turns retries off; at most 5). Default 1.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// What is retried. Default `connect_failure` and `reset`.
+    #[serde(default = "default_retry_on")]
+    pub on: Vec<RetryOn>,
+    /// Retries may add at most this share of the route's requests (default 20 %)...
+    #[serde(default = "default_budget_percent")]
+    pub budget_percent: f64,
+    /// ...plus this many per second (default 10), so a quiet route can still retry.
+    #[serde(default = "default_min_per_second")]
+    pub min_per_second: u32,
+}
+
+/// Conditions that allow a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOn {
+    /// The connection to the instance could not be made.
+    ConnectFailure,
+    /// The connection broke before a response arrived.
+    Reset,
+    /// The instance answered 502, 503 or 504.
+    GatewayError,
+    /// The instance answered any 5xx.
+    #[serde(rename = "5xx")]
+    ServerError,
+    /// No response within the request timeout.
+    Timeout,
+}
+
+fn default_attempts() -> u32 {
+    1
+}
+fn default_retry_on() -> Vec<RetryOn> {
+    vec![RetryOn::ConnectFailure, RetryOn::Reset]
+}
+fn default_budget_percent() -> f64 {
+    20.0
+}
+fn default_min_per_second() -> u32 {
+    10
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            attempts: default_attempts(),
+            on: default_retry_on(),
+            budget_percent: default_budget_percent(),
+            min_per_second: default_min_per_second(),
+        }
+    }
+}
+
+/// Passive outlier detection (Envoy's consecutive-errors ejection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierDetection {
+    /// Connect failures, resets or 5xx in a row that eject an instance (0 turns ejection off). Default 5.
+    #[serde(default = "default_consecutive_failures")]
+    pub consecutive_failures: u32,
+    /// The first ejection's length; the n-th lasts n times as long. Default 30s.
+    #[serde(default = "default_base_ejection", with = "duration_text")]
+    pub base_ejection: Duration,
+    /// At most this share of a service's instances is ejected at once (default 50 %).
+    #[serde(default = "default_max_ejection_percent")]
+    pub max_ejection_percent: u32,
+}
+
+fn default_consecutive_failures() -> u32 {
+    5
+}
+fn default_base_ejection() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_ejection_percent() -> u32 {
+    50
+}
+
+impl Default for OutlierDetection {
+    fn default() -> Self {
+        OutlierDetection {
+            consecutive_failures: default_consecutive_failures(),
+            base_ejection: default_base_ejection(),
+            max_ejection_percent: default_max_ejection_percent(),
+        }
+    }
 }
 
 /// Conditions a request must meet; all given ones must hold.

@@ -7,6 +7,7 @@ mod support;
 
 mod api_bad_input;
 mod cli_basics;
+mod gateway_bad_input;
 mod gateway_failover;
 mod gateway_routing;
 mod registry_etcd_nodes;

@@ -8,6 +8,7 @@
 //! store = "redb://./sluice-data"  # --store, SLUICE_STORE (default: redb://<data>)
 //! admin = "127.0.0.1:7700"        # --admin, SLUICE_ADMIN
 //! gateway = "127.0.0.1:7780"      # --gateway, SLUICE_GATEWAY (up: on by default)
+//! gateway_header_timeout = "10s"  # --gateway-header-timeout, SLUICE_GATEWAY_HEADER_TIMEOUT
 //! body_limit = 1048576            # largest request body, bytes
 //!
 //! [registry]
@@ -51,6 +52,9 @@ pub struct ServerArgs {
     /// Gateway address [default: 127.0.0.1:7780 for `up`, none for `server`].
     #[arg(long, env = "SLUICE_GATEWAY")]
     pub gateway: Option<String>,
+    /// How long a gateway client may take to send a request's headers [default: 10s].
+    #[arg(long, env = "SLUICE_GATEWAY_HEADER_TIMEOUT")]
+    pub gateway_header_timeout: Option<String>,
     /// How often ephemeral instances should heartbeat [default: 5s].
     #[arg(long, env = "SLUICE_HEARTBEAT_INTERVAL")]
     pub heartbeat_interval: Option<String>,
@@ -69,6 +73,7 @@ struct FileConfig {
     store: Option<String>,
     admin: Option<String>,
     gateway: Option<String>,
+    gateway_header_timeout: Option<String>,
     body_limit: Option<usize>,
     #[serde(default)]
     registry: FileRegistry,
@@ -93,6 +98,8 @@ pub struct ServerConfig {
     pub admin: SocketAddr,
     /// Gateway address, when this node runs the gateway.
     pub gateway: Option<SocketAddr>,
+    /// Gateway listener settings.
+    pub gateway_config: sluice_gateway::GatewayConfig,
     /// Largest request body.
     pub body_limit: usize,
     /// Naming-service timings.
@@ -166,10 +173,17 @@ impl ServerArgs {
         if !(1024..=64 * 1024 * 1024).contains(&body_limit) {
             bail!("body_limit {body_limit} is outside 1024..=67108864 bytes");
         }
+        let mut gateway_config = sluice_gateway::GatewayConfig::default();
+        gateway_config.header_read_timeout = duration(
+            "gateway_header_timeout",
+            self.gateway_header_timeout.or(file.gateway_header_timeout),
+            gateway_config.header_read_timeout,
+        )?;
         Ok(ServerConfig {
             store,
             admin,
             gateway,
+            gateway_config,
             body_limit,
             registry,
             tokens: file.tokens,

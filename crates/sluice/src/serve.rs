@@ -37,7 +37,7 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
             let gateway = sluice_gateway::Gateway::in_process(
                 Arc::clone(&store),
                 registry.clone(),
-                Default::default(),
+                config.gateway_config.clone(),
             );
             Some((gateway, listener))
         }

@@ -10,6 +10,7 @@ mod cli_basics;
 mod gateway_bad_input;
 mod gateway_failover;
 mod gateway_routing;
+mod gateway_websocket;
 mod registry_etcd_nodes;
 mod registry_prometheus_sd;
 mod registry_tour;

@@ -123,8 +123,17 @@ pub(crate) async fn handle(
         }
     };
     let authority_host = parts.uri.authority().map(|a| a.as_str().to_owned());
+    // A protocol upgrade (WebSocket) keeps its Connection and Upgrade headers.
+    let upgrade = wants_upgrade(&parts.headers, parts.version);
+    let mut client_upgrade = upgrade
+        .as_ref()
+        .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
+    if let Some(protocol) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
     if parts.version == Version::HTTP_2 {
         // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
         if let Some(host) = authority_host.and_then(|h| HeaderValue::try_from(h).ok()) {
@@ -272,12 +281,59 @@ pub(crate) async fn handle(
                 ));
             }
         };
+        let mut response = response;
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_side) = client_upgrade.take() {
+                return Ok(splice_upgrade(client_side, &mut response, client_version));
+            }
+        }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         // Answer in the client's protocol version, whatever the upstream spoke.
         parts.version = client_version;
         return Ok(Response::from_parts(parts, body.boxed()));
     }
+}
+
+/// The Upgrade header of an HTTP/1.1 request that asks for a protocol upgrade.
+fn wants_upgrade(headers: &HeaderMap, version: Version) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    (version == Version::HTTP_11 && asks)
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Answers the client's upgrade with the upstream's 101 and joins the two upgraded
+/// connections, copying both ways until either side closes.
+fn splice_upgrade(
+    client_side: hyper::upgrade::OnUpgrade,
+    response: &mut Response<Incoming>,
+    client_version: Version,
+) -> Response<ProxyBody> {
+    let upstream_side = hyper::upgrade::on(&mut *response);
+    tokio::spawn(async move {
+        let (Ok(client), Ok(upstream)) = (client_side.await, upstream_side.await) else {
+            tracing::debug!("an upgrade did not complete");
+            return;
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    });
+    let mut answer = Response::new(
+        Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *answer.version_mut() = client_version;
+    *answer.headers_mut() = response.headers().clone();
+    answer
 }
 
 fn is_idempotent(method: &hyper::Method) -> bool {

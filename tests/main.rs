@@ -9,6 +9,7 @@ mod api_bad_input;
 mod cli_basics;
 mod gateway_bad_input;
 mod gateway_failover;
+mod gateway_grpc;
 mod gateway_routing;
 mod gateway_websocket;
 mod registry_etcd_nodes;

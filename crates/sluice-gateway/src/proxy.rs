@@ -24,20 +24,36 @@ use crate::Shared;
 /// The body of every gateway response.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
-/// A pooled HTTP/1.1 client to upstream instances.
+/// Pooled clients to upstream instances: HTTP/1.1, and HTTP/2 (prior knowledge)
+/// for gRPC, whose trailers need it.
 #[derive(Clone)]
-pub(crate) struct UpstreamClient(pub Client<HttpConnector, ProxyBody>);
+pub(crate) struct UpstreamClient {
+    http1: Client<HttpConnector, ProxyBody>,
+    http2: Client<HttpConnector, ProxyBody>,
+}
 
 impl UpstreamClient {
     pub fn new(connect_timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
+        let http1 = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
+            .build(connector.clone());
+        let http2 = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .http2_only(true)
             .build(connector);
-        UpstreamClient(client)
+        UpstreamClient { http1, http2 }
+    }
+
+    fn for_version(&self, version: Version) -> &Client<HttpConnector, ProxyBody> {
+        if version == Version::HTTP_2 {
+            &self.http2
+        } else {
+            &self.http1
+        }
     }
 }
 
@@ -128,13 +144,27 @@ pub(crate) async fn handle(
     let mut client_upgrade = upgrade
         .as_ref()
         .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+    // gRPC goes upstream over HTTP/2, with its `te: trailers`.
+    let grpc = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let upstream_version = if grpc {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
+    if grpc {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.remove(header::HOST);
+    }
     if let Some(protocol) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
     }
-    if parts.version == Version::HTTP_2 {
+    if parts.version == Version::HTTP_2 && !grpc {
         // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
         if let Some(host) = authority_host.and_then(|h| HeaderValue::try_from(h).ok()) {
             headers.entry(header::HOST).or_insert(host);
@@ -201,7 +231,7 @@ pub(crate) async fn handle(
         });
         *attempt.method_mut() = parts.method.clone();
         *attempt.uri_mut() = uri;
-        *attempt.version_mut() = Version::HTTP_11;
+        *attempt.version_mut() = upstream_version;
         *attempt.headers_mut() = parts.headers.clone();
 
         let _in_flight = match &target.balancer {
@@ -210,8 +240,11 @@ pub(crate) async fn handle(
             _ => None,
         };
         let started = Instant::now();
-        let result =
-            tokio::time::timeout(route.request_timeout, route.client.0.request(attempt)).await;
+        let result = tokio::time::timeout(
+            route.request_timeout,
+            route.client.for_version(upstream_version).request(attempt),
+        )
+        .await;
         if let Balancer::PeakEwma(b) = &target.balancer {
             b.observe(index, started.elapsed());
         }

@@ -58,6 +58,7 @@ pub fn router(state: AppState, auth: Auth, body_limit: usize) -> Router {
         )
         .route(&format!("{instance}/heartbeat"), put(heartbeat))
         .route("/v1/namespaces/{ns}/resources/{kind}", get(list_resources))
+        .route("/v1/resources/{kind}", get(list_resources_everywhere))
         .route(
             resource,
             get(get_resource).put(put_resource).delete(delete_resource),

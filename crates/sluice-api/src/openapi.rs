@@ -37,6 +37,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "delete", path: "/v1/namespaces/{ns}/services/{svc}/instances/{id}", summary: "Deregister an instance.", query: &[], body: false },
     Endpoint { method: "put", path: "/v1/namespaces/{ns}/services/{svc}/instances/{id}/heartbeat", summary: "Heartbeat of an ephemeral instance; 404 means register again.", query: &[], body: false },
     Endpoint { method: "get", path: "/v1/namespaces/{ns}/resources/{kind}", summary: "List resources of a kind. Blocking with index/wait.", query: BLOCKING, body: false },
+    Endpoint { method: "get", path: "/v1/resources/{kind}", summary: "List resources of a kind in every namespace the token covers. Blocking with index/wait (gateways follow routes with it).", query: BLOCKING, body: false },
     Endpoint { method: "get", path: "/v1/namespaces/{ns}/resources/{kind}/{name}", summary: "Read a resource: {kind, metadata: {namespace, name, labels, revision}, spec}.", query: &[], body: false },
     Endpoint { method: "put", path: "/v1/namespaces/{ns}/resources/{kind}/{name}", summary: "Create or replace a resource: {spec, metadata?: {labels}}.", query: &[], body: true },
     Endpoint { method: "delete", path: "/v1/namespaces/{ns}/resources/{kind}/{name}", summary: "Delete a resource (its last version stays in the history).", query: &[], body: false },

@@ -21,6 +21,9 @@ use tokio::sync::watch;
 
 use crate::error::ApiError;
 
+/// The namespace argument of [`Resources::list`] that lists every namespace.
+pub const ALL_NAMESPACES: &str = "*";
+
 /// Versions kept per resource besides the current one.
 pub const DEFAULT_HISTORY_LIMIT: usize = 20;
 
@@ -195,8 +198,12 @@ impl Resources {
                 let mut parts = key.splitn(4, '/');
                 if let (Some(_), Some(kind), Some(ns)) = (parts.next(), parts.next(), parts.next())
                 {
-                    let entry = indexes.entry((kind.to_owned(), ns.to_owned())).or_insert(0);
-                    *entry = (*entry).max(revision);
+                    for scope in [ns, ALL_NAMESPACES] {
+                        let entry = indexes
+                            .entry((kind.to_owned(), scope.to_owned()))
+                            .or_insert(0);
+                        *entry = (*entry).max(revision);
+                    }
                 }
                 last = last.max(revision);
             };
@@ -234,6 +241,10 @@ impl Resources {
         kind: &str,
         name: Option<&str>,
     ) -> Result<SpecValidator, ApiError> {
+        // "*" addresses every namespace (lists only; see `list`).
+        if namespace == ALL_NAMESPACES && name.is_none() {
+            return self.kinds.validator(kind);
+        }
         validate_name("namespace", namespace)?;
         let validator = self.kinds.validator(kind)?;
         if let Some(name) = name {
@@ -346,10 +357,19 @@ impl Resources {
         kind: &str,
     ) -> Result<(Vec<Resource>, Revision), ApiError> {
         self.check_path(namespace, kind, None)?;
-        let prefix = format!("res/{kind}/{namespace}/");
+        let prefix = if namespace == ALL_NAMESPACES {
+            format!("res/{kind}/")
+        } else {
+            format!("res/{kind}/{namespace}/")
+        };
+        // The index is read before the list, so every change after it is either in
+        // the list or has a higher revision; an item newer than the index (not yet
+        // seen by the tracker) raises it, since the list already shows it.
+        let index = self.index(kind, namespace);
         let (kvs, _) = sluice_store::list_all(&*self.store, &prefix).await?;
         let items = kvs.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        Ok((items, self.index(kind, namespace)))
+        let newest = items.iter().map(|r| r.metadata.revision).max().unwrap_or(0);
+        Ok((items, index.max(newest)))
     }
 
     fn index(&self, kind: &str, namespace: &str) -> Revision {

@@ -360,6 +360,31 @@ pub async fn list_resources(
     ))
 }
 
+/// Every namespace's resources of a kind (blocking with index/wait), limited to
+/// the namespaces the caller's token covers. Gateways follow routes with it.
+pub async fn list_resources_everywhere(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    Path(kind): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = query(raw, &["index", "wait"])?;
+    let all = crate::resources::ALL_NAMESPACES;
+    let (items, index) = match blocking(&params)? {
+        Some((after, wait)) => state.resources.wait_list(all, &kind, after, wait).await?,
+        None => state.resources.list(all, &kind).await?,
+    };
+    let items: Vec<_> = items
+        .into_iter()
+        .filter(|r| access.covers(&r.metadata.namespace))
+        .collect();
+    Ok(with_index(
+        index,
+        StatusCode::OK,
+        json!({"kind": kind, "items": to_value(&items)}),
+    ))
+}
+
 pub async fn resource_history(
     State(state): State<AppState>,
     Path((ns, kind, name)): Path<(String, String, String)>,

@@ -4,49 +4,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::Request;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::support::{Http, Sluice};
-
-/// An upstream that answers with what it received, and its own name.
-async fn echo_upstream(name: &'static str) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let app = axum::Router::new().fallback(move |request: Request| async move {
-        let headers: HashMap<String, String> = request
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-            .collect();
-        axum::Json(json!({
-            "instance": name,
-            "method": request.method().to_string(),
-            "path": request.uri().path(),
-            "query": request.uri().query(),
-            "headers": headers,
-        }))
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    address
-}
+use crate::support::{echo_upstream, until_status, Http, Sluice};
 
 async fn via(client: &reqwest::Client, url: &str) -> (u16, Value) {
     let response = client.get(url).send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// Waits until the gateway answers `url` with `status` (routes apply within a watch round trip).
-async fn until_status(client: &reqwest::Client, url: &str, status: u16) -> Value {
-    for _ in 0..200 {
-        let (got, body) = via(client, url).await;
-        if got == status {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{url} never answered {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ mod support;
 mod api_bad_input;
 mod cli_basics;
 mod gateway_bad_input;
+mod gateway_control_loss;
 mod gateway_failover;
 mod gateway_grpc;
 mod gateway_routing;

@@ -55,9 +55,15 @@ impl Sluice {
         let gateway =
             (role == "up" && !args.contains(&"--gateway")).then(sluice_testkit::free_port);
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        // `port` is the admin port of `up` and `server`, the listening port of `gateway`.
+        let listen_flag = if role == "gateway" {
+            "--gateway"
+        } else {
+            "--admin"
+        };
         command
             .arg(role)
-            .args(["--admin", &format!("127.0.0.1:{port}")]);
+            .args([listen_flag, &format!("127.0.0.1:{port}")]);
         if let Some(gateway) = gateway {
             command.args(["--gateway", &format!("127.0.0.1:{gateway}")]);
         }
@@ -194,4 +200,41 @@ impl Http {
         );
         value
     }
+}
+
+/// An HTTP upstream on a free port answering every request with JSON: its `name`,
+/// the method, path, query and headers it got.
+pub async fn echo_upstream(name: &'static str) -> String {
+    use axum::extract::Request;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let app = axum::Router::new().fallback(move |request: Request| async move {
+        let headers: std::collections::HashMap<String, String> = request
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        axum::Json(serde_json::json!({
+            "instance": name,
+            "method": request.method().to_string(),
+            "path": request.uri().path(),
+            "query": request.uri().query(),
+            "headers": headers,
+        }))
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+/// Polls `url` until it answers `status` (a hang guard of 10 s); returns the body.
+pub async fn until_status(client: &reqwest::Client, url: &str, status: u16) -> Value {
+    for _ in 0..400 {
+        if let Ok(response) = client.get(url).send().await {
+            if response.status().as_u16() == status {
+                return response.json().await.unwrap_or(Value::Null);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{url} never answered {status}");
 }

@@ -13,6 +13,7 @@
 
 mod health;
 mod proxy;
+mod remote;
 mod table;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -35,6 +36,46 @@ pub use proxy::ProxyBody;
 use proxy::UpstreamClient;
 pub use table::Endpoint;
 use table::{CompiledRoute, RouteTable};
+
+/// Routes by (namespace, name).
+pub type Routes = BTreeMap<(String, String), RouteSpec>;
+
+/// An instance as a snapshot source reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EndpointInfo {
+    /// Instance ID.
+    pub id: String,
+    /// `host:port`.
+    pub address: String,
+    /// Weight.
+    pub weight: u32,
+}
+
+/// Where a gateway learns the instances to send a service's traffic to.
+pub(crate) trait Instances: Send + Sync + 'static {
+    /// The instances to use now (healthy, not draining; or as the protection threshold says).
+    fn endpoints(&self, namespace: &str, service: &str) -> Vec<EndpointInfo>;
+    /// Changes whenever any service's instances may have changed.
+    fn changes(&self) -> watch::Receiver<u64>;
+}
+
+impl Instances for Registry {
+    fn endpoints(&self, namespace: &str, service: &str) -> Vec<EndpointInfo> {
+        self.instances(namespace, service, false)
+            .instances
+            .into_iter()
+            .map(|i| EndpointInfo {
+                id: i.id,
+                address: i.address,
+                weight: i.weight,
+            })
+            .collect()
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        Registry::changes(self)
+    }
+}
 
 /// Store prefix of `Route` resources.
 const ROUTES_PREFIX: &str = "res/Route/";
@@ -82,18 +123,40 @@ impl Gateway {
     /// A gateway fed by an in-process control plane: routes from the store,
     /// instances from the registry. Must run inside a Tokio runtime.
     pub fn in_process(store: Arc<dyn Store>, registry: Registry, config: GatewayConfig) -> Self {
-        let shared = Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(Snapshot::default()),
-        });
-        let (routes_tx, routes_rx) = watch::channel(BTreeMap::<(String, String), RouteSpec>::new());
+        let (routes_tx, routes_rx) = watch::channel(Routes::new());
         tokio::spawn(follow(store, ROUTES_PREFIX.to_owned(), move |update| {
             routes_tx.send_modify(|routes| apply_route_update(routes, update));
         }));
+        Self::with_source(routes_rx, Arc::new(registry), config)
+    }
+
+    /// A standalone gateway following the control plane at `control` (several URLs
+    /// for failover), keeping its last state in `data_dir` to start from when no
+    /// control node answers. Must run inside a Tokio runtime.
+    pub fn remote(
+        control: Vec<String>,
+        token: Option<String>,
+        data_dir: std::path::PathBuf,
+        config: GatewayConfig,
+    ) -> Result<Self, String> {
+        let source = remote::RemoteSource::start(control, token, data_dir)?;
+        let routes = source.routes();
+        Ok(Self::with_source(routes, source, config))
+    }
+
+    fn with_source(
+        routes: watch::Receiver<Routes>,
+        instances: Arc<dyn Instances>,
+        config: GatewayConfig,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+        });
         let (built_tx, changes) = watch::channel(0u64);
         tokio::spawn(rebuild_loop(
             Arc::downgrade(&shared),
-            routes_rx,
-            registry,
+            routes,
+            instances,
             built_tx,
         ));
         Gateway {
@@ -157,7 +220,7 @@ impl Gateway {
     }
 }
 
-fn apply_route_update(routes: &mut BTreeMap<(String, String), RouteSpec>, update: FollowUpdate) {
+fn apply_route_update(routes: &mut Routes, update: FollowUpdate) {
     if matches!(update, FollowUpdate::Snapshot { .. }) {
         routes.clear();
     }
@@ -204,11 +267,11 @@ fn apply_route_update(routes: &mut BTreeMap<(String, String), RouteSpec>, update
 /// Builds a new snapshot whenever routes or instances change.
 async fn rebuild_loop(
     shared: std::sync::Weak<Shared>,
-    mut routes: watch::Receiver<BTreeMap<(String, String), RouteSpec>>,
-    registry: Registry,
+    mut routes: watch::Receiver<Routes>,
+    source: Arc<dyn Instances>,
     built: watch::Sender<u64>,
 ) {
-    let mut instances = registry.changes();
+    let mut instances = source.changes();
     let mut clients: BTreeMap<Duration, UpstreamClient> = BTreeMap::new();
     // Failure state per instance address, kept across snapshots.
     let mut healths: HashMap<String, Arc<health::EndpointHealth>> = HashMap::new();
@@ -228,9 +291,8 @@ async fn rebuild_loop(
                     .or_insert_with(|| UpstreamClient::new(spec.timeouts.connect))
                     .clone();
                 let mut endpoints = |ns: &str, svc: &str| {
-                    registry
-                        .instances(ns, svc, false)
-                        .instances
+                    source
+                        .endpoints(ns, svc)
                         .into_iter()
                         .map(|i| {
                             live.insert(i.address.clone());

@@ -28,6 +28,8 @@ enum Command {
     Up(config::ServerArgs),
     /// Start a control-plane node (run several against one etcd for high availability).
     Server(config::ServerArgs),
+    /// Start a standalone gateway that follows the control plane at --control.
+    Gateway(config::GatewayArgs),
     /// Services and instances.
     Svc {
         #[command(flatten)]
@@ -82,6 +84,7 @@ fn main() -> std::process::ExitCode {
                 serve::run(args.resolve(Some("127.0.0.1:7780"))?, serve::Role::Up).await
             }
             Command::Server(args) => serve::run(args.resolve(None)?, serve::Role::Server).await,
+            Command::Gateway(args) => serve::run_gateway(args.resolve()?).await,
             Command::Svc { client, command } => client::svc(client, command).await,
             Command::Apply { client, file } => client::apply(client, file).await,
             Command::Get { client, kind, name } => client::get(client, kind, name).await,

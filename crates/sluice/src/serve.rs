@@ -151,3 +151,28 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
 }
+
+/// Runs a standalone gateway until SIGINT or SIGTERM.
+pub async fn run_gateway(config: crate::config::StandaloneGatewayConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (gateway)", config.listen))?;
+    let gateway = sluice_gateway::Gateway::remote(
+        config.control.clone(),
+        config.token.clone(),
+        config.data.clone(),
+        config.gateway.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    println!("Sluice gateway is up ({})", env!("CARGO_PKG_VERSION"));
+    println!("  gateway    http://{}", listener.local_addr()?);
+    println!("  control    {}", config.control.join(", "));
+    println!(
+        "  snapshot   {}",
+        config.data.join("gateway-snapshot.json").display()
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    gateway.serve(listener, shutdown_signal()).await;
+    Ok(())
+}

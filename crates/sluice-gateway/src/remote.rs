@@ -1,0 +1,337 @@
+//! The standalone gateway's view of the control plane: it follows routes and the
+//! instances of the services they send to with blocking queries against any of
+//! the control-plane URLs (failing over between them), and keeps the last state
+//! on disk so that a gateway restarted while no control node answers still serves.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use sluice_model::{Resource, RouteSpec};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::{EndpointInfo, Instances, Routes};
+
+/// How long one blocking query waits at the control plane.
+const WAIT: &str = "30s";
+/// The HTTP timeout of one blocking query (the wait, its jitter, and slack).
+const POLL_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// The state kept on disk.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct DiskSnapshot {
+    routes: Vec<DiskRoute>,
+    services: Vec<DiskService>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DiskRoute {
+    namespace: String,
+    name: String,
+    spec: RouteSpec,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DiskService {
+    namespace: String,
+    service: String,
+    instances: Vec<EndpointInfo>,
+}
+
+/// Follows a remote control plane.
+pub(crate) struct RemoteSource {
+    control: Vec<String>,
+    token: Option<String>,
+    current: AtomicUsize,
+    http: reqwest::Client,
+    routes: watch::Sender<Routes>,
+    endpoints: RwLock<HashMap<(String, String), Vec<EndpointInfo>>>,
+    changes: watch::Sender<u64>,
+    dirty: Notify,
+    snapshot_path: PathBuf,
+}
+
+impl Instances for RemoteSource {
+    fn endpoints(&self, namespace: &str, service: &str) -> Vec<EndpointInfo> {
+        self.endpoints
+            .read()
+            .get(&(namespace.to_owned(), service.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}
+
+impl RemoteSource {
+    /// Loads the disk snapshot (if any) and starts following `control`.
+    pub fn start(
+        control: Vec<String>,
+        token: Option<String>,
+        data_dir: PathBuf,
+    ) -> Result<Arc<Self>, String> {
+        if control.is_empty() {
+            return Err("no control-plane URL given".into());
+        }
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        let http = reqwest::Client::builder()
+            .timeout(POLL_TIMEOUT)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let (routes, _) = watch::channel(Routes::new());
+        let (changes, _) = watch::channel(0);
+        let source = Arc::new(RemoteSource {
+            control: control
+                .into_iter()
+                .map(|url| url.trim_end_matches('/').to_owned())
+                .collect(),
+            token,
+            current: AtomicUsize::new(0),
+            http,
+            routes,
+            endpoints: RwLock::new(HashMap::new()),
+            changes,
+            dirty: Notify::new(),
+            snapshot_path: data_dir.join("gateway-snapshot.json"),
+        });
+        source.load_disk_snapshot();
+        tokio::spawn(Arc::clone(&source).follow_routes());
+        tokio::spawn(Arc::clone(&source).follow_services());
+        tokio::spawn(Arc::clone(&source).persist());
+        Ok(source)
+    }
+
+    /// The routes as last seen.
+    pub fn routes(&self) -> watch::Receiver<Routes> {
+        self.routes.subscribe()
+    }
+
+    fn load_disk_snapshot(&self) {
+        let Ok(text) = std::fs::read(&self.snapshot_path) else {
+            return;
+        };
+        match serde_json::from_slice::<DiskSnapshot>(&text) {
+            Ok(snapshot) => {
+                let routes: Routes = snapshot
+                    .routes
+                    .into_iter()
+                    .filter(|r| r.spec.validate().is_ok())
+                    .map(|r| ((r.namespace, r.name), r.spec))
+                    .collect();
+                *self.endpoints.write() = snapshot
+                    .services
+                    .into_iter()
+                    .map(|s| ((s.namespace, s.service), s.instances))
+                    .collect();
+                tracing::info!(routes = routes.len(), path = %self.snapshot_path.display(), "loaded the disk snapshot");
+                self.routes.send_replace(routes);
+                self.changes.send_modify(|n| *n += 1);
+            }
+            Err(error) => {
+                tracing::warn!(%error, path = %self.snapshot_path.display(), "ignoring an unreadable disk snapshot")
+            }
+        }
+    }
+
+    /// Long-polls `path` at the current control node; moves to the next one on failure.
+    async fn poll(&self, path: &str, index: u64) -> Option<(u64, serde_json::Value)> {
+        let node = self.current.load(Ordering::Relaxed) % self.control.len();
+        let url = format!("{}{path}?index={index}&wait={WAIT}", self.control[node]);
+        let mut request = self.http.get(&url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let outcome = async {
+            let response = request.send().await.map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("answered {}", response.status()));
+            }
+            let index = response
+                .headers()
+                .get("x-sluice-index")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let body = response
+                .json::<serde_json::Value>()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((index, body))
+        }
+        .await;
+        match outcome {
+            Ok(answer) => Some(answer),
+            Err(error) => {
+                tracing::warn!(
+                    url,
+                    error,
+                    "control plane did not answer; trying the next one"
+                );
+                let _ = self.current.compare_exchange(
+                    node,
+                    node + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                None
+            }
+        }
+    }
+
+    async fn follow_routes(self: Arc<Self>) {
+        let mut index = 0;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let Some((new_index, body)) = self.poll("/v1/resources/Route", index).await else {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            };
+            backoff = Duration::from_millis(100);
+            if new_index == index && index != 0 {
+                continue;
+            }
+            index = new_index;
+            let routes: Routes = body["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|item| serde_json::from_value::<Resource>(item.clone()).ok())
+                .filter_map(|resource| {
+                    let spec = serde_json::from_value::<RouteSpec>(resource.spec).ok()?;
+                    spec.validate().ok()?;
+                    Some(((resource.metadata.namespace, resource.metadata.name), spec))
+                })
+                .collect();
+            self.routes.send_if_modified(|held| {
+                let changed = *held != routes;
+                *held = routes;
+                changed
+            });
+            self.dirty.notify_one();
+        }
+    }
+
+    /// Keeps one blocking query running per service the routes send to.
+    async fn follow_services(self: Arc<Self>) {
+        let mut routes = self.routes.subscribe();
+        let mut followers: BTreeMap<(String, String), JoinHandle<()>> = BTreeMap::new();
+        loop {
+            let wanted: std::collections::BTreeSet<(String, String)> = routes
+                .borrow_and_update()
+                .iter()
+                .flat_map(|((namespace, _), spec)| {
+                    spec.targets(namespace)
+                        .into_iter()
+                        .map(|(ns, svc, _)| (ns, svc))
+                })
+                .collect();
+            followers.retain(|service, task| {
+                let keep = wanted.contains(service);
+                if !keep {
+                    task.abort();
+                }
+                keep
+            });
+            for service in wanted {
+                if !followers.contains_key(&service) {
+                    let task = tokio::spawn(Arc::clone(&self).follow_service(service.clone()));
+                    followers.insert(service, task);
+                }
+            }
+            if routes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn follow_service(self: Arc<Self>, (namespace, service): (String, String)) {
+        let path = format!("/v1/namespaces/{namespace}/services/{service}/instances");
+        let mut index = 0;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let Some((new_index, body)) = self.poll(&path, index).await else {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            };
+            backoff = Duration::from_millis(100);
+            if new_index == index {
+                continue;
+            }
+            index = new_index;
+            let instances: Vec<EndpointInfo> = body["instances"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| {
+                    Some(EndpointInfo {
+                        id: i["id"].as_str()?.to_owned(),
+                        address: i["address"].as_str()?.to_owned(),
+                        weight: u32::try_from(i["weight"].as_u64()?).ok()?,
+                    })
+                })
+                .collect();
+            let changed = {
+                let mut endpoints = self.endpoints.write();
+                let key = (namespace.clone(), service.clone());
+                let changed = endpoints.get(&key) != Some(&instances);
+                endpoints.insert(key, instances);
+                changed
+            };
+            if changed {
+                self.changes.send_modify(|n| *n += 1);
+                self.dirty.notify_one();
+            }
+        }
+    }
+
+    /// Writes the state to disk after changes (at most every 100 ms), atomically.
+    async fn persist(self: Arc<Self>) {
+        loop {
+            self.dirty.notified().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let snapshot = DiskSnapshot {
+                routes: self
+                    .routes
+                    .borrow()
+                    .iter()
+                    .map(|((namespace, name), spec)| DiskRoute {
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                        spec: spec.clone(),
+                    })
+                    .collect(),
+                services: self
+                    .endpoints
+                    .read()
+                    .iter()
+                    .map(|((namespace, service), instances)| DiskService {
+                        namespace: namespace.clone(),
+                        service: service.clone(),
+                        instances: instances.clone(),
+                    })
+                    .collect(),
+            };
+            let Ok(bytes) = serde_json::to_vec_pretty(&snapshot) else {
+                continue;
+            };
+            let temporary = self.snapshot_path.with_extension("json.tmp");
+            let written = std::fs::write(&temporary, bytes).and_then(|()| {
+                std::fs::File::open(&temporary)?.sync_all()?;
+                std::fs::rename(&temporary, &self.snapshot_path)
+            });
+            if let Err(error) = written {
+                tracing::warn!(%error, path = %self.snapshot_path.display(), "cannot write the disk snapshot");
+            }
+        }
+    }
+}

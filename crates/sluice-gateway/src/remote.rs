@@ -242,9 +242,9 @@ impl RemoteSource {
                 keep
             });
             for service in wanted {
-                if !followers.contains_key(&service) {
-                    let task = tokio::spawn(Arc::clone(&self).follow_service(service.clone()));
-                    followers.insert(service, task);
+                if let std::collections::btree_map::Entry::Vacant(slot) = followers.entry(service) {
+                    let service = slot.key().clone();
+                    slot.insert(tokio::spawn(Arc::clone(&self).follow_service(service)));
                 }
             }
             if routes.changed().await.is_err() {

@@ -221,3 +221,88 @@ async fn an_instance_that_refuses_connections_gets_a_502() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_changed_under_load_fails_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Sluice::start(
+        "up",
+        &["--data", dir.path().join("d").to_str().unwrap()],
+        dir.path(),
+    );
+    let gateway = sluice.gateway.clone().unwrap();
+    let api = Http::new(&sluice.url);
+    let (blue, green) = (echo_upstream("blue").await, echo_upstream("green").await);
+    api.put(
+        "/v1/namespaces/default/services/blue/instances/b",
+        &format!(r#"{{"address":"{blue}"}}"#),
+    )
+    .await;
+    api.put(
+        "/v1/namespaces/default/services/green/instances/g",
+        &format!(r#"{{"address":"{green}"}}"#),
+    )
+    .await;
+    let route = |service: &str| {
+        format!(r#"{{"spec": {{"match": {{"path_prefix": "/app"}}, "service": "{service}"}}}}"#)
+    };
+    api.put("/v1/namespaces/default/resources/Route/app", &route("blue"))
+        .await;
+    let client = reqwest::Client::new();
+    until_status(&client, &format!("{gateway}/app"), 200).await;
+
+    // 4 clients for 2 s while the route flips between blue and green every 100 ms.
+    let started = std::time::Instant::now();
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url, seen) = (
+                client.clone(),
+                format!("{gateway}/app"),
+                std::sync::Arc::clone(&seen),
+            );
+            tokio::spawn(async move {
+                while started.elapsed() < Duration::from_secs(2) {
+                    let response = client.get(&url).send().await.unwrap();
+                    let status = response.status().as_u16();
+                    let body: Value = response.json().await.unwrap_or(Value::Null);
+                    seen.lock()
+                        .push((status, body["instance"].as_str().unwrap_or("").to_owned()));
+                }
+            })
+        })
+        .collect();
+    let mut flips = 0;
+    while started.elapsed() < Duration::from_millis(1800) {
+        flips += 1;
+        api.put(
+            "/v1/namespaces/default/resources/Route/app",
+            &route(if flips % 2 == 0 { "blue" } else { "green" }),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let seen = seen.lock().clone();
+    assert!(
+        seen.iter().all(|(status, _)| *status == 200),
+        "a request failed during route changes"
+    );
+    assert!(
+        seen.iter().any(|(_, who)| who == "blue") && seen.iter().any(|(_, who)| who == "green"),
+        "the changes were visible"
+    );
+    // The last change is in force.
+    let last = if flips % 2 == 0 { "blue" } else { "green" };
+    let mut settled = false;
+    for _ in 0..100 {
+        if via(&client, &format!("{gateway}/app")).await.1["instance"] == last {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(settled);
+}

@@ -12,6 +12,7 @@ mod gateway_control_loss;
 mod gateway_failover;
 mod gateway_grpc;
 mod gateway_routing;
+mod gateway_tls;
 mod gateway_websocket;
 mod registry_etcd_nodes;
 mod registry_prometheus_sd;

@@ -15,6 +15,7 @@ mod health;
 mod proxy;
 mod remote;
 mod table;
+mod tls;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -36,6 +37,7 @@ pub use proxy::ProxyBody;
 use proxy::UpstreamClient;
 pub use table::Endpoint;
 use table::{CompiledRoute, RouteTable};
+pub use tls::{server_config as tls_server_config, CertificateConfig};
 
 /// Routes by (namespace, name).
 pub type Routes = BTreeMap<(String, String), RouteSpec>;
@@ -174,6 +176,30 @@ impl Gateway {
     /// Serves on `listener` until `shutdown` completes, then gives in-flight
     /// requests `shutdown_grace` to finish.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        self.serve_with(listener, None, shutdown).await;
+    }
+
+    /// As [`serve`](Self::serve), with TLS (ALPN `h2` and `http/1.1`) on every connection.
+    pub async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        self.serve_with(
+            listener,
+            Some(tokio_rustls::TlsAcceptor::from(tls)),
+            shutdown,
+        )
+        .await;
+    }
+
+    async fn serve_with(
+        &self,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -185,6 +211,7 @@ impl Gateway {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(self.config.max_header_bytes).unwrap_or(u32::MAX));
+        let handshake_timeout = self.config.header_read_timeout;
         tokio::pin!(shutdown);
         loop {
             let (stream, client) = tokio::select! {
@@ -200,12 +227,36 @@ impl Gateway {
             };
             let _ = stream.set_nodelay(true);
             let shared = Arc::clone(&self.shared);
-            let service =
-                service_fn(move |request| proxy::handle(Arc::clone(&shared), request, client));
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let connection = graceful.watch(connection.into_owned());
+            let watcher = graceful.watcher();
+            let builder = builder.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                if let Err(error) = connection.await {
+                let result = match tls {
+                    None => {
+                        let service = service_fn(move |request| {
+                            proxy::handle(Arc::clone(&shared), request, client, "http")
+                        });
+                        let connection =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                    Some(acceptor) => {
+                        // A client that does not finish the handshake in time is dropped.
+                        let Ok(Ok(stream)) =
+                            tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                        else {
+                            tracing::debug!(%client, "TLS handshake failed or timed out");
+                            return;
+                        };
+                        let service = service_fn(move |request| {
+                            proxy::handle(Arc::clone(&shared), request, client, "https")
+                        });
+                        let connection =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                };
+                if let Err(error) = result {
                     tracing::debug!(%error, %client, "connection ended with an error");
                 }
             });

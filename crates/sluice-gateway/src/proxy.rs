@@ -110,6 +110,7 @@ pub(crate) async fn handle(
     shared: Arc<Shared>,
     request: Request<Incoming>,
     client: SocketAddr,
+    scheme: &'static str,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let snapshot = shared.snapshot.load_full();
     let (mut parts, body) = request.into_parts();
@@ -178,7 +179,7 @@ pub(crate) async fn handle(
     if let Ok(value) = HeaderValue::try_from(forwarded_for) {
         headers.insert("x-forwarded-for", value);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(scheme));
     if let Ok(value) = HeaderValue::try_from(original_host) {
         headers.insert("x-forwarded-host", value);
     }

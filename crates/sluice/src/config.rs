@@ -9,6 +9,13 @@
 //! admin = "127.0.0.1:7700"        # --admin, SLUICE_ADMIN
 //! gateway = "127.0.0.1:7780"      # --gateway, SLUICE_GATEWAY (up: on by default)
 //! gateway_header_timeout = "10s"  # --gateway-header-timeout, SLUICE_GATEWAY_HEADER_TIMEOUT
+//!
+//! [gateway_tls]                   # --gateway-tls ADDR --tls-cert PEM --tls-key PEM
+//! listen = "127.0.0.1:7743"
+//! [[gateway_tls.certificates]]    # chosen by SNI; the first one is the default
+//! hosts = ["api.example.com", "*.example.com"]
+//! cert = "/etc/sluice/example.pem"
+//! key = "/etc/sluice/example.key"
 //! body_limit = 1048576            # largest request body, bytes
 //!
 //! [registry]
@@ -55,6 +62,15 @@ pub struct ServerArgs {
     /// How long a gateway client may take to send a request's headers [default: 10s].
     #[arg(long, env = "SLUICE_GATEWAY_HEADER_TIMEOUT")]
     pub gateway_header_timeout: Option<String>,
+    /// Address of the gateway's TLS listener (needs --tls-cert and --tls-key, or certificates in the config file).
+    #[arg(long, env = "SLUICE_GATEWAY_TLS")]
+    pub gateway_tls: Option<String>,
+    /// PEM certificate chain for the TLS listener (served for every host).
+    #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for the TLS listener.
+    #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// How often ephemeral instances should heartbeat [default: 5s].
     #[arg(long, env = "SLUICE_HEARTBEAT_INTERVAL")]
     pub heartbeat_interval: Option<String>,
@@ -66,9 +82,20 @@ pub struct ServerArgs {
     pub remove_after: Option<String>,
 }
 
+/// `[gateway_tls]` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    listen: Option<String>,
+    #[serde(default)]
+    certificates: Vec<sluice_gateway::CertificateConfig>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    #[serde(default)]
+    gateway_tls: FileTls,
     data: Option<PathBuf>,
     store: Option<String>,
     admin: Option<String>,
@@ -100,6 +127,8 @@ pub struct ServerConfig {
     pub gateway: Option<SocketAddr>,
     /// Gateway listener settings.
     pub gateway_config: sluice_gateway::GatewayConfig,
+    /// The gateway's TLS listener and its certificates.
+    pub gateway_tls: Option<(SocketAddr, Vec<sluice_gateway::CertificateConfig>)>,
     /// Largest request body.
     pub body_limit: usize,
     /// Naming-service timings.
@@ -179,11 +208,35 @@ impl ServerArgs {
             self.gateway_header_timeout.or(file.gateway_header_timeout),
             gateway_config.header_read_timeout,
         )?;
+        let gateway_tls = match self.gateway_tls.or(file.gateway_tls.listen) {
+            None => None,
+            Some(text) => {
+                let address: SocketAddr = text
+                    .parse()
+                    .with_context(|| format!("gateway TLS address {text:?} is not IP:PORT"))?;
+                let mut certificates = file.gateway_tls.certificates;
+                if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
+                    certificates.insert(
+                        0,
+                        sluice_gateway::CertificateConfig {
+                            hosts: Vec::new(),
+                            cert,
+                            key,
+                        },
+                    );
+                }
+                if certificates.is_empty() {
+                    bail!("the gateway TLS listener needs --tls-cert and --tls-key, or [[gateway_tls.certificates]] in the config file");
+                }
+                Some((address, certificates))
+            }
+        };
         Ok(ServerConfig {
             store,
             admin,
             gateway,
             gateway_config,
+            gateway_tls,
             body_limit,
             registry,
             tokens: file.tokens,

@@ -57,6 +57,30 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
     print_banner(role, &config, admin, gateway_address, auth.enabled());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let tls_task = match (&gateway, &config.gateway_tls) {
+        (Some((gateway, _)), Some((address, certificates))) => {
+            let tls = sluice_gateway::tls_server_config(certificates)
+                .map_err(|e| anyhow::anyhow!("gateway TLS: {e}"))?;
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (gateway TLS)"))?;
+            println!(
+                "  gateway    https://{} (TLS, h2 and http/1.1)",
+                listener.local_addr()?
+            );
+            let gateway = gateway.clone();
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(async move {
+                gateway
+                    .serve_tls(listener, tls, async move {
+                        let _ = stop.wait_for(|stop| *stop).await;
+                    })
+                    .await;
+            }))
+        }
+        (None, Some(_)) => anyhow::bail!("--gateway-tls needs the gateway (--gateway)"),
+        _ => None,
+    };
     let gateway_task = gateway.map(|(gateway, listener)| {
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -75,7 +99,7 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
     shutdown_signal().await;
     eprintln!("sluice: shutting down (in-flight requests get {SHUTDOWN_GRACE:?})");
     let _ = stop_tx.send(true);
-    if let Some(task) = gateway_task {
+    for task in [gateway_task, tls_task].into_iter().flatten() {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, task).await;
     }
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {

@@ -22,7 +22,10 @@ use crate::table::Balancer;
 use crate::Shared;
 
 /// The body of every gateway response.
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// Errors carried by bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Pooled clients to upstream instances: HTTP/1.1, and HTTP/2 (prior knowledge)
 /// for gRPC, whose trailers need it.
@@ -201,7 +204,33 @@ pub(crate) async fn handle(
     route.retry_budget.deposit();
     let retryable =
         route.retries.attempts > 0 && is_idempotent(&parts.method) && has_no_body(&parts.headers);
-    let mut body = if retryable { None } else { Some(body.boxed()) };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let (Some(limit), Some(length)) = (route.max_body_bytes, declared) {
+        if length > limit {
+            let message = format!("the body is {length} bytes; this route takes at most {limit}");
+            return Ok(error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                &message,
+            ));
+        }
+    }
+    let mut body = if retryable {
+        None
+    } else {
+        Some(match route.max_body_bytes {
+            // Streamed bodies without a length are cut off at the limit.
+            Some(limit) => {
+                http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+                    .boxed()
+            }
+            None => body.map_err(BoxError::from).boxed(),
+        })
+    };
     let mut tried: Vec<usize> = Vec::new();
     loop {
         let Some(index) = target.pick(&parts, client.ip(), &tried) else {
@@ -291,6 +320,14 @@ pub(crate) async fn handle(
         }
         let response = match result {
             Ok(Ok(response)) => response,
+            Ok(Err(error)) if is_length_limit(&error) => {
+                let message = "the body is over this route's max_body_bytes";
+                return Ok(error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    message,
+                ));
+            }
             Ok(Err(error)) => {
                 tracing::debug!(%error, address = endpoint.address, "upstream failed");
                 let message = format!(
@@ -325,7 +362,10 @@ pub(crate) async fn handle(
         strip_hop_by_hop(&mut parts.headers);
         // Answer in the client's protocol version, whatever the upstream spoke.
         parts.version = client_version;
-        return Ok(Response::from_parts(parts, body.boxed()));
+        return Ok(Response::from_parts(
+            parts,
+            body.map_err(BoxError::from).boxed(),
+        ));
     }
 }
 
@@ -368,6 +408,18 @@ fn splice_upgrade(
     *answer.version_mut() = client_version;
     *answer.headers_mut() = response.headers().clone();
     answer
+}
+
+/// Whether a failed upstream call was the request body going over its limit.
+fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 fn is_idempotent(method: &hyper::Method) -> bool {

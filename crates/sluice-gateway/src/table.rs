@@ -200,6 +200,7 @@ pub(crate) struct CompiledRoute {
     pub retries: Retries,
     pub retry_budget: RetryBudget,
     pub outlier: OutlierDetection,
+    pub max_body_bytes: Option<u64>,
     pub client: UpstreamClient,
     /// Precedence: lower sorts first.
     rank: (u8, u8, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>),
@@ -310,6 +311,7 @@ impl CompiledRoute {
             retries: spec.retries.clone(),
             retry_budget: RetryBudget::new(&spec.retries),
             outlier: spec.outlier.clone(),
+            max_body_bytes: spec.max_body_bytes,
             client,
             rank: (
                 host_rank,

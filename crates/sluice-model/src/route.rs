@@ -43,6 +43,9 @@ pub struct RouteSpec {
     /// Passive outlier detection: instances that keep failing are ejected for a while.
     #[serde(default)]
     pub outlier: OutlierDetection,
+    /// Largest request body, in bytes (default: no limit; bodies are streamed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
 }
 
 /// When and how often the gateway retries. Only requests with an idempotent method

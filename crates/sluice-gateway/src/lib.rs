@@ -82,8 +82,35 @@ impl Instances for Registry {
 /// Store prefix of `Route` resources.
 const ROUTES_PREFIX: &str = "res/Route/";
 
+/// What the gateway tells an observer about each request it answered: where the
+/// monitoring issue records metrics and spans. Called once per request, after the
+/// response head is known; nothing is computed for it when no observer is set.
+pub trait RequestObserver: Send + Sync + 'static {
+    /// One answered request.
+    fn on_response(&self, record: &RequestRecord<'_>);
+}
+
+/// One answered request, as an observer sees it.
+#[derive(Debug)]
+pub struct RequestRecord<'a> {
+    /// The route's namespace and name (`None` when no route matched).
+    pub route: Option<(&'a str, &'a str)>,
+    /// The target service's namespace and name, when one was chosen.
+    pub service: Option<(&'a str, &'a str)>,
+    /// The instance that answered (the last one tried).
+    pub instance: Option<&'a str>,
+    /// The request method.
+    pub method: &'a hyper::Method,
+    /// The status sent to the client.
+    pub status: u16,
+    /// From the request's arrival to the response head.
+    pub latency: Duration,
+    /// Upstream attempts made (0 when the gateway answered by itself).
+    pub attempts: usize,
+}
+
 /// Listener settings of the gateway.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GatewayConfig {
     /// How long a client may take to send a request's headers.
     pub header_read_timeout: Duration,
@@ -91,6 +118,19 @@ pub struct GatewayConfig {
     pub max_header_bytes: usize,
     /// How long in-flight requests get after shutdown starts.
     pub shutdown_grace: Duration,
+    /// Told about every answered request (metrics, spans), when set.
+    pub observer: Option<Arc<dyn RequestObserver>>,
+}
+
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl Default for GatewayConfig {
@@ -99,6 +139,7 @@ impl Default for GatewayConfig {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            observer: None,
         }
     }
 }
@@ -111,6 +152,7 @@ pub struct Snapshot {
 
 pub(crate) struct Shared {
     snapshot: ArcSwap<Snapshot>,
+    observer: Option<Arc<dyn RequestObserver>>,
 }
 
 /// The gateway: a snapshot source and a listener.
@@ -153,6 +195,7 @@ impl Gateway {
     ) -> Self {
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            observer: config.observer.clone(),
         });
         let (built_tx, changes) = watch::channel(0u64);
         tokio::spawn(rebuild_loop(

@@ -19,7 +19,7 @@ use hyper_util::client::legacy::Client;
 use sluice_model::RetryOn;
 
 use crate::table::Balancer;
-use crate::Shared;
+use crate::{RequestRecord, Shared, Snapshot};
 
 /// The body of every gateway response.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -116,16 +116,61 @@ pub(crate) async fn handle(
     scheme: &'static str,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let snapshot = shared.snapshot.load_full();
+    let mut observed = Observed::default();
+    let Some(observer) = &shared.observer else {
+        return forward(&snapshot, request, client, scheme, &mut observed).await;
+    };
+    let started = Instant::now();
+    let method = request.method().clone();
+    let response = forward(&snapshot, request, client, scheme, &mut observed).await?;
+    let route = observed.route.and_then(|i| snapshot.table.get(i));
+    let target = route
+        .zip(observed.target)
+        .and_then(|(route, i)| route.targets.get(i));
+    let endpoint = target
+        .zip(observed.endpoint)
+        .and_then(|(target, i)| target.endpoints.get(i));
+    observer.on_response(&RequestRecord {
+        route: route.map(|r| (r.namespace.as_str(), r.name.as_str())),
+        service: target.map(|t| (t.namespace.as_str(), t.service.as_str())),
+        instance: endpoint.map(|e| e.id.as_str()),
+        method: &method,
+        status: response.status().as_u16(),
+        latency: started.elapsed(),
+        attempts: observed.attempts,
+    });
+    Ok(response)
+}
+
+/// Where a request went, as indices into its snapshot (cheap to keep).
+#[derive(Default)]
+struct Observed {
+    route: Option<usize>,
+    target: Option<usize>,
+    endpoint: Option<usize>,
+    attempts: usize,
+}
+
+async fn forward(
+    snapshot: &Snapshot,
+    request: Request<Incoming>,
+    client: SocketAddr,
+    scheme: &'static str,
+    observed: &mut Observed,
+) -> Result<Response<ProxyBody>, Infallible> {
     let (mut parts, body) = request.into_parts();
     let client_version = parts.version;
-    let Some(route) = snapshot.table.find(&parts) else {
+    let Some((route_index, route)) = snapshot.table.find(&parts) else {
         return Ok(error_response(
             StatusCode::NOT_FOUND,
             "no_route",
             "no route matches this request",
         ));
     };
-    let Some(target) = route.pick_target() else {
+    observed.route = Some(route_index);
+    let picked = route.pick_target();
+    observed.target = picked.map(|(i, _)| i);
+    let Some((_, target)) = picked else {
         return Ok(error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_upstream",
@@ -245,6 +290,8 @@ pub(crate) async fn handle(
             ));
         };
         tried.push(index);
+        observed.endpoint = Some(index);
+        observed.attempts += 1;
         let endpoint = &target.endpoints[index];
         let Ok(uri) = format!("http://{}{path_and_query}", endpoint.address).parse::<Uri>() else {
             return Ok(error_response(

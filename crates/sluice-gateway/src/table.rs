@@ -369,11 +369,13 @@ impl CompiledRoute {
     }
 
     /// Chooses the target service (by the route's weights).
-    pub fn pick_target(&self) -> Option<&Target> {
-        if self.targets.len() == 1 {
-            return self.targets.first();
-        }
-        self.target_picker.pick().and_then(|i| self.targets.get(i))
+    pub fn pick_target(&self) -> Option<(usize, &Target)> {
+        let index = if self.targets.len() == 1 {
+            0
+        } else {
+            self.target_picker.pick()?
+        };
+        self.targets.get(index).map(|target| (index, target))
     }
 
     /// The path the upstream gets.
@@ -416,9 +418,17 @@ impl RouteTable {
     }
 
     /// The first route that matches.
-    pub fn find(&self, parts: &Parts) -> Option<&CompiledRoute> {
+    pub fn find(&self, parts: &Parts) -> Option<(usize, &CompiledRoute)> {
         let host = request_host(parts);
-        self.routes.iter().find(|route| route.matches(parts, host))
+        self.routes
+            .iter()
+            .enumerate()
+            .find(|(_, route)| route.matches(parts, host))
+    }
+
+    /// The route at `index` (as returned by [`find`](Self::find)).
+    pub fn get(&self, index: usize) -> Option<&CompiledRoute> {
+        self.routes.get(index)
     }
 }
 

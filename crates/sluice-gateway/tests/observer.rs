@@ -1,0 +1,123 @@
+//! The per-request hook: an observer is told route, service, instance, status,
+//! latency and attempts of every answered request.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use sluice_gateway::{Gateway, GatewayConfig, RequestObserver, RequestRecord};
+use sluice_model::InstanceSpec;
+use sluice_registry::{Registry, RegistryConfig};
+use sluice_store::{LocalStore, LocalStoreOptions, Store};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// (route, service, instance, status, attempts)
+type Seen = (Option<String>, Option<String>, Option<String>, u16, usize);
+
+#[derive(Default)]
+struct Collect(Mutex<Vec<Seen>>);
+
+impl RequestObserver for Collect {
+    fn on_response(&self, record: &RequestRecord<'_>) {
+        self.0.lock().push((
+            record.route.map(|(ns, name)| format!("{ns}/{name}")),
+            record.service.map(|(ns, name)| format!("{ns}/{name}")),
+            record.instance.map(str::to_owned),
+            record.status,
+            record.attempts,
+        ));
+    }
+}
+
+/// An upstream answering every request with 200 "ok".
+async fn ok_upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                while let Ok(n) = socket.read(&mut buffer).await {
+                    if n == 0
+                        || socket
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await
+                            .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_observer_sees_every_answered_request() {
+    let store: Arc<dyn Store> = Arc::new(LocalStore::memory(LocalStoreOptions::default()).unwrap());
+    let registry = Registry::start(Arc::clone(&store), RegistryConfig::default()).unwrap();
+    let upstream = ok_upstream().await;
+    let spec: InstanceSpec =
+        serde_json::from_str(&format!(r#"{{"address":"{upstream}"}}"#)).unwrap();
+    registry
+        .register("default", "echo", "i1", spec)
+        .await
+        .unwrap();
+    let route = r#"{"kind":"Route","metadata":{"namespace":"default","name":"echo"},"spec":{"match":{"path_prefix":"/echo"},"service":"echo"}}"#;
+    store
+        .put("res/Route/default/echo", route.as_bytes().to_vec(), None)
+        .await
+        .unwrap();
+
+    let observer = Arc::new(Collect::default());
+    let config = GatewayConfig {
+        observer: Some(observer.clone()),
+        ..GatewayConfig::default()
+    };
+    let gateway = Gateway::in_process(Arc::clone(&store), registry, config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { gateway.serve(listener, std::future::pending()).await });
+
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client
+            .get(format!("http://{address}/echo"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    observer.0.lock().clear();
+    client
+        .get(format!("http://{address}/echo/x"))
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(format!("http://{address}/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    let records = observer.0.lock().clone();
+    assert_eq!(
+        records,
+        vec![
+            (
+                Some("default/echo".into()),
+                Some("default/echo".into()),
+                Some("i1".into()),
+                200,
+                1
+            ),
+            (None, None, None, 404, 0),
+        ]
+    );
+}

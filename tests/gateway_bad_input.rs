@@ -113,6 +113,12 @@ async fn malformed_requests_never_reach_the_upstream() {
     let before = count.load(Ordering::SeqCst);
     assert!(before >= 1, "the route works");
 
+    let many_headers = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..150)
+            .map(|i| format!("X-H{i}: v\r\n"))
+            .collect::<String>()
+    );
     let big_header = format!(
         "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "a".repeat(100 * 1024)

@@ -306,3 +306,60 @@ async fn a_route_changed_under_load_fails_no_request() {
     }
     assert!(settled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_requests_in_flight_and_stops_accepting() {
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Sluice::start(
+        "up",
+        &["--data", dir.path().join("d").to_str().unwrap()],
+        dir.path(),
+    );
+    let gateway = sluice.gateway.clone().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow = listener.local_addr().unwrap().to_string();
+    let app = axum::Router::new().fallback(|| async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        "finished"
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let api = Http::new(&sluice.url);
+    api.put(
+        "/v1/namespaces/default/services/slow/instances/s",
+        &format!(r#"{{"address":"{slow}"}}"#),
+    )
+    .await;
+    api.put(
+        "/v1/namespaces/default/resources/Route/slow",
+        r#"{"spec": {"match": {"path_prefix": "/slow"}, "service": "slow"}}"#,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    until_status(&client, &format!("{gateway}/slow"), 200).await;
+
+    let in_flight = {
+        let (client, url) = (client.clone(), format!("{gateway}/slow"));
+        tokio::spawn(async move {
+            let response = client.get(url).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &sluice.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, body) = in_flight.await.unwrap();
+    assert_eq!(
+        (code, body.as_str()),
+        (200, "finished"),
+        "the request in flight completed"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let port: u16 = gateway.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "no new connections after SIGTERM"
+    );
+}

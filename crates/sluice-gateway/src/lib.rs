@@ -116,6 +116,8 @@ pub struct GatewayConfig {
     pub header_read_timeout: Duration,
     /// Largest request head (request line and headers), bytes.
     pub max_header_bytes: usize,
+    /// Most header fields in a request head (HTTP/1.1; HTTP/2 is bounded by `max_header_bytes`).
+    pub max_headers: usize,
     /// How long in-flight requests get after shutdown starts.
     pub shutdown_grace: Duration,
     /// Told about every answered request (metrics, spans), when set.
@@ -127,6 +129,7 @@ impl std::fmt::Debug for GatewayConfig {
         f.debug_struct("GatewayConfig")
             .field("header_read_timeout", &self.header_read_timeout)
             .field("max_header_bytes", &self.max_header_bytes)
+            .field("max_headers", &self.max_headers)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("observer", &self.observer.is_some())
             .finish()
@@ -138,6 +141,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
+            max_headers: 100,
             shutdown_grace: Duration::from_secs(10),
             observer: None,
         }
@@ -249,6 +253,7 @@ impl Gateway {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(self.config.header_read_timeout)
+            .max_headers(self.config.max_headers)
             .max_buf_size(self.config.max_header_bytes.max(8192));
         builder
             .http2()

@@ -450,3 +450,131 @@ pub(crate) fn request_host(parts: &Parts) -> &str {
     }
     raw.split(':').next().unwrap_or(raw)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(name: &str, json: &str) -> CompiledRoute {
+        let spec: RouteSpec = serde_json::from_str(json).unwrap();
+        spec.validate().unwrap();
+        let mut endpoints = |_: &str, _: &str| Vec::new();
+        CompiledRoute::compile(
+            "default",
+            name,
+            &spec,
+            &mut endpoints,
+            UpstreamClient::new(Duration::from_secs(1)),
+        )
+        .unwrap()
+    }
+
+    fn parts(host: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    #[tokio::test]
+    async fn precedence_is_host_then_path_then_conditions_then_name() {
+        let table = RouteTable::new(vec![
+            route("any", r#"{"match": {}, "service": "s"}"#),
+            route(
+                "prefix",
+                r#"{"match": {"path_prefix": "/api"}, "service": "s"}"#,
+            ),
+            route(
+                "longer",
+                r#"{"match": {"path_prefix": "/api/v2"}, "service": "s"}"#,
+            ),
+            route(
+                "regex",
+                r#"{"match": {"path_regex": "/api/v[0-9]+/users"}, "service": "s"}"#,
+            ),
+            route(
+                "exact",
+                r#"{"match": {"path": "/api/v2/users"}, "service": "s"}"#,
+            ),
+            route(
+                "wild",
+                r#"{"match": {"host": "*.example.com"}, "service": "s"}"#,
+            ),
+            route(
+                "host",
+                r#"{"match": {"host": "api.example.com"}, "service": "s"}"#,
+            ),
+            route(
+                "header",
+                r#"{"match": {"path_prefix": "/api", "headers": {"x-lane": "alice"}}, "service": "s"}"#,
+            ),
+            route(
+                "query",
+                r#"{"match": {"path": "/q", "query": {"debug": "1"}, "methods": ["GET"]}, "service": "s"}"#,
+            ),
+        ]);
+        let name = |p: Parts| table.find(&p).map(|(_, r)| r.name.clone());
+        assert_eq!(
+            name(parts("api.example.com", "GET", "/api/v2/users", &[])).as_deref(),
+            Some("host")
+        );
+        assert_eq!(
+            name(parts("www.example.com", "GET", "/api", &[])).as_deref(),
+            Some("wild")
+        );
+        assert_eq!(
+            name(parts("other", "GET", "/api/v2/users", &[])).as_deref(),
+            Some("exact")
+        );
+        assert_eq!(
+            name(parts("other", "GET", "/api/v2/x", &[])).as_deref(),
+            Some("longer")
+        );
+        assert_eq!(
+            name(parts(
+                "other",
+                "GET",
+                "/api/v3/users",
+                &[("x-lane", "alice")]
+            ))
+            .as_deref(),
+            Some("header")
+        );
+        assert_eq!(
+            name(parts("other", "GET", "/api/v3/users", &[])).as_deref(),
+            Some("prefix")
+        );
+        assert_eq!(
+            name(parts("other", "GET", "/q?debug=1", &[])).as_deref(),
+            Some("query")
+        );
+        assert_eq!(
+            name(parts("other", "POST", "/q?debug=1", &[])).as_deref(),
+            Some("any")
+        );
+        assert_eq!(
+            name(parts("other", "GET", "/q?debug=0", &[])).as_deref(),
+            Some("any")
+        );
+    }
+
+    #[tokio::test]
+    async fn rewrites_strip_or_replace_the_path() {
+        let strip = route(
+            "s",
+            r#"{"match": {"path_prefix": "/api"}, "service": "s", "rewrite": {"strip_prefix": true}}"#,
+        );
+        assert_eq!(strip.upstream_path("/api/users"), "/users");
+        assert_eq!(strip.upstream_path("/api"), "/");
+        assert_eq!(strip.upstream_path("/apiary"), "/ary");
+        let replace = route(
+            "r",
+            r#"{"match": {"path": "/old"}, "service": "s", "rewrite": {"replace_path": "/new"}}"#,
+        );
+        assert_eq!(replace.upstream_path("/old"), "/new");
+    }
+}

@@ -143,6 +143,7 @@ async fn malformed_requests_never_reach_the_upstream() {
             "header without colon",
             b"GET / HTTP/1.1\r\nHost x\r\n\r\n".to_vec(),
         ),
+        ("too many headers", many_headers.into_bytes()),
         (
             "invalid HTTP/2 frame",
             [

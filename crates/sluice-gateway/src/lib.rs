@@ -19,7 +19,6 @@ mod tls;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -420,9 +419,4 @@ async fn rebuild_loop(
             changed = instances.changed() => if changed.is_err() { return },
         }
     }
-}
-
-/// Binds the gateway's listener with a clear error.
-pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(address).await
 }

@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use futures::StreamExt;
 
-use crate::support::{Http, Sluice};
+use crate::support::{until_status, Http, Sluice};
 
 /// An upstream that counts the requests it gets; `/big` answers 100 MB, anything
 /// else answers the number of body bytes it read.
@@ -88,28 +88,14 @@ async fn malformed_requests_never_reach_the_upstream() {
     let count = Arc::new(AtomicUsize::new(0));
     let upstream = counting_upstream(Arc::clone(&count)).await;
     let api = Http::new(&sluice.url);
-    api.put(
-        "/v1/namespaces/default/services/up/instances/u",
-        &format!(r#"{{"address":"{upstream}"}}"#),
-    )
-    .await;
+    api.register("up", "u", &upstream).await;
     api.put(
         "/v1/namespaces/default/resources/Route/all",
         r#"{"spec": {"match": {"path_prefix": "/"}, "service": "up", "retries": {"attempts": 0}}}"#,
     )
     .await;
     let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client
-            .get(format!("{gateway}/ok"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    until_status(&client, &format!("{gateway}/ok"), 200).await;
     let before = count.load(Ordering::SeqCst);
     assert!(before >= 1, "the route works");
 
@@ -205,38 +191,20 @@ async fn malformed_requests_never_reach_the_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_megabytes_stream_through_with_flat_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        "up",
-        &["--data", dir.path().join("d").to_str().unwrap()],
-        dir.path(),
-    );
+    let sluice = Sluice::up(dir.path());
     let gateway = sluice.gateway.clone().unwrap();
     let pid = sluice.pid();
     let count = Arc::new(AtomicUsize::new(0));
     let upstream = counting_upstream(count).await;
     let api = Http::new(&sluice.url);
-    api.put(
-        "/v1/namespaces/default/services/up/instances/u",
-        &format!(r#"{{"address":"{upstream}"}}"#),
-    )
-    .await;
+    api.register("up", "u", &upstream).await;
     api.put(
         "/v1/namespaces/default/resources/Route/all",
         r#"{"spec": {"match": {"path_prefix": "/"}, "service": "up"}}"#,
     )
     .await;
     let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client
-            .get(format!("{gateway}/ok"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    until_status(&client, &format!("{gateway}/ok"), 200).await;
     let before = rss_kib(pid);
     let mut peak = before;
 

@@ -17,11 +17,7 @@ async fn the_gateway_keeps_serving_without_the_control_plane() {
     );
     let upstream = echo_upstream("only").await;
     let api = Http::new(&control.url);
-    api.put(
-        "/v1/namespaces/default/services/echo/instances/e1",
-        &format!(r#"{{"address":"{upstream}"}}"#),
-    )
-    .await;
+    api.register("echo", "e1", &upstream).await;
     api.put(
         "/v1/namespaces/default/resources/Route/echo",
         r#"{"spec": {"match": {"path_prefix": "/echo"}, "service": "echo"}}"#,

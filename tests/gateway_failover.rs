@@ -68,11 +68,7 @@ impl Drop for Upstream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_instance_is_retried_around_ejected_and_readmitted() {
     let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        "up",
-        &["--data", dir.path().join("d").to_str().unwrap()],
-        dir.path(),
-    );
+    let sluice = Sluice::up(dir.path());
     let gateway = sluice.gateway.clone().unwrap();
     let api = Http::new(&sluice.url);
     let a = Upstream::start("a", dir.path(), sluice_testkit::free_port());

@@ -99,11 +99,7 @@ impl tonic::server::NamedService for EchoService {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_unary_streaming_and_status_through_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        "up",
-        &["--data", dir.path().join("d").to_str().unwrap()],
-        dir.path(),
-    );
+    let sluice = Sluice::up(dir.path());
     let gateway = sluice.gateway.clone().unwrap();
     let port = sluice_testkit::free_port();
     let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();

@@ -29,20 +29,12 @@ async fn failing_upstream(count: Arc<AtomicUsize>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_idempotent_requests_are_retried_within_the_budget() {
     let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        "up",
-        &["--data", dir.path().join("d").to_str().unwrap()],
-        dir.path(),
-    );
+    let sluice = Sluice::up(dir.path());
     let gateway = sluice.gateway.clone().unwrap();
     let count = Arc::new(AtomicUsize::new(0));
     let upstream = failing_upstream(Arc::clone(&count)).await;
     let api = Http::new(&sluice.url);
-    api.put(
-        "/v1/namespaces/default/services/busy/instances/b",
-        &format!(r#"{{"address":"{upstream}"}}"#),
-    )
-    .await;
+    api.register("busy", "b", &upstream).await;
     api.put(
         "/v1/namespaces/default/resources/Route/generous",
         r#"{"spec": {"match": {"path_prefix": "/generous"}, "service": "busy", "max_body_bytes": 1000,

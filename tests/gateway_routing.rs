@@ -17,11 +17,7 @@ async fn via(client: &reqwest::Client, url: &str) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_balance_rewrite_and_reload() {
     let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        "up",
-        &["--data", dir.path().join("d").to_str().unwrap()],
-        dir.path(),
-    );
+    let sluice = Sluice::up(dir.path());
     let gateway = sluice.gateway.clone().unwrap();
     let api = Http::new(&sluice.url);
     let (a, b, c) = (
@@ -29,21 +25,9 @@ async fn routes_balance_rewrite_and_reload() {
         echo_upstream("b").await,
         echo_upstream("c").await,
     );
-    api.put(
-        "/v1/namespaces/default/services/echo/instances/a",
-        &format!(r#"{{"address":"{a}"}}"#),
-    )
-    .await;
-    api.put(
-        "/v1/namespaces/default/services/echo/instances/b",
-        &format!(r#"{{"address":"{b}"}}"#),
-    )
-    .await;
-    api.put(
-        "/v1/namespaces/default/services/other/instances/c",
-        &format!(r#"{{"address":"{c}"}}"#),
-    )
-    .await;
+    api.register("echo", "a", &a).await;
+    api.register("echo", "b", &b).await;
+    api.register("other", "c", &c).await;
 
     // The minimal contract: /echo... goes to the healthy instances of echo.
     api.put(
@@ -184,11 +168,7 @@ async fn routes_balance_rewrite_and_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_that_refuses_connections_gets_a_502() {
     let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        "up",
-        &["--data", dir.path().join("d").to_str().unwrap()],
-        dir.path(),
-    );
+    let sluice = Sluice::up(dir.path());
     let gateway = sluice.gateway.clone().unwrap();
     let api = Http::new(&sluice.url);
     let dead = sluice_testkit::free_port();
@@ -225,24 +205,12 @@ async fn an_instance_that_refuses_connections_gets_a_502() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_changed_under_load_fails_no_request() {
     let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        "up",
-        &["--data", dir.path().join("d").to_str().unwrap()],
-        dir.path(),
-    );
+    let sluice = Sluice::up(dir.path());
     let gateway = sluice.gateway.clone().unwrap();
     let api = Http::new(&sluice.url);
     let (blue, green) = (echo_upstream("blue").await, echo_upstream("green").await);
-    api.put(
-        "/v1/namespaces/default/services/blue/instances/b",
-        &format!(r#"{{"address":"{blue}"}}"#),
-    )
-    .await;
-    api.put(
-        "/v1/namespaces/default/services/green/instances/g",
-        &format!(r#"{{"address":"{green}"}}"#),
-    )
-    .await;
+    api.register("blue", "b", &blue).await;
+    api.register("green", "g", &green).await;
     let route = |service: &str| {
         format!(r#"{{"spec": {{"match": {{"path_prefix": "/app"}}, "service": "{service}"}}}}"#)
     };
@@ -310,11 +278,7 @@ async fn a_route_changed_under_load_fails_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_requests_in_flight_and_stops_accepting() {
     let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        "up",
-        &["--data", dir.path().join("d").to_str().unwrap()],
-        dir.path(),
-    );
+    let sluice = Sluice::up(dir.path());
     let gateway = sluice.gateway.clone().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let slow = listener.local_addr().unwrap().to_string();
@@ -324,11 +288,7 @@ async fn sigterm_finishes_requests_in_flight_and_stops_accepting() {
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
     let api = Http::new(&sluice.url);
-    api.put(
-        "/v1/namespaces/default/services/slow/instances/s",
-        &format!(r#"{{"address":"{slow}"}}"#),
-    )
-    .await;
+    api.register("slow", "s", &slow).await;
     api.put(
         "/v1/namespaces/default/resources/Route/slow",
         r#"{"spec": {"match": {"path_prefix": "/slow"}, "service": "slow"}}"#,

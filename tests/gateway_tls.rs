@@ -107,11 +107,7 @@ async fn tls_with_sni_and_alpn() {
     );
     let upstream = echo_upstream("secure").await;
     let api = Http::new(&sluice.url);
-    api.put(
-        "/v1/namespaces/default/services/web/instances/w",
-        &format!(r#"{{"address":"{upstream}"}}"#),
-    )
-    .await;
+    api.register("web", "w", &upstream).await;
     api.put(
         "/v1/namespaces/default/resources/Route/web",
         r#"{"spec": {"match": {"path_prefix": "/"}, "service": "web"}}"#,

@@ -33,19 +33,11 @@ async fn websocket_echo_upstream() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_echo_through_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        "up",
-        &["--data", dir.path().join("d").to_str().unwrap()],
-        dir.path(),
-    );
+    let sluice = Sluice::up(dir.path());
     let gateway = sluice.gateway.clone().unwrap();
     let upstream = websocket_echo_upstream().await;
     let api = Http::new(&sluice.url);
-    api.put(
-        "/v1/namespaces/default/services/ws/instances/w1",
-        &format!(r#"{{"address":"{upstream}"}}"#),
-    )
-    .await;
+    api.register("ws", "w1", &upstream).await;
     api.put(
         "/v1/namespaces/default/resources/Route/ws",
         r#"{"spec": {"match": {"path": "/ws"}, "service": "ws"}}"#,

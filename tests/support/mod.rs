@@ -88,6 +88,12 @@ impl Sluice {
         sluice
     }
 
+    /// `sluice up` with its data in `dir/d` (and a free gateway port).
+    pub fn up(dir: &Path) -> Self {
+        let data = dir.join("d");
+        Self::start("up", &["--data", data.to_str().unwrap()], dir)
+    }
+
     /// The process ID.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
@@ -189,6 +195,19 @@ impl Http {
         let (status, index, value) = self.send("GET", path, None).await;
         assert_eq!(status, 200, "GET {path}: {value}");
         (index, value)
+    }
+
+    /// Registers a persistent instance of `service` in `default`.
+    pub async fn register(&self, service: &str, id: &str, address: &str) {
+        let path = format!("/v1/namespaces/default/services/{service}/instances/{id}");
+        self.put(&path, &format!(r#"{{"address":"{address}"}}"#))
+            .await;
+    }
+
+    /// Creates or replaces the route `name` in `default` with this spec (JSON).
+    pub async fn route(&self, name: &str, spec: &str) {
+        let path = format!("/v1/namespaces/default/resources/Route/{name}");
+        self.put(&path, &format!(r#"{{"spec": {spec}}}"#)).await;
     }
 
     /// PUT a JSON body, expecting 200 or 201.

@@ -18,7 +18,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-cargo build --release --locked -q -p sluice
+cargo build --release --locked -q -p sluice -p sluice-bench
 
 work=$(mktemp -d)
 pids=()
@@ -99,6 +99,28 @@ run sluice HTTP/1.1 "http://127.0.0.1:$gateway_port/echo" "$sluice_pid"
 run nginx h2c "http://127.0.0.1:$nginx_h2_port/echo" "$nginx_master"
 run sluice h2c "http://127.0.0.1:$gateway_port/echo" "$sluice_pid"
 
+# p99 at half of nginx's maximum throughput (per protocol), at a fixed rate, measured
+# from each request's scheduled time (bench/src/rate_load.rs: no coordinated omission).
+p99_at() { # URL RATE [h2]
+  taskset -c 1 target/release/rate-load "$1" "$2" "$seconds" 64 ${3:-} | awk '{ printf "%.2f ms", $3 }'
+}
+half_rates=()
+for row in "${results[@]}"; do
+  IFS='|' read -r name proto rps _ _ <<<"$row"
+  [ "$name" = nginx ] && half_rates+=("$proto|$(awk -v r="$rps" 'BEGIN { printf "%d", r / 2 }')")
+done
+half_p99=()
+for entry in "${half_rates[@]}"; do
+  IFS='|' read -r proto rate <<<"$entry"
+  if [ "$proto" = "HTTP/1.1" ]; then
+    half_p99+=("nginx|$proto|$rate|$(p99_at "http://127.0.0.1:$nginx_port/echo" "$rate")")
+    half_p99+=("sluice|$proto|$rate|$(p99_at "http://127.0.0.1:$gateway_port/echo" "$rate")")
+  else
+    half_p99+=("nginx|$proto|$rate|$(p99_at "http://127.0.0.1:$nginx_h2_port/echo" "$rate" h2)")
+    half_p99+=("sluice|$proto|$rate|$(p99_at "http://127.0.0.1:$gateway_port/echo" "$rate" h2)")
+  fi
+done
+
 echo "Proxy pinned to CPU 0; load generator and upstream on CPU 1; 64 keep-alive connections; ${seconds}s per run."
 echo
 echo "| proxy | protocol | requests/s | p99 latency | CPU µs / request | CPU vs nginx |"
@@ -112,4 +134,11 @@ for row in "${results[@]}"; do
   done
   ratio=$(awk -v a="$cpu" -v b="$base" 'BEGIN { printf "%.2f×", a/b }')
   echo "| $name | $proto | $rps | $p99 | $cpu | $ratio |"
+done
+echo
+echo "| proxy | protocol | fixed rate (½ nginx max) | p99 latency |"
+echo "|---|---|---:|---:|"
+for row in "${half_p99[@]}"; do
+  IFS='|' read -r name proto rate p99 <<<"$row"
+  echo "| $name | $proto | $rate/s | $p99 |"
 done

@@ -14,6 +14,7 @@
 mod health;
 mod proxy;
 mod remote;
+mod sniff;
 mod table;
 mod tls;
 
@@ -278,13 +279,22 @@ impl Gateway {
             let builder = builder.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
+                // Raised when a request head carries both framings (see `sniff`).
+                let smuggling = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let result = match tls {
                     None => {
+                        let flag = Arc::clone(&smuggling);
                         let service = service_fn(move |request| {
-                            proxy::handle(Arc::clone(&shared), request, client, "http")
+                            proxy::handle(
+                                Arc::clone(&shared),
+                                request,
+                                client,
+                                "http",
+                                Arc::clone(&flag),
+                            )
                         });
-                        let connection =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let io = TokioIo::new(sniff::SniffedIo::new(stream, smuggling));
+                        let connection = builder.serve_connection_with_upgrades(io, service);
                         watcher.watch(connection.into_owned()).await
                     }
                     Some(acceptor) => {
@@ -295,11 +305,18 @@ impl Gateway {
                             tracing::debug!(%client, "TLS handshake failed or timed out");
                             return;
                         };
+                        let flag = Arc::clone(&smuggling);
                         let service = service_fn(move |request| {
-                            proxy::handle(Arc::clone(&shared), request, client, "https")
+                            proxy::handle(
+                                Arc::clone(&shared),
+                                request,
+                                client,
+                                "https",
+                                Arc::clone(&flag),
+                            )
                         });
-                        let connection =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let io = TokioIo::new(sniff::SniffedIo::new(stream, smuggling));
+                        let connection = builder.serve_connection_with_upgrades(io, service);
                         watcher.watch(connection.into_owned()).await
                     }
                 };

@@ -114,7 +114,21 @@ pub(crate) async fn handle(
     request: Request<Incoming>,
     client: SocketAddr,
     scheme: &'static str,
+    smuggling: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    if request.version() != Version::HTTP_2 && smuggling.load(std::sync::atomic::Ordering::Acquire)
+    {
+        // A head on this connection had both Content-Length and Transfer-Encoding.
+        let mut response = error_response(
+            StatusCode::BAD_REQUEST,
+            "ambiguous_length",
+            "a request on this connection has both Content-Length and Transfer-Encoding",
+        );
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(response);
+    }
     let snapshot = shared.snapshot.load_full();
     let mut observed = Observed::default();
     let Some(observer) = &shared.observer else {

@@ -103,9 +103,15 @@ pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> R
     response
 }
 
+/// A random 128-bit request ID as 32 hex digits, built without a heap string.
 fn request_id() -> HeaderValue {
-    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    HeaderValue::try_from(id).unwrap_or(HeaderValue::from_static("0"))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    let bits = (u128::from(fastrand::u64(..)) << 64) | u128::from(fastrand::u64(..));
+    for (i, digit) in id.iter_mut().enumerate() {
+        *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Handles one request.
@@ -323,7 +329,12 @@ async fn forward(
         *attempt.method_mut() = parts.method.clone();
         *attempt.uri_mut() = uri;
         *attempt.version_mut() = upstream_version;
-        *attempt.headers_mut() = parts.headers.clone();
+        // Only a request that may be sent again needs its headers kept.
+        *attempt.headers_mut() = if retryable {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
 
         let _in_flight = match &target.balancer {
             Balancer::LeastRequest(b) => b.start(index),

@@ -279,23 +279,9 @@ impl Gateway {
             let builder = builder.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
-                // Raised when a request head carries both framings (see `sniff`).
-                let smuggling = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let result = match tls {
                     None => {
-                        let flag = Arc::clone(&smuggling);
-                        let service = service_fn(move |request| {
-                            proxy::handle(
-                                Arc::clone(&shared),
-                                request,
-                                client,
-                                "http",
-                                Arc::clone(&flag),
-                            )
-                        });
-                        let io = TokioIo::new(sniff::SniffedIo::new(stream, smuggling));
-                        let connection = builder.serve_connection_with_upgrades(io, service);
-                        watcher.watch(connection.into_owned()).await
+                        serve_connection(&builder, watcher, stream, shared, client, "http").await
                     }
                     Some(acceptor) => {
                         // A client that does not finish the handshake in time is dropped.
@@ -305,19 +291,7 @@ impl Gateway {
                             tracing::debug!(%client, "TLS handshake failed or timed out");
                             return;
                         };
-                        let flag = Arc::clone(&smuggling);
-                        let service = service_fn(move |request| {
-                            proxy::handle(
-                                Arc::clone(&shared),
-                                request,
-                                client,
-                                "https",
-                                Arc::clone(&flag),
-                            )
-                        });
-                        let io = TokioIo::new(sniff::SniffedIo::new(stream, smuggling));
-                        let connection = builder.serve_connection_with_upgrades(io, service);
-                        watcher.watch(connection.into_owned()).await
+                        serve_connection(&builder, watcher, stream, shared, client, "https").await
                     }
                 };
                 if let Err(error) = result {
@@ -333,6 +307,35 @@ impl Gateway {
             tracing::warn!("shutdown grace ended with requests still in flight");
         }
     }
+}
+
+/// Serves one accepted connection (plain or TLS) until it ends or shutdown drains it.
+async fn serve_connection<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: I,
+    shared: Arc<Shared>,
+    client: std::net::SocketAddr,
+    scheme: &'static str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // Raised when a request head carries both framings (see `sniff`).
+    let smuggling = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&smuggling);
+    let service = service_fn(move |request| {
+        proxy::handle(
+            Arc::clone(&shared),
+            request,
+            client,
+            scheme,
+            Arc::clone(&flag),
+        )
+    });
+    let io = TokioIo::new(sniff::SniffedIo::new(io, smuggling));
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    watcher.watch(connection.into_owned()).await
 }
 
 fn apply_route_update(routes: &mut Routes, update: FollowUpdate) {

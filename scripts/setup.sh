@@ -2,7 +2,7 @@
 # Installs what building and testing Sluice needs and a fresh Debian machine lacks:
 # protoc (the etcd client compiles etcd's protobufs), etcd-server and etcdctl
 # (tests and benchmarks run a real etcd), prometheus (a test checks that it
-# discovers Sluice's instances), and cargo-nextest (the test runner).
+# discovers Sluice's instances), python3 (a test upstream), and cargo-nextest.
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -11,6 +11,8 @@ command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+# A gateway test runs Python's http.server as an upstream it can kill.
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"

@@ -4,6 +4,8 @@
 //! [`balance`] holds the load balancers: smooth weighted round robin, weighted
 //! random, power-of-two-choices least-request, peak EWMA, consistent hashing (ring
 //! and Maglev) and msec's success-rate weight shaping, with the semantics of
-//! `shared/reference/algorithms.md` §5.
+//! `shared/reference/algorithms.md` §5. [`limit`] holds nginx's `limit_req` and
+//! `limit_conn`, with the exact semantics of §1.
 
 pub mod balance;
+pub mod limit;

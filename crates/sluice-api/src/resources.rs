@@ -44,6 +44,7 @@ impl Kinds {
         };
         kinds.register("Service", validate_service_spec);
         kinds.register("Route", validate_route_spec);
+        kinds.register("RateLimit", validate_rate_limit_spec);
         kinds
     }
 
@@ -86,6 +87,14 @@ fn validate_route_spec(spec: &Value) -> Result<(), InvalidField> {
     let route: sluice_model::RouteSpec = serde_json::from_value(spec.clone())
         .map_err(|e| InvalidField::new("spec", e.to_string()))?;
     route.validate()
+}
+
+fn validate_rate_limit_spec(spec: &Value) -> Result<(), InvalidField> {
+    let limit: sluice_model::RateLimitSpec = serde_json::from_value(spec.clone())
+        .map_err(|e| InvalidField::new("spec", e.to_string()))?;
+    sluice_guard::limit::parse_rate(&limit.rate)
+        .map_err(|e| InvalidField::new("spec.rate", e.to_string()))?;
+    limit.validate()
 }
 
 fn validate_service_spec(spec: &Value) -> Result<(), InvalidField> {

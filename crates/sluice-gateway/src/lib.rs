@@ -12,6 +12,7 @@
 //! Inside `sluice up` the snapshot is fed from the store and the registry directly.
 
 mod health;
+mod limit;
 mod proxy;
 mod remote;
 mod sniff;
@@ -78,6 +79,12 @@ impl Instances for Registry {
         Registry::changes(self)
     }
 }
+
+/// Rate limits by (namespace, name).
+pub type Limits = BTreeMap<(String, String), sluice_model::RateLimitSpec>;
+
+/// Store prefix of `RateLimit` resources.
+const LIMITS_PREFIX: &str = "res/RateLimit/";
 
 /// Store prefix of `Route` resources.
 const ROUTES_PREFIX: &str = "res/Route/";
@@ -172,10 +179,24 @@ impl Gateway {
     /// instances from the registry. Must run inside a Tokio runtime.
     pub fn in_process(store: Arc<dyn Store>, registry: Registry, config: GatewayConfig) -> Self {
         let (routes_tx, routes_rx) = watch::channel(Routes::new());
-        tokio::spawn(follow(store, ROUTES_PREFIX.to_owned(), move |update| {
-            routes_tx.send_modify(|routes| apply_route_update(routes, update));
+        tokio::spawn(follow(
+            Arc::clone(&store),
+            ROUTES_PREFIX.to_owned(),
+            move |update| {
+                routes_tx.send_modify(|routes| {
+                    apply_resource_update(routes, ROUTES_PREFIX, update, |spec: &RouteSpec| {
+                        spec.validate().is_ok()
+                    })
+                });
+            },
+        ));
+        let (limits_tx, limits_rx) = watch::channel(Limits::new());
+        tokio::spawn(follow(store, LIMITS_PREFIX.to_owned(), move |update| {
+            limits_tx.send_modify(|limits| {
+                apply_resource_update(limits, LIMITS_PREFIX, update, limit::valid)
+            });
         }));
-        Self::with_source(routes_rx, Arc::new(registry), config)
+        Self::with_source(routes_rx, limits_rx, Arc::new(registry), config)
     }
 
     /// A standalone gateway following the control plane at `control` (several URLs
@@ -189,11 +210,13 @@ impl Gateway {
     ) -> Result<Self, String> {
         let source = remote::RemoteSource::start(control, token, data_dir)?;
         let routes = source.routes();
-        Ok(Self::with_source(routes, source, config))
+        let limits = source.limits();
+        Ok(Self::with_source(routes, limits, source, config))
     }
 
     fn with_source(
         routes: watch::Receiver<Routes>,
+        limits: watch::Receiver<Limits>,
         instances: Arc<dyn Instances>,
         config: GatewayConfig,
     ) -> Self {
@@ -205,6 +228,7 @@ impl Gateway {
         tokio::spawn(rebuild_loop(
             Arc::downgrade(&shared),
             routes,
+            limits,
             instances,
             built_tx,
         ));
@@ -338,33 +362,39 @@ where
     watcher.watch(connection.into_owned()).await
 }
 
-fn apply_route_update(routes: &mut Routes, update: FollowUpdate) {
+/// Applies a store update of one resource kind to a map of valid specs.
+fn apply_resource_update<T: serde::de::DeserializeOwned>(
+    specs: &mut BTreeMap<(String, String), T>,
+    prefix: &str,
+    update: FollowUpdate,
+    valid: fn(&T) -> bool,
+) {
     if matches!(update, FollowUpdate::Snapshot { .. }) {
-        routes.clear();
+        specs.clear();
     }
     let mut apply = |kind: EventKind, key: &str, value: &[u8]| {
         let Some((namespace, name)) = key
-            .strip_prefix(ROUTES_PREFIX)
+            .strip_prefix(prefix)
             .and_then(|rest| rest.split_once('/'))
         else {
             return;
         };
         let id = (namespace.to_owned(), name.to_owned());
         if kind == EventKind::Delete {
-            routes.remove(&id);
+            specs.remove(&id);
             return;
         }
         let spec = serde_json::from_slice::<Resource>(value)
             .ok()
-            .and_then(|resource| serde_json::from_value::<RouteSpec>(resource.spec).ok())
-            .filter(|spec| spec.validate().is_ok());
+            .and_then(|resource| serde_json::from_value::<T>(resource.spec).ok())
+            .filter(valid);
         match spec {
             Some(spec) => {
-                routes.insert(id, spec);
+                specs.insert(id, spec);
             }
             None => {
-                tracing::warn!(key, "ignoring an unreadable route");
-                routes.remove(&id);
+                tracing::warn!(key, "ignoring an unreadable resource");
+                specs.remove(&id);
             }
         }
     };
@@ -386,10 +416,13 @@ fn apply_route_update(routes: &mut Routes, update: FollowUpdate) {
 async fn rebuild_loop(
     shared: std::sync::Weak<Shared>,
     mut routes: watch::Receiver<Routes>,
+    mut limits: watch::Receiver<Limits>,
     source: Arc<dyn Instances>,
     built: watch::Sender<u64>,
 ) {
     let mut instances = source.changes();
+    // Limit zones keep their buckets across snapshots while their spec is unchanged.
+    let mut zones = limit::Zones::default();
     let mut clients: BTreeMap<Duration, UpstreamClient> = BTreeMap::new();
     // Failure state per instance address, kept across snapshots.
     let mut healths: HashMap<String, Arc<health::EndpointHealth>> = HashMap::new();
@@ -399,9 +432,11 @@ async fn rebuild_loop(
             return;
         };
         let specs = routes.borrow_and_update().clone();
+        let limit_specs = limits.borrow_and_update().clone();
+        zones.retain(&limit_specs);
         instances.borrow_and_update();
         let mut live = HashSet::new();
-        let compiled: Vec<CompiledRoute> = specs
+        let mut compiled: Vec<CompiledRoute> = specs
             .iter()
             .filter_map(|((namespace, name), spec)| {
                 let client = clients
@@ -428,6 +463,9 @@ async fn rebuild_loop(
             })
             .collect();
         healths.retain(|address, _| live.contains(address));
+        for route in &mut compiled {
+            route.limits = zones.for_route(&route.namespace, &route.name, &limit_specs);
+        }
         shared.snapshot.store(Arc::new(Snapshot {
             table: RouteTable::new(compiled),
         }));
@@ -436,6 +474,7 @@ async fn rebuild_loop(
         built.send_replace(generation);
         tokio::select! {
             changed = routes.changed() => if changed.is_err() { return },
+            changed = limits.changed() => if changed.is_err() { return },
             changed = instances.changed() => if changed.is_err() { return },
         }
     }

@@ -188,6 +188,21 @@ async fn forward(
         ));
     };
     observed.route = Some(route_index);
+    if !route.limits.is_empty() {
+        let now = i64::try_from(crate::health::now_ms()).unwrap_or(i64::MAX);
+        match crate::limit::check(&route.limits, &parts, client.ip(), &route.name, now) {
+            crate::limit::Verdict::Pass => {}
+            crate::limit::Verdict::Delay(delay) => tokio::time::sleep(delay).await,
+            crate::limit::Verdict::Reject(status) => {
+                let mut response =
+                    error_response(status, "rate_limited", "the route's rate limit is reached");
+                response
+                    .headers_mut()
+                    .insert("x-sluice-rejected", HeaderValue::from_static("rate"));
+                return Ok(response);
+            }
+        }
+    }
     let picked = route.pick_target();
     observed.target = picked.map(|(i, _)| i);
     let Some((_, target)) = picked else {

@@ -50,6 +50,8 @@ pub(crate) struct RemoteSource {
     current: AtomicUsize,
     http: reqwest::Client,
     routes: watch::Sender<Routes>,
+    /// Rate limits: not followed by standalone gateways yet (kept empty).
+    limits: watch::Sender<crate::Limits>,
     endpoints: RwLock<HashMap<(String, String), Vec<EndpointInfo>>>,
     changes: watch::Sender<u64>,
     dirty: Notify,
@@ -87,6 +89,7 @@ impl RemoteSource {
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let (routes, _) = watch::channel(Routes::new());
+        let (limits, _) = watch::channel(crate::Limits::new());
         let (changes, _) = watch::channel(0);
         let source = Arc::new(RemoteSource {
             control: control
@@ -97,6 +100,7 @@ impl RemoteSource {
             current: AtomicUsize::new(0),
             http,
             routes,
+            limits,
             endpoints: RwLock::new(HashMap::new()),
             changes,
             dirty: Notify::new(),
@@ -107,6 +111,11 @@ impl RemoteSource {
         tokio::spawn(Arc::clone(&source).follow_services());
         tokio::spawn(Arc::clone(&source).persist());
         Ok(source)
+    }
+
+    /// The rate limits (standalone gateways do not apply them yet).
+    pub fn limits(&self) -> watch::Receiver<crate::Limits> {
+        self.limits.subscribe()
     }
 
     /// The routes as last seen.

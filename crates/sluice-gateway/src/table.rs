@@ -201,6 +201,8 @@ pub(crate) struct CompiledRoute {
     pub retry_budget: RetryBudget,
     pub outlier: OutlierDetection,
     pub max_body_bytes: Option<u64>,
+    /// Rate limits on this route (filled in after compiling).
+    pub limits: Vec<crate::limit::RouteLimit>,
     pub client: UpstreamClient,
     /// Precedence: lower sorts first.
     rank: (u8, u8, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>),
@@ -312,6 +314,7 @@ impl CompiledRoute {
             retry_budget: RetryBudget::new(&spec.retries),
             outlier: spec.outlier.clone(),
             max_body_bytes: spec.max_body_bytes,
+            limits: Vec::new(),
             client,
             rank: (
                 host_rank,

@@ -17,6 +17,6 @@ pub use instance::{
 pub use name::{validate_name, NameError, NAME_MAX_LEN};
 pub use resource::{Resource, ResourceMetadata};
 pub use route::{
-    LoadBalancing, OutlierDetection, Retries, RetryOn, Rewrite, RouteMatch, RouteSpec, Timeouts,
-    WeightedService,
+    LoadBalancing, OutlierDetection, RateLimitSpec, Retries, RetryOn, Rewrite, RouteMatch,
+    RouteSpec, Timeouts, WeightedService,
 };

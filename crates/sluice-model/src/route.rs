@@ -524,3 +524,84 @@ mod tests {
             .contains("colour"));
     }
 }
+
+/// The spec of a `RateLimit` resource: nginx `limit_req` on a route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// The route (in the same namespace) this limit applies to.
+    pub route: String,
+    /// `Nr/s` or `Nr/m`.
+    pub rate: String,
+    /// Requests that may queue beyond the rate.
+    #[serde(default)]
+    pub burst: u64,
+    /// Queued requests pass at once instead of being spaced out.
+    #[serde(default)]
+    pub nodelay: bool,
+    /// The first `delay` queued requests pass at once (nginx's `delay=`); ignored with `nodelay`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<u64>,
+    /// Count and report, but never reject or delay.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// What a key is made of: `client_ip`, `header:NAME`, `route`, or several joined by `+`.
+    #[serde(default = "default_limit_key")]
+    pub key: String,
+    /// The status of a rejection (400–599; default 503).
+    #[serde(default = "default_limit_status")]
+    pub status: u16,
+    /// Most keys tracked (least recently used ones are forgotten beyond it).
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+}
+
+fn default_limit_key() -> String {
+    "client_ip".to_owned()
+}
+fn default_limit_status() -> u16 {
+    503
+}
+fn default_max_keys() -> usize {
+    100_000
+}
+
+impl RateLimitSpec {
+    /// Checks the fields other than `rate` (whose syntax the limiter checks); the
+    /// error names the field.
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        validate_name("route", &self.route)
+            .map_err(|e| InvalidField::new("spec.route", e.to_string()))?;
+        if !(400..=599).contains(&self.status) {
+            return Err(InvalidField::new(
+                "spec.status",
+                format!("{} is outside 400..=599", self.status),
+            ));
+        }
+        if self.burst > 1_000_000 || self.delay.is_some_and(|d| d > 1_000_000) {
+            return Err(InvalidField::new(
+                "spec.burst",
+                "burst and delay must be within 0..=1000000",
+            ));
+        }
+        if !(1..=10_000_000).contains(&self.max_keys) {
+            return Err(InvalidField::new(
+                "spec.max_keys",
+                "must be within 1..=10000000",
+            ));
+        }
+        for part in self.key.split('+') {
+            let ok = match part.strip_prefix("header:") {
+                Some(name) => is_header_name(name),
+                None => matches!(part, "client_ip" | "route"),
+            };
+            if !ok {
+                return Err(InvalidField::new(
+                    "spec.key",
+                    format!("{part:?} is not client_ip, route or header:NAME"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

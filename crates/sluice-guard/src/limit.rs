@@ -367,29 +367,28 @@ mod tests {
         assert_eq!(limit.check(b"ip", 100), Decision::Rejected);
     }
 
-    #[test]
-    fn without_nodelay_the_six_are_spaced_by_the_rate() {
-        let limit = zone("10r/s", 5, Some(0));
-        let delays: Vec<u64> = (0..20)
+    /// The delays (ms) of the requests that pass among `count` sent at t = 0.
+    fn passing_delays(limit: &LimitReq, count: usize) -> Vec<u64> {
+        (0..count)
             .filter_map(|_| match limit.check(b"ip", 0) {
                 Decision::Passed => Some(0),
                 Decision::Delayed(d) => Some(d.as_millis() as u64),
                 _ => None,
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn without_nodelay_the_six_are_spaced_by_the_rate() {
+        let limit = zone("10r/s", 5, Some(0));
+        let delays = passing_delays(&limit, 20);
         assert_eq!(delays, [0, 100, 200, 300, 400, 500]);
     }
 
     #[test]
     fn delay_3_lets_the_first_excess_through_at_once() {
         let limit = zone("10r/s", 5, Some(3));
-        let delays: Vec<u64> = (0..20)
-            .filter_map(|_| match limit.check(b"ip", 0) {
-                Decision::Passed => Some(0),
-                Decision::Delayed(d) => Some(d.as_millis() as u64),
-                _ => None,
-            })
-            .collect();
+        let delays = passing_delays(&limit, 20);
         assert_eq!(delays, [0, 0, 0, 0, 100, 200]);
     }
 

@@ -72,3 +72,35 @@ async fn ten_per_second_burst_5_nodelay_passes_6_of_20() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_gateway_applies_rate_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cp");
+    let control = Sluice::start("server", &["--data", data.to_str().unwrap()], dir.path());
+    let api = Http::new(&control.url);
+    api.register("echo", "e1", &echo_upstream("e1").await).await;
+    api.route(
+        "echo",
+        r#"{"match": {"path_prefix": "/echo"}, "service": "echo"}"#,
+    )
+    .await;
+    api.put(
+        "/v1/namespaces/default/resources/RateLimit/slow",
+        r#"{"spec": {"route": "echo", "rate": "1r/m", "nodelay": true, "status": 429}}"#,
+    )
+    .await;
+    let gateway_data = dir.path().join("gw");
+    let args = [
+        "--control",
+        control.url.as_str(),
+        "--data",
+        gateway_data.to_str().unwrap(),
+    ];
+    let port = sluice_testkit::free_port();
+    let listening = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    let _gateway = Sluice::start_until("gateway", &args, dir.path(), port, listening);
+    let client = reqwest::Client::new();
+    let body = until_status(&client, &format!("http://127.0.0.1:{port}/echo"), 429).await;
+    assert_eq!(body["error"]["code"], "rate_limited");
+}

@@ -27,6 +27,15 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(40);
 struct DiskSnapshot {
     routes: Vec<DiskRoute>,
     services: Vec<DiskService>,
+    #[serde(default)]
+    limits: Vec<DiskLimit>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DiskLimit {
+    namespace: String,
+    name: String,
+    spec: sluice_model::RateLimitSpec,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,7 +59,6 @@ pub(crate) struct RemoteSource {
     current: AtomicUsize,
     http: reqwest::Client,
     routes: watch::Sender<Routes>,
-    /// Rate limits: not followed by standalone gateways yet (kept empty).
     limits: watch::Sender<crate::Limits>,
     endpoints: RwLock<HashMap<(String, String), Vec<EndpointInfo>>>,
     changes: watch::Sender<u64>,
@@ -108,12 +116,13 @@ impl RemoteSource {
         });
         source.load_disk_snapshot();
         tokio::spawn(Arc::clone(&source).follow_routes());
+        tokio::spawn(Arc::clone(&source).follow_limits());
         tokio::spawn(Arc::clone(&source).follow_services());
         tokio::spawn(Arc::clone(&source).persist());
         Ok(source)
     }
 
-    /// The rate limits (standalone gateways do not apply them yet).
+    /// The rate limits as last seen.
     pub fn limits(&self) -> watch::Receiver<crate::Limits> {
         self.limits.subscribe()
     }
@@ -140,6 +149,13 @@ impl RemoteSource {
                     .into_iter()
                     .map(|s| ((s.namespace, s.service), s.instances))
                     .collect();
+                let limits: crate::Limits = snapshot
+                    .limits
+                    .into_iter()
+                    .filter(|l| crate::limit::valid(&l.spec))
+                    .map(|l| ((l.namespace, l.name), l.spec))
+                    .collect();
+                self.limits.send_replace(limits);
                 tracing::info!(routes = routes.len(), path = %self.snapshot_path.display(), "loaded the disk snapshot");
                 self.routes.send_replace(routes);
                 self.changes.send_modify(|n| *n += 1);
@@ -196,10 +212,29 @@ impl RemoteSource {
     }
 
     async fn follow_routes(self: Arc<Self>) {
+        let sender = self.routes.clone();
+        self.follow_kind("Route", sender, |spec: &RouteSpec| spec.validate().is_ok())
+            .await;
+    }
+
+    async fn follow_limits(self: Arc<Self>) {
+        let sender = self.limits.clone();
+        self.follow_kind("RateLimit", sender, crate::limit::valid)
+            .await;
+    }
+
+    /// Follows every resource of `kind` with blocking queries into `sender`.
+    async fn follow_kind<T: serde::de::DeserializeOwned + PartialEq>(
+        &self,
+        kind: &str,
+        sender: watch::Sender<BTreeMap<(String, String), T>>,
+        valid: fn(&T) -> bool,
+    ) {
+        let path = format!("/v1/resources/{kind}");
         let mut index = 0;
         let mut backoff = Duration::from_millis(100);
         loop {
-            let Some((new_index, body)) = self.poll("/v1/resources/Route", index).await else {
+            let Some((new_index, body)) = self.poll(&path, index).await else {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
@@ -209,20 +244,21 @@ impl RemoteSource {
                 continue;
             }
             index = new_index;
-            let routes: Routes = body["items"]
+            let specs: BTreeMap<(String, String), T> = body["items"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(|item| serde_json::from_value::<Resource>(item.clone()).ok())
                 .filter_map(|resource| {
-                    let spec = serde_json::from_value::<RouteSpec>(resource.spec).ok()?;
-                    spec.validate().ok()?;
+                    let spec = serde_json::from_value::<T>(resource.spec)
+                        .ok()
+                        .filter(valid)?;
                     Some(((resource.metadata.namespace, resource.metadata.name), spec))
                 })
                 .collect();
-            self.routes.send_if_modified(|held| {
-                let changed = *held != routes;
-                *held = routes;
+            sender.send_if_modified(|held| {
+                let changed = *held != specs;
+                *held = specs;
                 changed
             });
             self.dirty.notify_one();
@@ -314,6 +350,16 @@ impl RemoteSource {
                     .borrow()
                     .iter()
                     .map(|((namespace, name), spec)| DiskRoute {
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                        spec: spec.clone(),
+                    })
+                    .collect(),
+                limits: self
+                    .limits
+                    .borrow()
+                    .iter()
+                    .map(|((namespace, name), spec)| DiskLimit {
                         namespace: namespace.clone(),
                         name: name.clone(),
                         spec: spec.clone(),

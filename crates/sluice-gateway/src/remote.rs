@@ -211,6 +211,24 @@ impl RemoteSource {
         }
     }
 
+    /// Blocking-queries `path` until it answers with an index other than `index`
+    /// (any answer when `index` is 0), retrying with backoff across control nodes.
+    async fn next_change(&self, path: &str, index: u64) -> (u64, serde_json::Value) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.poll(path, index).await {
+                Some((new_index, body)) if new_index != index || index == 0 => {
+                    return (new_index, body)
+                }
+                Some(_) => backoff = Duration::from_millis(100),
+                None => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
     async fn follow_routes(self: Arc<Self>) {
         let sender = self.routes.clone();
         self.follow_kind("Route", sender, |spec: &RouteSpec| spec.validate().is_ok())
@@ -232,17 +250,8 @@ impl RemoteSource {
     ) {
         let path = format!("/v1/resources/{kind}");
         let mut index = 0;
-        let mut backoff = Duration::from_millis(100);
         loop {
-            let Some((new_index, body)) = self.poll(&path, index).await else {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                continue;
-            };
-            backoff = Duration::from_millis(100);
-            if new_index == index && index != 0 {
-                continue;
-            }
+            let (new_index, body) = self.next_change(&path, index).await;
             index = new_index;
             let specs: BTreeMap<(String, String), T> = body["items"]
                 .as_array()
@@ -301,17 +310,8 @@ impl RemoteSource {
     async fn follow_service(self: Arc<Self>, (namespace, service): (String, String)) {
         let path = format!("/v1/namespaces/{namespace}/services/{service}/instances");
         let mut index = 0;
-        let mut backoff = Duration::from_millis(100);
         loop {
-            let Some((new_index, body)) = self.poll(&path, index).await else {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                continue;
-            };
-            backoff = Duration::from_millis(100);
-            if new_index == index {
-                continue;
-            }
+            let (new_index, body) = self.next_change(&path, index).await;
             index = new_index;
             let instances: Vec<EndpointInfo> = body["instances"]
                 .as_array()

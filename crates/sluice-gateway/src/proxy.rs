@@ -311,9 +311,11 @@ async fn forward(
             None => body.map_err(BoxError::from).boxed(),
         })
     };
-    let mut tried: Vec<usize> = Vec::new();
+    // Endpoints tried so far (at most 1 + 5 retries): on the stack, no allocation.
+    let mut tried = [0usize; 6];
+    let mut attempts = 0;
     loop {
-        let Some(index) = target.pick(&parts, client.ip(), &tried) else {
+        let Some(index) = target.pick(&parts, client.ip(), &tried[..attempts]) else {
             let message = format!(
                 "service {}/{} has no healthy instance",
                 target.namespace, target.service
@@ -324,7 +326,8 @@ async fn forward(
                 &message,
             ));
         };
-        tried.push(index);
+        tried[attempts.min(tried.len() - 1)] = index;
+        attempts += 1;
         observed.endpoint = Some(index);
         observed.attempts += 1;
         let endpoint = &target.endpoints[index];
@@ -400,7 +403,7 @@ async fn forward(
         });
         if retryable
             && wants_retry
-            && tried.len() <= route.retries.attempts as usize
+            && attempts <= route.retries.attempts as usize
             && route.retry_budget.try_spend()
         {
             continue;

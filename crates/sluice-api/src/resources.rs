@@ -45,6 +45,17 @@ impl Kinds {
         kinds.register("Service", validate_service_spec);
         kinds.register("Route", validate_route_spec);
         kinds.register("RateLimit", validate_rate_limit_spec);
+        kinds.register("ConnLimit", |spec| {
+            parse_spec::<sluice_model::ConnLimitSpec>(spec)?.validate()
+        });
+        kinds.register("Acl", validate_acl_spec);
+        kinds.register("Ban", validate_ban_spec);
+        kinds.register("Concurrency", |spec| {
+            parse_spec::<sluice_model::ConcurrencySpec>(spec)?.validate()
+        });
+        kinds.register("Breaker", |spec| {
+            parse_spec::<sluice_model::BreakerSpec>(spec)?.validate()
+        });
         kinds
     }
 
@@ -83,15 +94,48 @@ struct ServiceSpec {
     description: Option<String>,
 }
 
+/// Reads a spec into its type; a field of the wrong type or an unknown field is
+/// named as `spec.PATH`.
+fn parse_spec<T: serde::de::DeserializeOwned>(spec: &Value) -> Result<T, InvalidField> {
+    serde_path_to_error::deserialize(spec).map_err(|error| {
+        let path = error.path().to_string();
+        let field = if path == "." || path.is_empty() {
+            "spec".to_owned()
+        } else {
+            format!("spec.{path}")
+        };
+        InvalidField::new(field, error.into_inner().to_string())
+    })
+}
+
 fn validate_route_spec(spec: &Value) -> Result<(), InvalidField> {
-    let route: sluice_model::RouteSpec = serde_json::from_value(spec.clone())
-        .map_err(|e| InvalidField::new("spec", e.to_string()))?;
-    route.validate()
+    parse_spec::<sluice_model::RouteSpec>(spec)?.validate()
+}
+
+fn validate_acl_spec(spec: &Value) -> Result<(), InvalidField> {
+    let acl: sluice_model::AclSpec = parse_spec(spec)?;
+    acl.validate()?;
+    for (field, list) in [("spec.allow", &acl.allow), ("spec.deny", &acl.deny)] {
+        for entry in list {
+            sluice_guard::acl::Cidr::parse(entry)
+                .map_err(|e| InvalidField::new(field, e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_ban_spec(spec: &Value) -> Result<(), InvalidField> {
+    let ban: sluice_model::BanSpec = parse_spec(spec)?;
+    ban.validate()?;
+    if let Some(ip) = &ban.ip {
+        sluice_guard::acl::Cidr::parse(ip)
+            .map_err(|e| InvalidField::new("spec.ip", e.to_string()))?;
+    }
+    Ok(())
 }
 
 fn validate_rate_limit_spec(spec: &Value) -> Result<(), InvalidField> {
-    let limit: sluice_model::RateLimitSpec = serde_json::from_value(spec.clone())
-        .map_err(|e| InvalidField::new("spec", e.to_string()))?;
+    let limit: sluice_model::RateLimitSpec = parse_spec(spec)?;
     sluice_guard::limit::parse_rate(&limit.rate)
         .map_err(|e| InvalidField::new("spec.rate", e.to_string()))?;
     limit.validate()

@@ -10,10 +10,25 @@ use std::time::Instant;
 
 use sluice_model::{OutlierDetection, Retries};
 
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
 /// Milliseconds since the gateway's clock started (monotonic).
 pub(crate) fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
     u64::try_from(EPOCH.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Microseconds on the same monotonic clock, starting above zero (limiters take 0 as "never").
+pub(crate) fn now_us() -> i64 {
+    i64::try_from(EPOCH.get_or_init(Instant::now).elapsed().as_micros())
+        .unwrap_or(i64::MAX)
+        .saturating_add(1_000_000)
+}
+
+/// Wall-clock Unix milliseconds (for expiry times given as dates).
+pub(crate) fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Failure state of one instance, kept across snapshots (keyed by address).

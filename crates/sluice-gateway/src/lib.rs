@@ -13,6 +13,7 @@
 
 mod health;
 mod limit;
+mod protect;
 mod proxy;
 mod remote;
 mod sniff;
@@ -34,6 +35,7 @@ use sluice_store::{follow, EventKind, FollowUpdate, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use protect::{Policies, Reason, POLICY_KINDS};
 pub use proxy::ProxyBody;
 use proxy::UpstreamClient;
 pub use table::Endpoint;
@@ -80,12 +82,6 @@ impl Instances for Registry {
     }
 }
 
-/// Rate limits by (namespace, name).
-pub type Limits = BTreeMap<(String, String), sluice_model::RateLimitSpec>;
-
-/// Store prefix of `RateLimit` resources.
-const LIMITS_PREFIX: &str = "res/RateLimit/";
-
 /// Store prefix of `Route` resources.
 const ROUTES_PREFIX: &str = "res/Route/";
 
@@ -114,6 +110,8 @@ pub struct RequestRecord<'a> {
     pub latency: Duration,
     /// Upstream attempts made (0 when the gateway answered by itself).
     pub attempts: usize,
+    /// Why the gateway refused or gave up on the request, if it did.
+    pub rejected: Option<Reason>,
 }
 
 /// Listener settings of the gateway.
@@ -164,6 +162,7 @@ pub struct Snapshot {
 pub(crate) struct Shared {
     snapshot: ArcSwap<Snapshot>,
     observer: Option<Arc<dyn RequestObserver>>,
+    rejections: protect::Rejections,
 }
 
 /// The gateway: a snapshot source and a listener.
@@ -190,13 +189,18 @@ impl Gateway {
                 });
             },
         ));
-        let (limits_tx, limits_rx) = watch::channel(Limits::new());
-        tokio::spawn(follow(store, LIMITS_PREFIX.to_owned(), move |update| {
-            limits_tx.send_modify(|limits| {
-                apply_resource_update(limits, LIMITS_PREFIX, update, limit::valid)
-            });
-        }));
-        Self::with_source(routes_rx, limits_rx, Arc::new(registry), config)
+        let (policies_tx, policies_rx) = watch::channel(Policies::new());
+        for kind in POLICY_KINDS {
+            let prefix = format!("res/{kind}/");
+            let policies_tx = policies_tx.clone();
+            tokio::spawn(follow(Arc::clone(&store), prefix.clone(), move |update| {
+                policies_tx.send_modify(|policies| {
+                    let specs = policies.entry(kind.to_owned()).or_default();
+                    apply_resource_update(specs, &prefix, update, |_: &serde_json::Value| true);
+                });
+            }));
+        }
+        Self::with_source(routes_rx, policies_rx, Arc::new(registry), config)
     }
 
     /// A standalone gateway following the control plane at `control` (several URLs
@@ -210,25 +214,26 @@ impl Gateway {
     ) -> Result<Self, String> {
         let source = remote::RemoteSource::start(control, token, data_dir)?;
         let routes = source.routes();
-        let limits = source.limits();
-        Ok(Self::with_source(routes, limits, source, config))
+        let policies = source.policies();
+        Ok(Self::with_source(routes, policies, source, config))
     }
 
     fn with_source(
         routes: watch::Receiver<Routes>,
-        limits: watch::Receiver<Limits>,
+        policies: watch::Receiver<Policies>,
         instances: Arc<dyn Instances>,
         config: GatewayConfig,
     ) -> Self {
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             observer: config.observer.clone(),
+            rejections: protect::Rejections::default(),
         });
         let (built_tx, changes) = watch::channel(0u64);
         tokio::spawn(rebuild_loop(
             Arc::downgrade(&shared),
             routes,
-            limits,
+            policies,
             instances,
             built_tx,
         ));
@@ -237,6 +242,12 @@ impl Gateway {
             config,
             changes,
         }
+    }
+
+    /// Requests refused (or given up on) so far, by reason (`rate`, `conn`, `acl`,
+    /// `ban`, `concurrency`, `breaker`, `timeout`).
+    pub fn rejections(&self) -> BTreeMap<&'static str, u64> {
+        self.shared.rejections.get()
     }
 
     /// A receiver that changes each time a new snapshot is in force.
@@ -416,13 +427,13 @@ fn apply_resource_update<T: serde::de::DeserializeOwned>(
 async fn rebuild_loop(
     shared: std::sync::Weak<Shared>,
     mut routes: watch::Receiver<Routes>,
-    mut limits: watch::Receiver<Limits>,
+    mut policies: watch::Receiver<Policies>,
     source: Arc<dyn Instances>,
     built: watch::Sender<u64>,
 ) {
     let mut instances = source.changes();
-    // Limit zones keep their buckets across snapshots while their spec is unchanged.
-    let mut zones = limit::Zones::default();
+    // Limits, breakers and limiters keep their state across snapshots while their spec is unchanged.
+    let mut guards = protect::GuardState::default();
     let mut clients: BTreeMap<Duration, UpstreamClient> = BTreeMap::new();
     // Failure state per instance address, kept across snapshots.
     let mut healths: HashMap<String, Arc<health::EndpointHealth>> = HashMap::new();
@@ -432,8 +443,7 @@ async fn rebuild_loop(
             return;
         };
         let specs = routes.borrow_and_update().clone();
-        let limit_specs = limits.borrow_and_update().clone();
-        zones.retain(&limit_specs);
+        guards.update(&policies.borrow_and_update());
         instances.borrow_and_update();
         let mut live = HashSet::new();
         let mut compiled: Vec<CompiledRoute> = specs
@@ -463,8 +473,21 @@ async fn rebuild_loop(
             })
             .collect();
         healths.retain(|address, _| live.contains(address));
+        guards.retain_breakers(&live);
         for route in &mut compiled {
-            route.limits = zones.for_route(&route.namespace, &route.name, &limit_specs);
+            route.guards = guards.route(&route.namespace, &route.name);
+            for target in route
+                .targets
+                .iter_mut()
+                .chain(route.fallback_target.as_mut())
+            {
+                let addresses: Vec<&str> = target
+                    .endpoints
+                    .iter()
+                    .map(|e| e.address.as_str())
+                    .collect();
+                target.guards = guards.service(&target.namespace, &target.service, &addresses);
+            }
         }
         shared.snapshot.store(Arc::new(Snapshot {
             table: RouteTable::new(compiled),
@@ -474,7 +497,7 @@ async fn rebuild_loop(
         built.send_replace(generation);
         tokio::select! {
             changed = routes.changed() => if changed.is_err() { return },
-            changed = limits.changed() => if changed.is_err() { return },
+            changed = policies.changed() => if changed.is_err() { return },
             changed = instances.changed() => if changed.is_err() { return },
         }
     }

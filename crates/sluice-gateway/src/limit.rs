@@ -1,5 +1,6 @@
-//! `RateLimit` resources in the gateway: nginx `limit_req` zones (from
-//! `sluice-guard`) attached to routes, with keys built from the request.
+//! `RateLimit` and `ConnLimit` resources in the gateway: nginx `limit_req` zones
+//! and `limit_conn` tables (from `sluice-guard`) attached to routes, with keys built
+//! from the request, and the automatic bans of keys rejected too often.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,20 +9,36 @@ use std::sync::Arc;
 use hyper::header::HeaderName;
 use hyper::http::request::Parts;
 use hyper::StatusCode;
+use sluice_guard::acl::AutoBan;
 use sluice_guard::limit::{check_all, parse_rate, Decision, LimitReq, LimitReqSpec};
 use sluice_model::RateLimitSpec;
 
-use crate::Limits;
+/// Rate limits by (namespace, name).
+pub(crate) type Limits = std::collections::BTreeMap<(String, String), RateLimitSpec>;
 
 /// Whether a stored spec is usable.
 pub(crate) fn valid(spec: &RateLimitSpec) -> bool {
     spec.validate().is_ok() && parse_rate(&spec.rate).is_ok()
 }
 
-enum KeyPart {
+/// One part of a limit key.
+pub(crate) enum KeyPart {
     ClientIp,
     Route,
+    Service,
     Header(HeaderName),
+}
+
+/// Parses a key (`client_ip+header:x-api-key`); the spec was validated.
+pub(crate) fn key_parts(key: &str) -> Vec<KeyPart> {
+    key.split('+')
+        .filter_map(|part| match part.strip_prefix("header:") {
+            Some(name) => HeaderName::try_from(name).ok().map(KeyPart::Header),
+            None if part == "route" => Some(KeyPart::Route),
+            None if part == "service" => Some(KeyPart::Service),
+            None => Some(KeyPart::ClientIp),
+        })
+        .collect()
 }
 
 /// One limit on a route.
@@ -29,19 +46,24 @@ pub(crate) struct RouteLimit {
     zone: Arc<LimitReq>,
     key: Vec<KeyPart>,
     status: StatusCode,
+    ban: Option<Arc<AutoBan>>,
+    name: String,
 }
+
+/// A limit's zone and automatic-ban table, with the spec they were built from.
+type Zone = (RateLimitSpec, Arc<LimitReq>, Option<Arc<AutoBan>>);
 
 /// Zones by (namespace, limit name), kept while their spec stays the same.
 #[derive(Default)]
 pub(crate) struct Zones {
-    zones: HashMap<(String, String), (RateLimitSpec, Arc<LimitReq>)>,
+    zones: HashMap<(String, String), Zone>,
 }
 
 impl Zones {
     /// Forgets zones whose limit was removed or changed.
     pub fn retain(&mut self, specs: &Limits) {
         self.zones
-            .retain(|id, (spec, _)| specs.get(id) == Some(spec));
+            .retain(|id, (spec, _, _)| specs.get(id) == Some(spec));
     }
 
     /// The limits that apply to route `namespace/route`.
@@ -51,38 +73,36 @@ impl Zones {
             .filter(|((ns, _), spec)| ns == namespace && spec.route == route)
             .filter_map(|(id, spec)| {
                 let rate = parse_rate(&spec.rate).ok()?;
-                let zone = &self
-                    .zones
-                    .entry(id.clone())
-                    .or_insert_with(|| {
-                        let guard_spec = LimitReqSpec {
-                            rate,
-                            burst: spec.burst,
-                            delay: if spec.nodelay {
-                                None
-                            } else {
-                                Some(spec.delay.unwrap_or(0))
-                            },
-                            dry_run: spec.dry_run,
-                        };
-                        (
-                            spec.clone(),
-                            Arc::new(LimitReq::new(guard_spec, spec.max_keys)),
-                        )
-                    })
-                    .1;
-                let key = spec
-                    .key
-                    .split('+')
-                    .filter_map(|part| match part.strip_prefix("header:") {
-                        Some(name) => HeaderName::try_from(name).ok().map(KeyPart::Header),
-                        None if part == "route" => Some(KeyPart::Route),
-                        None => Some(KeyPart::ClientIp),
-                    })
-                    .collect();
+                let (_, zone, ban) = &self.zones.entry(id.clone()).or_insert_with(|| {
+                    let guard_spec = LimitReqSpec {
+                        rate,
+                        burst: spec.burst,
+                        delay: if spec.nodelay {
+                            None
+                        } else {
+                            Some(spec.delay.unwrap_or(0))
+                        },
+                        dry_run: spec.dry_run,
+                    };
+                    let ban = spec.ban.as_ref().map(|ban| {
+                        Arc::new(AutoBan::new(
+                            ban.after,
+                            i64::try_from(ban.within.as_millis()).unwrap_or(i64::MAX),
+                            i64::try_from(ban.ban_for.as_millis()).unwrap_or(i64::MAX),
+                            spec.max_keys,
+                        ))
+                    });
+                    (
+                        spec.clone(),
+                        Arc::new(LimitReq::new(guard_spec, spec.max_keys)),
+                        ban,
+                    )
+                });
                 Some(RouteLimit {
                     zone: Arc::clone(zone),
-                    key,
+                    ban: ban.clone(),
+                    name: id.1.clone(),
+                    key: key_parts(&spec.key),
                     status: StatusCode::from_u16(spec.status)
                         .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
                 })
@@ -96,20 +116,31 @@ pub(crate) enum Verdict {
     Pass,
     Delay(std::time::Duration),
     Reject(StatusCode),
+    /// The key is banned automatically.
+    Banned,
 }
 
-/// Checks a request against a route's limits (nginx's rules for several limits).
-pub(crate) fn check(
-    limits: &[RouteLimit],
-    parts: &Parts,
-    client: IpAddr,
-    route: &str,
-    now_ms: i64,
-) -> Verdict {
-    let keys: Vec<Vec<u8>> = limits
-        .iter()
-        .map(|limit| key(limit, parts, client, route))
-        .collect();
+/// What a request is, for building keys.
+pub(crate) struct KeySource<'a> {
+    pub parts: &'a Parts,
+    pub client: IpAddr,
+    pub route: &'a str,
+    pub service: &'a str,
+}
+
+/// Checks a request against a route's limits (nginx's rules for several limits),
+/// after any automatic ban of its keys.
+pub(crate) fn check(limits: &[RouteLimit], source: &KeySource<'_>, now_ms: i64) -> Verdict {
+    let keys: Vec<Vec<u8>> = limits.iter().map(|limit| key(&limit.key, source)).collect();
+    for (limit, key) in limits.iter().zip(&keys) {
+        if limit
+            .ban
+            .as_ref()
+            .is_some_and(|b| b.banned_until(key, now_ms).is_some())
+        {
+            return Verdict::Banned;
+        }
+    }
     let pairs: Vec<(&LimitReq, &[u8])> = limits
         .iter()
         .zip(&keys)
@@ -121,26 +152,41 @@ pub(crate) fn check(
         check_all(&pairs, now_ms)
     };
     match decision {
-        Decision::Rejected => Verdict::Reject(limits[0].status),
+        Decision::Rejected => {
+            for (limit, key) in limits.iter().zip(&keys) {
+                let Some(ban) = &limit.ban else { continue };
+                if !key.is_empty() && ban.rejected(key, now_ms) {
+                    tracing::info!(
+                        target: "sluice_gateway::rejections",
+                        limit = limit.name,
+                        client = %source.client,
+                        route = source.route,
+                        "key banned after repeated rate-limit rejections"
+                    );
+                }
+            }
+            Verdict::Reject(limits[0].status)
+        }
         Decision::Delayed(delay) => Verdict::Delay(delay),
         Decision::Passed | Decision::DelayedDryRun(_) | Decision::RejectedDryRun => Verdict::Pass,
     }
 }
 
 /// The key of a request; empty (not limited) when a header it needs is missing.
-fn key(limit: &RouteLimit, parts: &Parts, client: IpAddr, route: &str) -> Vec<u8> {
+pub(crate) fn key(parts_of_key: &[KeyPart], source: &KeySource<'_>) -> Vec<u8> {
     let mut key = Vec::with_capacity(32);
-    for part in &limit.key {
+    for part in parts_of_key {
         if !key.is_empty() {
             key.push(0);
         }
         match part {
-            KeyPart::ClientIp => match client {
+            KeyPart::ClientIp => match source.client {
                 IpAddr::V4(ip) => key.extend_from_slice(&ip.octets()),
                 IpAddr::V6(ip) => key.extend_from_slice(&ip.octets()),
             },
-            KeyPart::Route => key.extend_from_slice(route.as_bytes()),
-            KeyPart::Header(name) => match parts.headers.get(name) {
+            KeyPart::Route => key.extend_from_slice(source.route.as_bytes()),
+            KeyPart::Service => key.extend_from_slice(source.service.as_bytes()),
+            KeyPart::Header(name) => match source.parts.headers.get(name) {
                 Some(value) if !value.is_empty() => key.extend_from_slice(value.as_bytes()),
                 _ => return Vec::new(),
             },

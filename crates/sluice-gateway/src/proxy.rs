@@ -16,9 +16,14 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 
+use sluice_guard::breaker::{Admission, Outcome};
+use sluice_guard::limit::ConnPermit;
 use sluice_model::RetryOn;
 
-use crate::table::Balancer;
+use crate::health::unix_ms;
+use crate::limit::{KeySource, Verdict};
+use crate::protect::{ConcurrencyGuard, Reason, Rejections};
+use crate::table::{Balancer, CompiledRoute, StaticAnswer, Target};
 use crate::{RequestRecord, Shared, Snapshot};
 
 /// The body of every gateway response.
@@ -138,11 +143,27 @@ pub(crate) async fn handle(
     let snapshot = shared.snapshot.load_full();
     let mut observed = Observed::default();
     let Some(observer) = &shared.observer else {
-        return forward(&snapshot, request, client, scheme, &mut observed).await;
+        return forward(
+            &snapshot,
+            request,
+            client,
+            scheme,
+            &mut observed,
+            &shared.rejections,
+        )
+        .await;
     };
     let started = Instant::now();
     let method = request.method().clone();
-    let response = forward(&snapshot, request, client, scheme, &mut observed).await?;
+    let response = forward(
+        &snapshot,
+        request,
+        client,
+        scheme,
+        &mut observed,
+        &shared.rejections,
+    )
+    .await?;
     let route = observed.route.and_then(|i| snapshot.table.get(i));
     let target = route
         .zip(observed.target)
@@ -158,6 +179,7 @@ pub(crate) async fn handle(
         status: response.status().as_u16(),
         latency: started.elapsed(),
         attempts: observed.attempts,
+        rejected: observed.rejected,
     });
     Ok(response)
 }
@@ -169,6 +191,7 @@ struct Observed {
     target: Option<usize>,
     endpoint: Option<usize>,
     attempts: usize,
+    rejected: Option<Reason>,
 }
 
 async fn forward(
@@ -177,6 +200,7 @@ async fn forward(
     client: SocketAddr,
     scheme: &'static str,
     observed: &mut Observed,
+    rejections: &Rejections,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let (mut parts, body) = request.into_parts();
     let client_version = parts.version;
@@ -188,21 +212,39 @@ async fn forward(
         ));
     };
     observed.route = Some(route_index);
-    if !route.limits.is_empty() {
-        let now = i64::try_from(crate::health::now_ms()).unwrap_or(i64::MAX);
-        match crate::limit::check(&route.limits, &parts, client.ip(), &route.name, now) {
-            crate::limit::Verdict::Pass => {}
-            crate::limit::Verdict::Delay(delay) => tokio::time::sleep(delay).await,
-            crate::limit::Verdict::Reject(status) => {
-                let mut response =
-                    error_response(status, "rate_limited", "the route's rate limit is reached");
-                response
-                    .headers_mut()
-                    .insert("x-sluice-rejected", HeaderValue::from_static("rate"));
-                return Ok(response);
+    let guards = &route.guards;
+    let mut refuse = |reason: Reason, status: StatusCode| {
+        observed.rejected = Some(reason);
+        refusal(rejections, route, client, reason, status)
+    };
+    if let Some((reason, status)) = guards.refuse_client(&parts, client.ip(), unix_ms()) {
+        return Ok(refuse(reason, status));
+    }
+    let conn_permits = {
+        let source = KeySource {
+            parts: &parts,
+            client: client.ip(),
+            route: &route.name,
+            service: route.targets.first().map_or("", |t| t.service.as_str()),
+        };
+        if !guards.limits.is_empty() {
+            let now = i64::try_from(crate::health::now_ms()).unwrap_or(i64::MAX);
+            match crate::limit::check(&guards.limits, &source, now) {
+                Verdict::Pass => {}
+                Verdict::Delay(delay) => tokio::time::sleep(delay).await,
+                Verdict::Reject(status) => return Ok(refuse(Reason::Rate, status)),
+                Verdict::Banned => return Ok(refuse(Reason::Ban, StatusCode::FORBIDDEN)),
             }
         }
-    }
+        if guards.has_conns() {
+            match guards.acquire_conns(&source) {
+                Ok(permits) => permits,
+                Err(status) => return Ok(refuse(Reason::Conn, status)),
+            }
+        } else {
+            Vec::new()
+        }
+    };
     let picked = route.pick_target();
     observed.target = picked.map(|(i, _)| i);
     let Some((_, target)) = picked else {
@@ -225,7 +267,7 @@ async fn forward(
     let authority_host = parts.uri.authority().map(|a| a.as_str().to_owned());
     // A protocol upgrade (WebSocket) keeps its Connection and Upgrade headers.
     let upgrade = wants_upgrade(&parts.headers, parts.version);
-    let mut client_upgrade = upgrade
+    let client_upgrade = upgrade
         .as_ref()
         .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
     // gRPC goes upstream over HTTP/2, with its `te: trailers`.
@@ -299,7 +341,7 @@ async fn forward(
             ));
         }
     }
-    let mut body = if retryable {
+    let body = if retryable {
         None
     } else {
         Some(match route.max_body_bytes {
@@ -311,47 +353,351 @@ async fn forward(
             None => body.map_err(BoxError::from).boxed(),
         })
     };
-    // Endpoints tried so far (at most 1 + 5 retries): on the stack, no allocation.
-    let mut tried = [0usize; 6];
-    let mut attempts = 0;
-    loop {
-        let Some(index) = target.pick(&parts, client.ip(), &tried[..attempts]) else {
-            let message = format!(
-                "service {}/{} has no healthy instance",
-                target.namespace, target.service
-            );
-            return Ok(error_response(
+    let mut call = Call {
+        parts,
+        body,
+        retryable,
+        path_and_query,
+        upstream_version,
+        client_upgrade,
+        client_version,
+        client_ip: client.ip(),
+    };
+    let response = match send(route, target, &mut call, observed).await {
+        Ok(response) => response,
+        Err(failure) => {
+            if let Some(reason) = failure.reason() {
+                observed.rejected = Some(reason);
+                rejections.add(reason);
+                log_rejection(route, client, reason);
+            }
+            match (&route.fallback, &route.fallback_target) {
+                (Some(answer), _) => static_answer(answer, failure.label()),
+                (None, Some(fallback)) if call.body.is_some() || call.retryable => {
+                    match send(route, fallback, &mut call, observed).await {
+                        Ok(mut response) => {
+                            response.headers_mut().insert(
+                                "x-sluice-fallback",
+                                HeaderValue::from_static(failure.label()),
+                            );
+                            response
+                        }
+                        Err(second) => second.into_response(),
+                    }
+                }
+                _ => failure.into_response(),
+            }
+        }
+    };
+    if conn_permits.is_empty() {
+        return Ok(response);
+    }
+    // The connection limit's places are held until the body is sent.
+    let (parts, body) = response.into_parts();
+    let guarded = GuardedBody {
+        inner: body,
+        _permits: conn_permits,
+    };
+    Ok(Response::from_parts(parts, guarded.boxed()))
+}
+
+/// A request on its way upstream, kept so a fallback service can take it.
+struct Call {
+    parts: hyper::http::request::Parts,
+    /// `None` once sent (or when it has none and is retryable).
+    body: Option<ProxyBody>,
+    retryable: bool,
+    path_and_query: String,
+    upstream_version: Version,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_version: Version,
+    client_ip: std::net::IpAddr,
+}
+
+/// Why an upstream call gave no answer to pass on.
+enum Failure {
+    /// A concurrency limit or an open breaker refused it.
+    Refused(Reason, StatusCode, String),
+    /// The upstream did not answer in time.
+    Timeout(String),
+    /// No instance can take it.
+    NoHealthy(String),
+    /// The upstream failed (connection, reset, protocol).
+    Upstream(String),
+    /// An answer that no fallback replaces (a client error).
+    Final(Response<ProxyBody>),
+}
+
+impl Failure {
+    fn reason(&self) -> Option<Reason> {
+        match self {
+            Failure::Refused(reason, _, _) => Some(*reason),
+            Failure::Timeout(_) => Some(Reason::Timeout),
+            _ => None,
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Failure::Refused(reason, _, _) => reason.as_str(),
+            Failure::Timeout(_) => "timeout",
+            Failure::NoHealthy(_) => "no_healthy_upstream",
+            Failure::Upstream(_) | Failure::Final(_) => "upstream_failed",
+        }
+    }
+
+    fn into_response(self) -> Response<ProxyBody> {
+        match self {
+            Failure::Refused(reason, status, message) => {
+                let mut response = error_response(status, "rejected", &message);
+                response.headers_mut().insert(
+                    "x-sluice-rejected",
+                    HeaderValue::from_static(reason.as_str()),
+                );
+                response
+            }
+            Failure::Timeout(message) => {
+                let mut response =
+                    error_response(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", &message);
+                response
+                    .headers_mut()
+                    .insert("x-sluice-rejected", HeaderValue::from_static("timeout"));
+                response
+            }
+            Failure::NoHealthy(message) => error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_healthy_upstream",
                 &message,
-            ));
+            ),
+            Failure::Upstream(message) => {
+                error_response(StatusCode::BAD_GATEWAY, "upstream_failed", &message)
+            }
+            Failure::Final(response) => response,
+        }
+    }
+}
+
+/// A refusal by a route's access lists, bans, rate or connection limits.
+fn refusal(
+    rejections: &Rejections,
+    route: &CompiledRoute,
+    client: SocketAddr,
+    reason: Reason,
+    status: StatusCode,
+) -> Response<ProxyBody> {
+    rejections.add(reason);
+    log_rejection(route, client, reason);
+    let message = match reason {
+        Reason::Acl => "the route's access list refuses this client",
+        Reason::Ban => "this client is banned",
+        Reason::Rate => "the route's rate limit is reached",
+        Reason::Conn => "the route's connection limit is reached",
+        _ => "refused",
+    };
+    let code = if reason == Reason::Rate {
+        "rate_limited"
+    } else {
+        "rejected"
+    };
+    let mut response = error_response(status, code, message);
+    response.headers_mut().insert(
+        "x-sluice-rejected",
+        HeaderValue::from_static(reason.as_str()),
+    );
+    response
+}
+
+fn log_rejection(route: &CompiledRoute, client: SocketAddr, reason: Reason) {
+    tracing::debug!(
+        target: "sluice_gateway::rejections",
+        reason = reason.as_str(),
+        namespace = route.namespace,
+        route = route.name,
+        client = %client.ip(),
+        "request rejected"
+    );
+}
+
+/// A fallback's static answer, marked with why it was given.
+fn static_answer(answer: &StaticAnswer, why: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(
+        Full::new(answer.body.clone())
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = answer.status;
+    for (name, value) in &answer.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
+        .headers_mut()
+        .insert("x-sluice-fallback", HeaderValue::from_static(why));
+    response
+}
+
+/// The places a request holds in adaptive concurrency limits (route and service);
+/// freed with a latency sample by `finish`, or without one when dropped.
+struct Admitted<'a> {
+    limiters: [Option<&'a ConcurrencyGuard>; 2],
+    started: Instant,
+    finished: bool,
+}
+
+impl<'a> Admitted<'a> {
+    fn acquire(
+        route: Option<&'a ConcurrencyGuard>,
+        service: Option<&'a ConcurrencyGuard>,
+        share: f64,
+    ) -> Result<Self, StatusCode> {
+        if let Some(limit) = route {
+            if !limit.limiter.try_acquire(share) {
+                return Err(limit.status);
+            }
+        }
+        if let Some(limit) = service {
+            if !limit.limiter.try_acquire(share) {
+                if let Some(route) = route {
+                    route.limiter.cancel();
+                }
+                return Err(limit.status);
+            }
+        }
+        Ok(Admitted {
+            limiters: [route, service],
+            started: Instant::now(),
+            finished: false,
+        })
+    }
+
+    fn finish(mut self, ok: bool) {
+        self.finished = true;
+        let latency = i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let now = crate::health::now_us();
+        for limit in self.limiters.iter().flatten() {
+            limit.limiter.on_response(ok, latency, now);
+        }
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            for limit in self.limiters.iter().flatten() {
+                limit.limiter.cancel();
+            }
+        }
+    }
+}
+
+/// Sends a request to one of `target`'s instances, with the route's retries, the
+/// service's concurrency limit and breakers.
+async fn send(
+    route: &CompiledRoute,
+    target: &Target,
+    call: &mut Call,
+    observed: &mut Observed,
+) -> Result<Response<ProxyBody>, Failure> {
+    let admitted = Admitted::acquire(
+        route.guards.concurrency.as_deref(),
+        target.guards.concurrency.as_deref(),
+        route.share,
+    )
+    .map_err(|status| {
+        Failure::Refused(
+            Reason::Concurrency,
+            status,
+            format!(
+                "the concurrency limit of {}/{} is reached",
+                target.namespace, target.service
+            ),
+        )
+    })?;
+    let now = i64::try_from(crate::health::now_ms()).unwrap_or(i64::MAX);
+    let breaker_open = || {
+        Failure::Refused(
+            Reason::Breaker,
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the circuit breaker of {}/{} is open",
+                target.namespace, target.service
+            ),
+        )
+    };
+    let service_trial = match &target.guards.breaker {
+        None => false,
+        Some(breaker) => match breaker.attempt(now) {
+            Admission::Allowed => false,
+            Admission::Trial => true,
+            Admission::Rejected => return Err(breaker_open()),
+        },
+    };
+    // Endpoints tried so far (at most 1 + 5 retries) and those whose breaker is
+    // open: on the stack, no allocation.
+    let mut excluded = [0usize; 16];
+    let mut tried = 0;
+    let mut open = 0;
+    let mut attempts = 0;
+    loop {
+        let Some(index) = target.pick(&call.parts, call.client_ip, &excluded[..tried + open])
+        else {
+            return Err(Failure::NoHealthy(format!(
+                "service {}/{} has no healthy instance",
+                target.namespace, target.service
+            )));
         };
-        tried[attempts.min(tried.len() - 1)] = index;
+        let instance_trial = match target.guards.instance_breakers.get(index) {
+            None => false,
+            Some(breaker) => {
+                if excluded[tried..tried + open].contains(&index) {
+                    // The balancer found nothing else: every other instance's breaker is open.
+                    return Err(breaker_open());
+                }
+                match breaker.attempt(now) {
+                    Admission::Allowed => false,
+                    Admission::Trial => true,
+                    Admission::Rejected => {
+                        if tried + open >= excluded.len() || open >= target.endpoints.len() {
+                            return Err(breaker_open());
+                        }
+                        excluded[tried + open] = index;
+                        open += 1;
+                        continue;
+                    }
+                }
+            }
+        };
+        if tried + open < excluded.len() {
+            // Tried endpoints are listed before open ones.
+            excluded.copy_within(tried..tried + open, tried + 1);
+            excluded[tried] = index;
+            tried += 1;
+        }
         attempts += 1;
         observed.endpoint = Some(index);
         observed.attempts += 1;
         let endpoint = &target.endpoints[index];
-        let Ok(uri) = format!("http://{}{path_and_query}", endpoint.address).parse::<Uri>() else {
-            return Ok(error_response(
+        let Ok(uri) = format!("http://{}{}", endpoint.address, call.path_and_query).parse::<Uri>()
+        else {
+            return Err(Failure::Final(error_response(
                 StatusCode::BAD_REQUEST,
                 "bad_path",
                 "the request path cannot be forwarded",
-            ));
+            )));
         };
-        let mut attempt = Request::new(match body.take() {
+        let mut attempt = Request::new(match call.body.take() {
             Some(body) => body,
             None => Empty::<Bytes>::new()
                 .map_err(|never| match never {})
                 .boxed(),
         });
-        *attempt.method_mut() = parts.method.clone();
+        *attempt.method_mut() = call.parts.method.clone();
         *attempt.uri_mut() = uri;
-        *attempt.version_mut() = upstream_version;
+        *attempt.version_mut() = call.upstream_version;
         // Only a request that may be sent again needs its headers kept.
-        *attempt.headers_mut() = if retryable {
-            parts.headers.clone()
+        *attempt.headers_mut() = if call.retryable {
+            call.parts.headers.clone()
         } else {
-            std::mem::take(&mut parts.headers)
+            std::mem::take(&mut call.parts.headers)
         };
 
         let _in_flight = match &target.balancer {
@@ -362,11 +708,15 @@ async fn forward(
         let started = Instant::now();
         let result = tokio::time::timeout(
             route.request_timeout,
-            route.client.for_version(upstream_version).request(attempt),
+            route
+                .client
+                .for_version(call.upstream_version)
+                .request(attempt),
         )
         .await;
+        let latency = started.elapsed();
         if let Balancer::PeakEwma(b) = &target.balancer {
-            b.observe(index, started.elapsed());
+            b.observe(index, latency);
         }
         let outcome = match &result {
             Ok(Ok(response)) if response.status().is_server_error() => {
@@ -381,6 +731,16 @@ async fn forward(
             Ok(Err(_)) => Some(RetryOn::Reset),
             Err(_) => Some(RetryOn::Timeout),
         };
+        let breaker_outcome = match outcome {
+            None => Outcome::Success,
+            Some(RetryOn::Timeout) => Outcome::Timeout,
+            Some(_) => Outcome::Failure,
+        };
+        let latency_us = i64::try_from(latency.as_micros()).unwrap_or(i64::MAX);
+        let done = i64::try_from(crate::health::now_ms()).unwrap_or(i64::MAX);
+        if let Some(breaker) = target.guards.instance_breakers.get(index) {
+            breaker.record(done, breaker_outcome, latency_us, instance_trial);
+        }
         match outcome {
             Some(_) => {
                 if endpoint
@@ -401,61 +761,85 @@ async fn forward(
                 || (condition == RetryOn::GatewayError
                     && route.retries.on.contains(&RetryOn::ServerError))
         });
-        if retryable
+        if call.retryable
             && wants_retry
             && attempts <= route.retries.attempts as usize
             && route.retry_budget.try_spend()
         {
             continue;
         }
+        if let Some(breaker) = &target.guards.breaker {
+            breaker.record(done, breaker_outcome, latency_us, service_trial);
+        }
+        admitted.finish(outcome.is_none());
         let response = match result {
             Ok(Ok(response)) => response,
             Ok(Err(error)) if is_length_limit(&error) => {
                 let message = "the body is over this route's max_body_bytes";
-                return Ok(error_response(
+                return Err(Failure::Final(error_response(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
                     message,
-                ));
+                )));
             }
             Ok(Err(error)) => {
                 tracing::debug!(%error, address = endpoint.address, "upstream failed");
-                let message = format!(
+                return Err(Failure::Upstream(format!(
                     "instance {} of {}/{} failed: {error}",
                     endpoint.id, target.namespace, target.service
-                );
-                return Ok(error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_failed",
-                    &message,
-                ));
+                )));
             }
             Err(_) => {
-                let message = format!(
+                return Err(Failure::Timeout(format!(
                     "instance {} of {}/{} did not answer within {:?}",
                     endpoint.id, target.namespace, target.service, route.request_timeout
-                );
-                return Ok(error_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    &message,
-                ));
+                )));
             }
         };
         let mut response = response;
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_side) = client_upgrade.take() {
-                return Ok(splice_upgrade(client_side, &mut response, client_version));
+            if let Some(client_side) = call.client_upgrade.take() {
+                return Ok(splice_upgrade(
+                    client_side,
+                    &mut response,
+                    call.client_version,
+                ));
             }
         }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         // Answer in the client's protocol version, whatever the upstream spoke.
-        parts.version = client_version;
+        parts.version = call.client_version;
         return Ok(Response::from_parts(
             parts,
             body.map_err(BoxError::from).boxed(),
         ));
+    }
+}
+
+/// A response body that holds connection-limit places until it is done.
+struct GuardedBody {
+    inner: ProxyBody,
+    _permits: Vec<ConnPermit>,
+}
+
+impl hyper::body::Body for GuardedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -27,15 +27,19 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(40);
 struct DiskSnapshot {
     routes: Vec<DiskRoute>,
     services: Vec<DiskService>,
+    /// Rate limits, as snapshots before other protection kinds were kept had them.
+    #[serde(default, skip_serializing)]
+    limits: Vec<DiskPolicy>,
+    /// Protection resources by kind.
     #[serde(default)]
-    limits: Vec<DiskLimit>,
+    policies: BTreeMap<String, Vec<DiskPolicy>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct DiskLimit {
+struct DiskPolicy {
     namespace: String,
     name: String,
-    spec: sluice_model::RateLimitSpec,
+    spec: serde_json::Value,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,7 +63,7 @@ pub(crate) struct RemoteSource {
     current: AtomicUsize,
     http: reqwest::Client,
     routes: watch::Sender<Routes>,
-    limits: watch::Sender<crate::Limits>,
+    policies: watch::Sender<crate::Policies>,
     endpoints: RwLock<HashMap<(String, String), Vec<EndpointInfo>>>,
     changes: watch::Sender<u64>,
     dirty: Notify,
@@ -97,7 +101,7 @@ impl RemoteSource {
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let (routes, _) = watch::channel(Routes::new());
-        let (limits, _) = watch::channel(crate::Limits::new());
+        let (policies, _) = watch::channel(crate::Policies::new());
         let (changes, _) = watch::channel(0);
         let source = Arc::new(RemoteSource {
             control: control
@@ -108,7 +112,7 @@ impl RemoteSource {
             current: AtomicUsize::new(0),
             http,
             routes,
-            limits,
+            policies,
             endpoints: RwLock::new(HashMap::new()),
             changes,
             dirty: Notify::new(),
@@ -116,15 +120,17 @@ impl RemoteSource {
         });
         source.load_disk_snapshot();
         tokio::spawn(Arc::clone(&source).follow_routes());
-        tokio::spawn(Arc::clone(&source).follow_limits());
+        for kind in crate::POLICY_KINDS {
+            tokio::spawn(Arc::clone(&source).follow_policies(kind));
+        }
         tokio::spawn(Arc::clone(&source).follow_services());
         tokio::spawn(Arc::clone(&source).persist());
         Ok(source)
     }
 
-    /// The rate limits as last seen.
-    pub fn limits(&self) -> watch::Receiver<crate::Limits> {
-        self.limits.subscribe()
+    /// The protection resources as last seen.
+    pub fn policies(&self) -> watch::Receiver<crate::Policies> {
+        self.policies.subscribe()
     }
 
     /// The routes as last seen.
@@ -149,13 +155,24 @@ impl RemoteSource {
                     .into_iter()
                     .map(|s| ((s.namespace, s.service), s.instances))
                     .collect();
-                let limits: crate::Limits = snapshot
-                    .limits
+                let mut policies = snapshot.policies;
+                if !snapshot.limits.is_empty() {
+                    policies
+                        .entry("RateLimit".to_owned())
+                        .or_default()
+                        .extend(snapshot.limits);
+                }
+                let policies: crate::Policies = policies
                     .into_iter()
-                    .filter(|l| crate::limit::valid(&l.spec))
-                    .map(|l| ((l.namespace, l.name), l.spec))
+                    .map(|(kind, specs)| {
+                        let specs = specs
+                            .into_iter()
+                            .map(|p| ((p.namespace, p.name), p.spec))
+                            .collect();
+                        (kind, specs)
+                    })
                     .collect();
-                self.limits.send_replace(limits);
+                self.policies.send_replace(policies);
                 tracing::info!(routes = routes.len(), path = %self.snapshot_path.display(), "loaded the disk snapshot");
                 self.routes.send_replace(routes);
                 self.changes.send_modify(|n| *n += 1);
@@ -231,22 +248,42 @@ impl RemoteSource {
 
     async fn follow_routes(self: Arc<Self>) {
         let sender = self.routes.clone();
-        self.follow_kind("Route", sender, |spec: &RouteSpec| spec.validate().is_ok())
-            .await;
+        self.follow_kind(
+            "Route",
+            |spec: &RouteSpec| spec.validate().is_ok(),
+            move |specs| {
+                sender.send_if_modified(|held| {
+                    let changed = *held != specs;
+                    *held = specs;
+                    changed
+                });
+            },
+        )
+        .await;
     }
 
-    async fn follow_limits(self: Arc<Self>) {
-        let sender = self.limits.clone();
-        self.follow_kind("RateLimit", sender, crate::limit::valid)
-            .await;
+    async fn follow_policies(self: Arc<Self>, kind: &'static str) {
+        let policies = self.policies.clone();
+        self.follow_kind(
+            kind,
+            |_: &serde_json::Value| true,
+            move |specs| {
+                policies.send_if_modified(|held| {
+                    let slot = held.entry(kind.to_owned()).or_default();
+                    let changed = *slot != specs;
+                    *slot = specs;
+                    changed
+                });
+            },
+        )
+        .await;
     }
 
-    /// Follows every resource of `kind` with blocking queries into `sender`.
-    async fn follow_kind<T: serde::de::DeserializeOwned + PartialEq>(
+    async fn follow_kind<T: serde::de::DeserializeOwned>(
         &self,
         kind: &str,
-        sender: watch::Sender<BTreeMap<(String, String), T>>,
         valid: fn(&T) -> bool,
+        apply: impl Fn(BTreeMap<(String, String), T>),
     ) {
         let path = format!("/v1/resources/{kind}");
         let mut index = 0;
@@ -265,11 +302,7 @@ impl RemoteSource {
                     Some(((resource.metadata.namespace, resource.metadata.name), spec))
                 })
                 .collect();
-            sender.send_if_modified(|held| {
-                let changed = *held != specs;
-                *held = specs;
-                changed
-            });
+            apply(specs);
             self.dirty.notify_one();
         }
     }
@@ -283,9 +316,15 @@ impl RemoteSource {
                 .borrow_and_update()
                 .iter()
                 .flat_map(|((namespace, _), spec)| {
+                    let fallback = spec
+                        .fallback
+                        .as_ref()
+                        .and_then(|f| f.service.clone())
+                        .map(|svc| (namespace.clone(), svc));
                     spec.targets(namespace)
                         .into_iter()
                         .map(|(ns, svc, _)| (ns, svc))
+                        .chain(fallback)
                 })
                 .collect();
             followers.retain(|service, task| {
@@ -355,14 +394,21 @@ impl RemoteSource {
                         spec: spec.clone(),
                     })
                     .collect(),
-                limits: self
-                    .limits
+                limits: Vec::new(),
+                policies: self
+                    .policies
                     .borrow()
                     .iter()
-                    .map(|((namespace, name), spec)| DiskLimit {
-                        namespace: namespace.clone(),
-                        name: name.clone(),
-                        spec: spec.clone(),
+                    .map(|(kind, specs)| {
+                        let specs = specs
+                            .iter()
+                            .map(|((namespace, name), spec)| DiskPolicy {
+                                namespace: namespace.clone(),
+                                name: name.clone(),
+                                spec: spec.clone(),
+                            })
+                            .collect();
+                        (kind.clone(), specs)
                     })
                     .collect(),
                 services: self

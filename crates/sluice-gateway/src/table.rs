@@ -64,6 +64,8 @@ pub(crate) struct Target {
     pub service: String,
     pub endpoints: Vec<Endpoint>,
     pub balancer: Balancer,
+    /// The service's concurrency limit and breakers (filled in after compiling).
+    pub guards: crate::protect::ServiceGuards,
 }
 
 impl Target {
@@ -108,6 +110,7 @@ impl Target {
             service,
             endpoints,
             balancer,
+            guards: crate::protect::ServiceGuards::default(),
         }
     }
 
@@ -182,6 +185,32 @@ fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
+/// A fallback's static answer.
+pub(crate) struct StaticAnswer {
+    pub status: hyper::StatusCode,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: bytes::Bytes,
+}
+
+impl StaticAnswer {
+    fn new(spec: &sluice_model::Fallback) -> Self {
+        StaticAnswer {
+            status: hyper::StatusCode::from_u16(spec.status).unwrap_or(hyper::StatusCode::OK),
+            headers: spec
+                .headers
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some((
+                        HeaderName::try_from(k.as_str()).ok()?,
+                        HeaderValue::try_from(v.as_str()).ok()?,
+                    ))
+                })
+                .collect(),
+            body: bytes::Bytes::from(spec.body.clone()),
+        }
+    }
+}
+
 /// A route ready for matching.
 pub(crate) struct CompiledRoute {
     pub namespace: String,
@@ -201,8 +230,14 @@ pub(crate) struct CompiledRoute {
     pub retry_budget: RetryBudget,
     pub outlier: OutlierDetection,
     pub max_body_bytes: Option<u64>,
-    /// Rate limits on this route (filled in after compiling).
-    pub limits: Vec<crate::limit::RouteLimit>,
+    /// Access lists, bans, rate, connection and concurrency limits (filled in after compiling).
+    pub guards: crate::protect::RouteGuards,
+    /// The share of a concurrency limit this route's requests may fill (its priority).
+    pub share: f64,
+    /// The static answer when the upstream cannot answer.
+    pub fallback: Option<StaticAnswer>,
+    /// The service to send to when the upstream cannot answer.
+    pub fallback_target: Option<Target>,
     pub client: UpstreamClient,
     /// Precedence: lower sorts first.
     rank: (u8, u8, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>),
@@ -280,6 +315,19 @@ impl CompiledRoute {
             })
             .collect();
         let weights: Vec<u32> = spec.targets(namespace).iter().map(|t| t.2).collect();
+        let fallback_target =
+            spec.fallback
+                .as_ref()
+                .and_then(|f| f.service.as_ref())
+                .map(|service| {
+                    let list = endpoints(namespace, service);
+                    Target::new(namespace.to_owned(), service.clone(), list, &spec.lb)
+                });
+        let fallback = spec
+            .fallback
+            .as_ref()
+            .filter(|f| f.service.is_none())
+            .map(StaticAnswer::new);
         let rewrite = spec.rewrite.clone();
         let add_headers = rewrite
             .iter()
@@ -314,7 +362,10 @@ impl CompiledRoute {
             retry_budget: RetryBudget::new(&spec.retries),
             outlier: spec.outlier.clone(),
             max_body_bytes: spec.max_body_bytes,
-            limits: Vec::new(),
+            guards: crate::protect::RouteGuards::default(),
+            share: spec.priority.share(),
+            fallback,
+            fallback_target,
             client,
             rank: (
                 host_rank,

@@ -495,6 +495,15 @@ impl Adaptive {
         }
     }
 
+    /// Ends an admitted request without a sample (its caller went away).
+    pub fn cancel(&self) {
+        let inflight = match self {
+            Adaptive::Auto(l) => &l.inflight,
+            Adaptive::Gradient(l) => &l.inflight,
+        };
+        inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// The current figures.
     pub fn state(&self) -> LimiterState {
         match self {
@@ -632,7 +641,10 @@ mod tests {
         }
         let state = limiter.state();
         assert!((20..=27).contains(&state.max_concurrency), "{state:?}");
-        assert!((10_000..=11_000).contains(&state.min_latency_us), "{state:?}");
+        assert!(
+            (10_000..=11_000).contains(&state.min_latency_us),
+            "{state:?}"
+        );
     }
 
     #[test]

@@ -271,21 +271,24 @@ pub fn check_all(limits: &[(&LimitReq, &[u8])], now_ms: i64) -> Decision {
     }
 }
 
-/// nginx's `limit_conn`: at most `limit` requests in flight per key.
+/// nginx's `limit_conn`: at most `limit` requests in flight per key. Keys live in
+/// the table only while they have requests in flight, so it is bounded by them.
 pub struct LimitConn {
     limit: usize,
-    counts: Mutex<std::collections::HashMap<Vec<u8>, usize>>,
+    hasher: std::collections::hash_map::RandomState,
+    shards: [Mutex<std::collections::HashMap<Vec<u8>, usize>>; SHARDS],
 }
 
 /// Holds one request's place; frees it when dropped.
-pub struct ConnPermit<'a> {
-    owner: &'a LimitConn,
+pub struct ConnPermit {
+    owner: std::sync::Arc<LimitConn>,
+    shard: usize,
     key: Vec<u8>,
 }
 
-impl Drop for ConnPermit<'_> {
+impl Drop for ConnPermit {
     fn drop(&mut self) {
-        let mut counts = self.owner.counts.lock();
+        let mut counts = self.owner.shards[self.shard].lock();
         if let Some(count) = counts.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
@@ -300,22 +303,30 @@ impl LimitConn {
     pub fn new(limit: usize) -> Self {
         LimitConn {
             limit,
-            counts: Mutex::new(std::collections::HashMap::new()),
+            hasher: std::collections::hash_map::RandomState::new(),
+            shards: std::array::from_fn(|_| Mutex::new(std::collections::HashMap::new())),
         }
     }
 
     /// A permit, or `None` when the key already has `limit` requests in flight.
-    pub fn acquire(&self, key: &[u8]) -> Option<ConnPermit<'_>> {
-        let mut counts = self.counts.lock();
+    pub fn acquire(self: &std::sync::Arc<Self>, key: &[u8]) -> Option<ConnPermit> {
+        let shard = (self.hasher.hash_one(key) as usize) % SHARDS;
+        let mut counts = self.shards[shard].lock();
         let count = counts.entry(key.to_vec()).or_insert(0);
         if *count >= self.limit {
             return None;
         }
         *count += 1;
         Some(ConnPermit {
-            owner: self,
+            owner: std::sync::Arc::clone(self),
+            shard,
             key: key.to_vec(),
         })
+    }
+
+    /// Keys with requests in flight.
+    pub fn keys(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
     }
 }
 
@@ -464,12 +475,35 @@ mod tests {
 
     #[test]
     fn limit_conn_counts_requests_in_flight() {
-        let limit = LimitConn::new(2);
+        let limit = std::sync::Arc::new(LimitConn::new(2));
         let a = limit.acquire(b"ip").unwrap();
         let _b = limit.acquire(b"ip").unwrap();
         assert!(limit.acquire(b"ip").is_none());
         assert!(limit.acquire(b"other").is_some());
         drop(a);
         assert!(limit.acquire(b"ip").is_some());
+        assert_eq!(limit.keys(), 1, "keys without requests in flight are gone");
+    }
+
+    #[test]
+    fn a_million_distinct_keys_stay_within_the_table_bound() {
+        let zone = LimitReq::new(
+            LimitReqSpec {
+                rate: parse_rate("10r/s").unwrap(),
+                burst: 5,
+                delay: None,
+                dry_run: false,
+            },
+            10_000,
+        );
+        for i in 0..1_000_000u32 {
+            assert_eq!(
+                zone.check(&i.to_be_bytes(), i64::from(i / 1000)),
+                Decision::Passed
+            );
+        }
+        let held: usize = zone.shards.iter().map(|s| s.lock().len()).sum();
+        assert!(held <= 10_000, "{held} keys held");
+        assert!(zone.evicted() >= 990_000);
     }
 }

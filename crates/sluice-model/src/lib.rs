@@ -7,6 +7,7 @@
 
 mod instance;
 mod name;
+mod protect;
 mod resource;
 mod route;
 
@@ -15,6 +16,10 @@ pub use instance::{
     InstanceSpec, InvalidField, DEFAULT_WEIGHT, MAX_LABELS, MAX_WEIGHT,
 };
 pub use name::{validate_name, NameError, NAME_MAX_LEN};
+pub use protect::{
+    format_time, parse_time, validate_limit_key, AclSpec, AutoBanSpec, BanSpec, BreakerSpec,
+    ConcurrencyAlgorithm, ConcurrencySpec, ConnLimitSpec, Fallback, Priority, MAX_ACL_ENTRIES,
+};
 pub use resource::{Resource, ResourceMetadata};
 pub use route::{
     LoadBalancing, OutlierDetection, RateLimitSpec, Retries, RetryOn, Rewrite, RouteMatch,

@@ -46,6 +46,13 @@ pub struct RouteSpec {
     /// Largest request body, in bytes (default: no limit; bodies are streamed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
+    /// Shed order under a concurrency limit: `low`, `normal` (default), `high`.
+    #[serde(default)]
+    pub priority: crate::Priority,
+    /// What to answer when the upstream cannot (breaker open, concurrency
+    /// rejection, timeout, no healthy instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<crate::Fallback>,
 }
 
 /// When and how often the gateway retries. Only requests with an idempotent method
@@ -382,6 +389,9 @@ impl RouteSpec {
                 "must be within 10ms..=1h",
             ));
         }
+        if let Some(fallback) = &self.fallback {
+            fallback.validate()?;
+        }
         match &self.lb {
             LoadBalancing::HashHeader(name) if !is_header_name(name) => Err(InvalidField::new(
                 "spec.lb.hash_header",
@@ -554,6 +564,9 @@ pub struct RateLimitSpec {
     /// Most keys tracked (least recently used ones are forgotten beyond it).
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
+    /// Ban a key rejected too often (`{"after": 20, "within": "10s", "for": "5m"}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ban: Option<crate::AutoBanSpec>,
 }
 
 fn default_limit_key() -> String {
@@ -590,17 +603,9 @@ impl RateLimitSpec {
                 "must be within 1..=10000000",
             ));
         }
-        for part in self.key.split('+') {
-            let ok = match part.strip_prefix("header:") {
-                Some(name) => is_header_name(name),
-                None => matches!(part, "client_ip" | "route"),
-            };
-            if !ok {
-                return Err(InvalidField::new(
-                    "spec.key",
-                    format!("{part:?} is not client_ip, route or header:NAME"),
-                ));
-            }
+        crate::validate_limit_key("spec.key", &self.key)?;
+        if let Some(ban) = &self.ban {
+            ban.validate()?;
         }
         Ok(())
     }

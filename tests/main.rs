@@ -15,6 +15,7 @@ mod gateway_retries;
 mod gateway_routing;
 mod gateway_tls;
 mod gateway_websocket;
+mod guard_protection;
 mod guard_rate_limit;
 mod registry_etcd_nodes;
 mod registry_prometheus_sd;

@@ -57,7 +57,7 @@ async fn setup(route_spec: &str) -> (tempfile::TempDir, Sluice, Http, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_denies_listed_clients_and_bans_expire() {
-    let (_dir, _sluice, api, gateway) =
+    let (_dir, sluice, api, gateway) =
         setup(r#"{"match": {"path_prefix": "/echo"}, "service": "echo"}"#).await;
     api.register("echo", "e1", &echo_upstream("e1").await).await;
     let url = format!("{gateway}/echo");
@@ -153,7 +153,11 @@ async fn rate_limits_delay_without_nodelay_and_ban_repeat_offenders() {
     .await;
     // In force once 8 at once see a rejection (6 fit: one at the rate, 5 queued).
     for _ in 0..100 {
-        if at_once(&client, &url, 8).await.iter().any(|(s, _)| *s == 503) {
+        if at_once(&client, &url, 8)
+            .await
+            .iter()
+            .any(|(s, _)| *s == 503)
+        {
             break;
         }
     }

@@ -37,6 +37,13 @@ enum Command {
         #[command(subcommand)]
         command: client::SvcCommand,
     },
+    /// Ban client addresses or header values (with an expiry), list and lift bans.
+    Ban {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: client::BanCommand,
+    },
     /// Create or update the resources in a YAML or JSON file (`-` for standard input).
     Apply {
         #[command(flatten)]
@@ -86,6 +93,7 @@ fn main() -> std::process::ExitCode {
             Command::Server(args) => serve::run(args.resolve(None)?, serve::Role::Server).await,
             Command::Gateway(args) => serve::run_gateway(args.resolve()?).await,
             Command::Svc { client, command } => client::svc(client, command).await,
+            Command::Ban { client, command } => client::ban(client, command).await,
             Command::Apply { client, file } => client::apply(client, file).await,
             Command::Get { client, kind, name } => client::get(client, kind, name).await,
             Command::Store(command) => command.run().await,

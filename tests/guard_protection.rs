@@ -133,6 +133,35 @@ async fn acl_denies_listed_clients_and_bans_expire() {
         .await
         .unwrap();
     assert_eq!(fine.status(), 200);
+
+    // The CLI: ban with an expiry, list, lift.
+    let four = client_from("127.0.0.4");
+    assert_eq!(status_and_reason(&four, &url).await.0, 200);
+    let out = sluice.cli(&[
+        "ban",
+        "add",
+        "127.0.0.4",
+        "--for",
+        "1h",
+        "--reason",
+        "abuse",
+    ]);
+    assert!(out.contains("Ban/ban-127-0-0-4"), "{out}");
+    until_status(&four, &url, 403).await;
+    let listing = sluice.cli(&["ban", "ls"]);
+    let row = listing
+        .lines()
+        .find(|l| l.starts_with("ban-127-0-0-4"))
+        .unwrap_or_else(|| panic!("{listing}"));
+    assert!(row.contains("yes") && row.contains("abuse"), "{listing}");
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("noisy") && l.contains("expired")),
+        "{listing}"
+    );
+    sluice.cli(&["ban", "rm", "ban-127-0-0-4"]);
+    until_status(&four, &url, 200).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,9 +293,8 @@ async fn adaptive_concurrency_rejects_fast_with_a_reason() {
             break;
         }
     }
-    // A normal-priority route may fill 85 % of the limit: 2 of 3.
     let passed = answers.iter().filter(|(s, _)| *s == 200).count();
-    assert_eq!(passed, 2, "{answers:?}");
+    assert_eq!(passed, 3, "{answers:?}");
     for (status, reason) in &answers {
         assert!(
             *status == 200 || (*status == 503 && reason == "concurrency"),
@@ -275,7 +303,7 @@ async fn adaptive_concurrency_rejects_fast_with_a_reason() {
     }
     // Rejections are fast: no wait for the upstream.
     let started = Instant::now();
-    let (slow, quick) = tokio::join!(at_once(&client, &url, 2), async {
+    let (slow, quick) = tokio::join!(at_once(&client, &url, 3), async {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let started = Instant::now();
         let answer = status_and_reason(&client, &url).await;

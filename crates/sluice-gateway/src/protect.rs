@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hyper::header::{HeaderName, HeaderValue};
@@ -22,7 +22,7 @@ use sluice_guard::adaptive::{
 use sluice_guard::breaker::{BreakerSettings, CircuitBreaker};
 use sluice_guard::limit::{ConnPermit, LimitConn};
 use sluice_model::{
-    AclSpec, BanSpec, BreakerSpec, ConcurrencyAlgorithm, ConcurrencySpec, ConnLimitSpec,
+    AclSpec, BanSpec, BreakerSpec, ConcurrencyAlgorithm, ConcurrencySpec, ConnLimitSpec, Priority,
 };
 
 use crate::limit::{key, key_parts, KeyPart, KeySource, Limits, RouteLimit, Zones};
@@ -185,6 +185,32 @@ impl Typed {
 pub(crate) struct ConcurrencyGuard {
     pub limiter: Adaptive,
     pub status: StatusCode,
+    /// When a request of each priority (low, normal, high) last arrived, ms.
+    seen: [AtomicI64; 3],
+}
+
+/// How long a priority's arrivals keep lower ones to their shares.
+const PRIORITY_MEMORY_MS: i64 = 1_000;
+
+impl ConcurrencyGuard {
+    /// The share of the limit a request of `priority` may fill now: its share while
+    /// higher priorities are arriving, else all of it.
+    pub fn share(&self, priority: Priority, now_ms: i64) -> f64 {
+        let level = priority as usize;
+        let seen = &self.seen[level];
+        // Write only when it moved, so steady traffic does not bounce the cache line.
+        if now_ms - seen.load(Ordering::Relaxed) >= 10 {
+            seen.store(now_ms, Ordering::Relaxed);
+        }
+        let higher_active = self.seen[level + 1..]
+            .iter()
+            .any(|t| now_ms - t.load(Ordering::Relaxed) < PRIORITY_MEMORY_MS);
+        if higher_active {
+            priority.share()
+        } else {
+            1.0
+        }
+    }
 }
 
 /// A connection limit on a route.
@@ -285,6 +311,7 @@ fn new_limiter(spec: &ConcurrencySpec) -> Arc<ConcurrencyGuard> {
     Arc::new(ConcurrencyGuard {
         limiter,
         status: status(spec.status, StatusCode::SERVICE_UNAVAILABLE),
+        seen: std::array::from_fn(|_| AtomicI64::new(i64::MIN / 2)),
     })
 }
 

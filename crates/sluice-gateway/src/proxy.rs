@@ -18,7 +18,7 @@ use hyper_util::client::legacy::Client;
 
 use sluice_guard::breaker::{Admission, Outcome};
 use sluice_guard::limit::ConnPermit;
-use sluice_model::RetryOn;
+use sluice_model::{Priority, RetryOn};
 
 use crate::health::unix_ms;
 use crate::limit::{KeySource, Verdict};
@@ -547,15 +547,16 @@ impl<'a> Admitted<'a> {
     fn acquire(
         route: Option<&'a ConcurrencyGuard>,
         service: Option<&'a ConcurrencyGuard>,
-        share: f64,
+        priority: Priority,
     ) -> Result<Self, StatusCode> {
+        let now = i64::try_from(crate::health::now_ms()).unwrap_or(i64::MAX);
         if let Some(limit) = route {
-            if !limit.limiter.try_acquire(share) {
+            if !limit.limiter.try_acquire(limit.share(priority, now)) {
                 return Err(limit.status);
             }
         }
         if let Some(limit) = service {
-            if !limit.limiter.try_acquire(share) {
+            if !limit.limiter.try_acquire(limit.share(priority, now)) {
                 if let Some(route) = route {
                     route.limiter.cancel();
                 }
@@ -600,7 +601,7 @@ async fn send(
     let admitted = Admitted::acquire(
         route.guards.concurrency.as_deref(),
         target.guards.concurrency.as_deref(),
-        route.share,
+        route.priority,
     )
     .map_err(|status| {
         Failure::Refused(

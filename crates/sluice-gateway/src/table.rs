@@ -232,8 +232,8 @@ pub(crate) struct CompiledRoute {
     pub max_body_bytes: Option<u64>,
     /// Access lists, bans, rate, connection and concurrency limits (filled in after compiling).
     pub guards: crate::protect::RouteGuards,
-    /// The share of a concurrency limit this route's requests may fill (its priority).
-    pub share: f64,
+    /// Shed order under a concurrency limit.
+    pub priority: sluice_model::Priority,
     /// The static answer when the upstream cannot answer.
     pub fallback: Option<StaticAnswer>,
     /// The service to send to when the upstream cannot answer.
@@ -363,7 +363,7 @@ impl CompiledRoute {
             outlier: spec.outlier.clone(),
             max_body_bytes: spec.max_body_bytes,
             guards: crate::protect::RouteGuards::default(),
-            share: spec.priority.share(),
+            priority: spec.priority,
             fallback,
             fallback_target,
             client,

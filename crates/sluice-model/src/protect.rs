@@ -525,14 +525,17 @@ impl AutoBanSpec {
     }
 }
 
-/// A route's priority when a concurrency limit is reached: `low` routes are shed
-/// first, then `normal`, and `high` last.
+/// A route's priority when a concurrency limit is reached: while requests of a
+/// higher priority are arriving (within the last second), `low` requests may fill
+/// 70 % of the limit and `normal` ones 85 %, so `low` routes are shed first, then
+/// `normal`, and `high` last. Without higher-priority traffic, any priority may
+/// fill the whole limit (so the limiter still learns the full capacity).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
-    /// Shed first: admitted while fewer than 70 % of the limit are in flight.
+    /// Shed first.
     Low,
-    /// Admitted while fewer than 85 % of the limit are in flight.
+    /// Shed before `high`.
     #[default]
     Normal,
     /// Admitted up to the limit.
@@ -540,7 +543,8 @@ pub enum Priority {
 }
 
 impl Priority {
-    /// The share of a concurrency limit this priority may fill.
+    /// The share of a concurrency limit this priority may fill while higher
+    /// priorities are arriving.
     pub fn share(self) -> f64 {
         match self {
             Priority::Low => 0.70,

@@ -301,9 +301,16 @@ fn status(code: u16, default: StatusCode) -> StatusCode {
 fn new_limiter(spec: &ConcurrencySpec) -> Arc<ConcurrencyGuard> {
     let now = crate::health::now_us();
     let limiter = match spec.algorithm {
-        ConcurrencyAlgorithm::Auto => {
-            Adaptive::Auto(AutoLimiter::new(AutoSettings::default(), now))
-        }
+        // brpc starts at 40; a service with less room than that queues in the first
+        // window, which then sets an inflated no-load latency until the first
+        // re-measure (25-50 s). Sluice starts at the floor and grows 30 % a window.
+        ConcurrencyAlgorithm::Auto => Adaptive::Auto(AutoLimiter::new(
+            AutoSettings {
+                initial_max_concurrency: AutoSettings::default().min_max_concurrency,
+                ..AutoSettings::default()
+            },
+            now,
+        )),
         ConcurrencyAlgorithm::Gradient => {
             Adaptive::Gradient(GradientLimiter::new(GradientSettings::default(), now))
         }

@@ -181,35 +181,51 @@ impl Typed {
     }
 }
 
-/// An adaptive concurrency limit and the status of its rejections.
+/// An adaptive concurrency limit, the status of its rejections, and the requests
+/// in flight by priority (low, normal, high).
 pub(crate) struct ConcurrencyGuard {
     pub limiter: Adaptive,
     pub status: StatusCode,
-    /// When a request of each priority (low, normal, high) last arrived, ms.
-    seen: [AtomicI64; 3],
+    by_priority: [AtomicI64; 3],
 }
 
-/// How long a priority's arrivals keep lower ones to their shares.
-const PRIORITY_MEMORY_MS: i64 = 1_000;
-
 impl ConcurrencyGuard {
-    /// The share of the limit a request of `priority` may fill now: its share while
-    /// higher priorities are arriving, else all of it.
-    pub fn share(&self, priority: Priority, now_ms: i64) -> f64 {
-        let level = priority as usize;
-        let seen = &self.seen[level];
-        // Write only when it moved, so steady traffic does not bounce the cache line.
-        if now_ms - seen.load(Ordering::Relaxed) >= 10 {
-            seen.store(now_ms, Ordering::Relaxed);
+    fn new(limiter: Adaptive, status: StatusCode) -> Self {
+        ConcurrencyGuard {
+            limiter,
+            status,
+            by_priority: std::array::from_fn(|_| AtomicI64::new(0)),
         }
-        let higher_active = self.seen[level + 1..]
-            .iter()
-            .any(|t| now_ms - t.load(Ordering::Relaxed) < PRIORITY_MEMORY_MS);
-        if higher_active {
-            priority.share()
+    }
+
+    /// Admits a request of `priority`: below the limit always; at the limit while
+    /// its priority holds less than its guaranteed share (see [`Priority`]).
+    pub fn acquire(&self, priority: Priority) -> bool {
+        let own = &self.by_priority[priority as usize];
+        if self.limiter.try_acquire(1.0) {
+            own.fetch_add(1, Ordering::AcqRel);
+            return true;
+        }
+        let guaranteed = (self.limiter.limit() as f64 * priority.guaranteed_share()) as i64;
+        if own.fetch_add(1, Ordering::AcqRel) < guaranteed {
+            self.limiter.force_acquire();
+            true
         } else {
-            1.0
+            own.fetch_sub(1, Ordering::AcqRel);
+            false
         }
+    }
+
+    /// Ends an admitted request with a latency sample.
+    pub fn release(&self, priority: Priority, ok: bool, latency_us: i64, now_us: i64) {
+        self.by_priority[priority as usize].fetch_sub(1, Ordering::AcqRel);
+        self.limiter.on_response(ok, latency_us, now_us);
+    }
+
+    /// Ends an admitted request without a sample.
+    pub fn cancel(&self, priority: Priority) {
+        self.by_priority[priority as usize].fetch_sub(1, Ordering::AcqRel);
+        self.limiter.cancel();
     }
 }
 
@@ -315,11 +331,10 @@ fn new_limiter(spec: &ConcurrencySpec) -> Arc<ConcurrencyGuard> {
             Adaptive::Gradient(GradientLimiter::new(GradientSettings::default(), now))
         }
     };
-    Arc::new(ConcurrencyGuard {
+    Arc::new(ConcurrencyGuard::new(
         limiter,
-        status: status(spec.status, StatusCode::SERVICE_UNAVAILABLE),
-        seen: std::array::from_fn(|_| AtomicI64::new(i64::MIN / 2)),
-    })
+        status(spec.status, StatusCode::SERVICE_UNAVAILABLE),
+    ))
 }
 
 fn breaker_settings(spec: &BreakerSpec) -> BreakerSettings {
@@ -489,5 +504,53 @@ impl GuardState {
     pub fn retain_breakers(&mut self, live: &std::collections::HashSet<String>) {
         self.breakers
             .retain(|(_, address), _| address.is_empty() || live.contains(address));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(limit: i64) -> ConcurrencyGuard {
+        let settings = AutoSettings {
+            initial_max_concurrency: limit,
+            ..AutoSettings::default()
+        };
+        ConcurrencyGuard::new(
+            Adaptive::Auto(AutoLimiter::new(settings, 1)),
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+    }
+
+    #[test]
+    fn below_the_limit_every_priority_is_admitted() {
+        let limit = guard(10);
+        for _ in 0..10 {
+            assert!(limit.acquire(Priority::Low));
+        }
+        assert!(!limit.acquire(Priority::Low), "low has no guaranteed share");
+    }
+
+    #[test]
+    fn at_the_limit_higher_priorities_keep_their_guaranteed_share() {
+        let limit = guard(10);
+        for _ in 0..10 {
+            assert!(limit.acquire(Priority::Low));
+        }
+        // Normal is guaranteed half the limit, high all of it.
+        let normal = (0..20).filter(|_| limit.acquire(Priority::Normal)).count();
+        assert_eq!(normal, 5);
+        let high = (0..20).filter(|_| limit.acquire(Priority::High)).count();
+        assert_eq!(high, 10);
+        assert_eq!(limit.limiter.state().inflight, 25);
+        // Places come back as requests end.
+        limit.cancel(Priority::High);
+        assert!(limit.acquire(Priority::High));
+        limit.release(Priority::Low, true, 1_000, 10);
+        assert!(!limit.acquire(Priority::Low), "still over the limit");
+        for _ in 0..16 {
+            limit.cancel(Priority::High);
+        }
+        assert!(limit.acquire(Priority::Low));
     }
 }

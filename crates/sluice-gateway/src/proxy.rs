@@ -142,19 +142,11 @@ pub(crate) async fn handle(
     }
     let snapshot = shared.snapshot.load_full();
     let mut observed = Observed::default();
-    let Some(observer) = &shared.observer else {
-        return forward(
-            &snapshot,
-            request,
-            client,
-            scheme,
-            &mut observed,
-            &shared.rejections,
-        )
-        .await;
-    };
-    let started = Instant::now();
-    let method = request.method().clone();
+    // Only an observer needs the start time and method.
+    let watched = shared
+        .observer
+        .as_ref()
+        .map(|observer| (observer, Instant::now(), request.method().clone()));
     let response = forward(
         &snapshot,
         request,
@@ -164,6 +156,9 @@ pub(crate) async fn handle(
         &shared.rejections,
     )
     .await?;
+    let Some((observer, started, method)) = watched else {
+        return Ok(response);
+    };
     let route = observed.route.and_then(|i| snapshot.table.get(i));
     let target = route
         .zip(observed.target)
@@ -539,6 +534,7 @@ fn static_answer(answer: &StaticAnswer, why: &'static str) -> Response<ProxyBody
 /// freed with a latency sample by `finish`, or without one when dropped.
 struct Admitted<'a> {
     limiters: [Option<&'a ConcurrencyGuard>; 2],
+    priority: Priority,
     started: Instant,
     finished: bool,
 }
@@ -549,22 +545,22 @@ impl<'a> Admitted<'a> {
         service: Option<&'a ConcurrencyGuard>,
         priority: Priority,
     ) -> Result<Self, StatusCode> {
-        let now = i64::try_from(crate::health::now_ms()).unwrap_or(i64::MAX);
         if let Some(limit) = route {
-            if !limit.limiter.try_acquire(limit.share(priority, now)) {
+            if !limit.acquire(priority) {
                 return Err(limit.status);
             }
         }
         if let Some(limit) = service {
-            if !limit.limiter.try_acquire(limit.share(priority, now)) {
+            if !limit.acquire(priority) {
                 if let Some(route) = route {
-                    route.limiter.cancel();
+                    route.cancel(priority);
                 }
                 return Err(limit.status);
             }
         }
         Ok(Admitted {
             limiters: [route, service],
+            priority,
             started: Instant::now(),
             finished: false,
         })
@@ -575,7 +571,7 @@ impl<'a> Admitted<'a> {
         let latency = i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX);
         let now = crate::health::now_us();
         for limit in self.limiters.iter().flatten() {
-            limit.limiter.on_response(ok, latency, now);
+            limit.release(self.priority, ok, latency, now);
         }
     }
 }
@@ -584,7 +580,7 @@ impl Drop for Admitted<'_> {
     fn drop(&mut self) {
         if !self.finished {
             for limit in self.limiters.iter().flatten() {
-                limit.limiter.cancel();
+                limit.cancel(self.priority);
             }
         }
     }

@@ -185,6 +185,21 @@ fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
+/// Header names and values from a validated spec (unusable pairs are skipped).
+fn header_pairs<'a>(
+    pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| {
+            Some((
+                HeaderName::try_from(k.as_str()).ok()?,
+                HeaderValue::try_from(v.as_str()).ok()?,
+            ))
+        })
+        .collect()
+}
+
 /// A fallback's static answer.
 pub(crate) struct StaticAnswer {
     pub status: hyper::StatusCode,
@@ -196,16 +211,7 @@ impl StaticAnswer {
     fn new(spec: &sluice_model::Fallback) -> Self {
         StaticAnswer {
             status: hyper::StatusCode::from_u16(spec.status).unwrap_or(hyper::StatusCode::OK),
-            headers: spec
-                .headers
-                .iter()
-                .filter_map(|(k, v)| {
-                    Some((
-                        HeaderName::try_from(k.as_str()).ok()?,
-                        HeaderValue::try_from(v.as_str()).ok()?,
-                    ))
-                })
-                .collect(),
+            headers: header_pairs(&spec.headers),
             body: bytes::Bytes::from(spec.body.clone()),
         }
     }
@@ -274,16 +280,7 @@ impl CompiledRoute {
         } else {
             PathMatch::Any
         };
-        let headers = m
-            .headers
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    HeaderName::try_from(k.as_str()).ok()?,
-                    HeaderValue::try_from(v.as_str()).ok()?,
-                ))
-            })
-            .collect();
+        let headers = header_pairs(&m.headers);
         let methods = m
             .methods
             .iter()
@@ -329,16 +326,7 @@ impl CompiledRoute {
             .filter(|f| f.service.is_none())
             .map(StaticAnswer::new);
         let rewrite = spec.rewrite.clone();
-        let add_headers = rewrite
-            .iter()
-            .flat_map(|r| r.add_headers.iter())
-            .filter_map(|(k, v)| {
-                Some((
-                    HeaderName::try_from(k.as_str()).ok()?,
-                    HeaderValue::try_from(v.as_str()).ok()?,
-                ))
-            })
-            .collect();
+        let add_headers = header_pairs(rewrite.iter().flat_map(|r| r.add_headers.iter()));
         let remove_headers = rewrite
             .iter()
             .flat_map(|r| r.remove_headers.iter())

@@ -495,6 +495,24 @@ impl Adaptive {
         }
     }
 
+    /// Admits a request past the limit (a higher priority's guaranteed place);
+    /// end it like any other.
+    pub fn force_acquire(&self) {
+        let inflight = match self {
+            Adaptive::Auto(l) => &l.inflight,
+            Adaptive::Gradient(l) => &l.inflight,
+        };
+        inflight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The current limit (one atomic load).
+    pub fn limit(&self) -> i64 {
+        match self {
+            Adaptive::Auto(l) => l.max_concurrency.load(Ordering::Relaxed),
+            Adaptive::Gradient(l) => l.limit.load(Ordering::Relaxed),
+        }
+    }
+
     /// Ends an admitted request without a sample (its caller went away).
     pub fn cancel(&self) {
         let inflight = match self {

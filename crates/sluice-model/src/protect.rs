@@ -525,11 +525,12 @@ impl AutoBanSpec {
     }
 }
 
-/// A route's priority when a concurrency limit is reached: while requests of a
-/// higher priority are arriving (within the last second), `low` requests may fill
-/// 70 % of the limit and `normal` ones 85 %, so `low` routes are shed first, then
-/// `normal`, and `high` last. Without higher-priority traffic, any priority may
-/// fill the whole limit (so the limiter still learns the full capacity).
+/// A route's priority under a concurrency limit. Below the limit every request
+/// is admitted, whatever its priority (so the limiter keeps learning the full
+/// capacity). At the limit, a request is still admitted while its priority holds
+/// fewer than its guaranteed share of the limit in flight: `high` 100 %, `normal`
+/// 50 %, `low` none — so `low` routes are shed first, then `normal`, and `high`
+/// last.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
@@ -538,17 +539,17 @@ pub enum Priority {
     /// Shed before `high`.
     #[default]
     Normal,
-    /// Admitted up to the limit.
+    /// Shed last.
     High,
 }
 
 impl Priority {
-    /// The share of a concurrency limit this priority may fill while higher
-    /// priorities are arriving.
-    pub fn share(self) -> f64 {
+    /// The share of a concurrency limit this priority may hold in flight even
+    /// when the limit is reached.
+    pub fn guaranteed_share(self) -> f64 {
         match self {
-            Priority::Low => 0.70,
-            Priority::Normal => 0.85,
+            Priority::Low => 0.0,
+            Priority::Normal => 0.5,
             Priority::High => 1.0,
         }
     }

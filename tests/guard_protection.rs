@@ -535,3 +535,42 @@ async fn bad_protection_specs_are_refused_naming_the_field() {
         assert!(message.contains(field), "{kind} {spec}: {message}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_instance_breakers_take_a_failing_instance_out() {
+    // Outlier ejection off, so only the breaker can take the instance out.
+    let (_dir, _sluice, api, gateway) = setup(
+        r#"{"match": {"path_prefix": "/echo"}, "service": "echo", "outlier": {"max_ejection_percent": 0}}"#,
+    )
+    .await;
+    let (bad, control) = controlled_upstream("bad").await;
+    control.set(500, 0);
+    api.register("echo", "good", &echo_upstream("good").await)
+        .await;
+    api.register("echo", "bad", &bad).await;
+    let url = format!("{gateway}/echo");
+    let client = reqwest::Client::new();
+    until_status(&client, &url, 500).await;
+    api.put(
+        "/v1/namespaces/default/resources/Breaker/echo",
+        r#"{"spec": {"service": "echo", "per_instance": true, "volume": 4, "error_percent": 50, "sleep": "30s"}}"#,
+    )
+    .await;
+    // Once the bad instance's breaker opens, every request goes to the good one.
+    let mut clean_run = 0;
+    for _ in 0..400 {
+        let status = client.get(&url).send().await.unwrap().status();
+        clean_run = if status == 200 { clean_run + 1 } else { 0 };
+        if clean_run == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(clean_run, 10);
+    let hits = control.hits.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..20 {
+        let body: serde_json::Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        assert_eq!(body["instance"], "good");
+    }
+    assert_eq!(control.hits.load(std::sync::atomic::Ordering::SeqCst), hits);
+}

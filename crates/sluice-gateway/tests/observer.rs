@@ -17,10 +17,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 type Seen = (Option<String>, Option<String>, Option<String>, u16, usize);
 
 #[derive(Default)]
-struct Collect(Mutex<Vec<Seen>>);
+struct Collect(Mutex<Vec<Seen>>, Mutex<Vec<Option<&'static str>>>);
 
 impl RequestObserver for Collect {
     fn on_response(&self, record: &RequestRecord<'_>) {
+        self.1.lock().push(record.rejected.map(|r| r.as_str()));
         self.0.lock().push((
             record.route.map(|(ns, name)| format!("{ns}/{name}")),
             record.service.map(|(ns, name)| format!("{ns}/{name}")),
@@ -56,8 +57,9 @@ async fn ok_upstream() -> String {
     address
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_observer_sees_every_answered_request() {
+/// A gateway on a memory store with route `echo` to one upstream; returns the
+/// gateway, its address, the store and the observer.
+async fn gateway_with_observer() -> (Gateway, std::net::SocketAddr, Arc<dyn Store>, Arc<Collect>) {
     let store: Arc<dyn Store> = Arc::new(LocalStore::memory(LocalStoreOptions::default()).unwrap());
     let registry = Registry::start(Arc::clone(&store), RegistryConfig::default()).unwrap();
     let upstream = ok_upstream().await;
@@ -81,8 +83,14 @@ async fn the_observer_sees_every_answered_request() {
     let gateway = Gateway::in_process(Arc::clone(&store), registry, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { gateway.serve(listener, std::future::pending()).await });
+    let serving = gateway.clone();
+    tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
+    (gateway, address, store, observer)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_observer_sees_every_answered_request() {
+    let (_gateway, address, _store, observer) = gateway_with_observer().await;
     let client = reqwest::Client::new();
     for _ in 0..200 {
         if client
@@ -120,4 +128,40 @@ async fn the_observer_sees_every_answered_request() {
             (None, None, None, 404, 0),
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_are_counted_by_reason_and_reported() {
+    let (gateway, address, store, observer) = gateway_with_observer().await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{address}/echo");
+    let acl = r#"{"kind":"Acl","metadata":{"namespace":"default","name":"a"},"spec":{"route":"echo","deny":["127.0.0.0/8"]}}"#;
+    store
+        .put("res/Acl/default/a", acl.as_bytes().to_vec(), None)
+        .await
+        .unwrap();
+    for _ in 0..400 {
+        if client
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 403)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let before = gateway.rejections()["acl"];
+    assert!(before >= 1);
+    observer.1.lock().clear();
+    for _ in 0..3 {
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 403);
+        assert_eq!(response.headers()["x-sluice-rejected"], "acl");
+    }
+    let counts = gateway.rejections();
+    assert_eq!(counts["acl"], before + 3);
+    assert_eq!(counts["rate"], 0);
+    assert_eq!(counts.len(), 7, "{counts:?}");
+    assert_eq!(*observer.1.lock(), vec![Some("acl"); 3]);
 }

@@ -103,4 +103,24 @@ async fn a_standalone_gateway_applies_rate_limits() {
     let client = reqwest::Client::new();
     let body = until_status(&client, &format!("http://127.0.0.1:{port}/echo"), 429).await;
     assert_eq!(body["error"]["code"], "rate_limited");
+
+    // Other protection kinds reach it too, and survive in its disk snapshot.
+    api.put(
+        "/v1/namespaces/default/resources/Acl/local-only",
+        r#"{"spec": {"route": "echo", "deny": ["127.0.0.0/8"]}}"#,
+    )
+    .await;
+    let body = until_status(&client, &format!("http://127.0.0.1:{port}/echo"), 403).await;
+    assert_eq!(body["error"]["code"], "rejected");
+    // The snapshot is written within about 100 ms of a change.
+    let path = gateway_data.join("gateway-snapshot.json");
+    let mut snapshot = String::new();
+    for _ in 0..200 {
+        snapshot = std::fs::read_to_string(&path).unwrap_or_default();
+        if snapshot.contains("local-only") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(snapshot.contains("local-only"), "{snapshot}");
 }

@@ -295,6 +295,11 @@ impl RouteGuards {
         Ok(permits)
     }
 
+    /// Whether the route has access lists or bans.
+    pub fn has_access_rules(&self) -> bool {
+        !self.acls.is_empty() || !self.bans.is_empty()
+    }
+
     /// Whether the route has connection limits.
     pub fn has_conns(&self) -> bool {
         !self.conns.is_empty()

@@ -212,8 +212,10 @@ async fn forward(
         observed.rejected = Some(reason);
         refusal(rejections, route, client, reason, status)
     };
-    if let Some((reason, status)) = guards.refuse_client(&parts, client.ip(), unix_ms()) {
-        return Ok(refuse(reason, status));
+    if guards.has_access_rules() {
+        if let Some((reason, status)) = guards.refuse_client(&parts, client.ip(), unix_ms()) {
+            return Ok(refuse(reason, status));
+        }
     }
     let conn_permits = {
         let source = KeySource {

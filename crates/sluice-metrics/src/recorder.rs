@@ -1,0 +1,445 @@
+//! Per-request recording for the gateway, and the step flush.
+//!
+//! One cell per (namespace, service, API, instance), where the API is the route's
+//! name and the request method (`echo GET`) — never the raw path, so cardinality is
+//! bounded by configuration. Recording a request is a hash of those strings, a
+//! lookup in a copy-on-write map read through `ArcSwap` (no lock), and a few atomic
+//! adds; only the first request of a new cell takes a lock. Cells beyond
+//! `max_cells` are not created; their requests are counted as overflow.
+//!
+//! Every step the flusher drains each cell into series: `requests` (a counter, with
+//! a `code` label) and `latency_ms` (a histogram), both labelled `namespace`,
+//! `service`, `api`, `instance`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use crate::hist::{AtomicHistogram, Histogram};
+use crate::{Agg, Db, SeriesKey};
+
+/// Status codes a cell counts apart (more distinct codes are counted as `other`).
+const CODE_SLOTS: usize = 8;
+
+/// One answered request, as the gateway reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestSample<'a> {
+    /// The route's namespace ("" when no route matched).
+    pub namespace: &'a str,
+    /// The route's name ("" when none matched).
+    pub route: &'a str,
+    /// The request method.
+    pub method: &'a str,
+    /// The target service ("" when none was chosen).
+    pub service: &'a str,
+    /// The instance that answered ("" when none did).
+    pub instance: &'a str,
+    /// The status sent.
+    pub status: u16,
+    /// From arrival to the response head.
+    pub latency: Duration,
+}
+
+/// A source of series for each step.
+pub trait StepSource: Send + Sync {
+    /// Takes what accumulated since the last call.
+    fn drain(&self) -> Vec<(SeriesKey, Agg)>;
+}
+
+struct Cell {
+    namespace: String,
+    route: String,
+    method: String,
+    service: String,
+    instance: String,
+    codes: [(AtomicU16, AtomicU64); CODE_SLOTS],
+    other_codes: AtomicU64,
+    latency_us: AtomicHistogram,
+    sum_us: AtomicU64,
+    min_us: AtomicU64,
+    max_us: AtomicU64,
+}
+
+impl Cell {
+    fn matches(&self, s: &RequestSample<'_>) -> bool {
+        self.route == s.route
+            && self.method == s.method
+            && self.service == s.service
+            && self.instance == s.instance
+            && self.namespace == s.namespace
+    }
+
+    fn api(&self) -> String {
+        if self.route.is_empty() {
+            "(no route)".to_owned()
+        } else {
+            format!("{} {}", self.route, self.method)
+        }
+    }
+}
+
+fn hash_of(s: &RequestSample<'_>) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [s.namespace, s.route, s.method, s.service, s.instance] {
+        for byte in part.bytes().chain([0xff]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+type Cells = HashMap<u64, Vec<Arc<Cell>>>;
+
+/// The gateway's recorder.
+pub struct Recorder {
+    cells: ArcSwap<Cells>,
+    insert: Mutex<()>,
+    max_cells: usize,
+    overflow: AtomicU64,
+    /// Running totals since start, for the Prometheus exposition (updated each step).
+    totals: Mutex<HashMap<SeriesKey, Agg>>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("cells", &self.cells.load().len())
+            .field("max_cells", &self.max_cells)
+            .finish()
+    }
+}
+
+impl Recorder {
+    /// A recorder keeping at most `max_cells` (namespace, service, API, instance) cells.
+    pub fn new(max_cells: usize) -> Self {
+        Recorder {
+            cells: ArcSwap::from_pointee(Cells::new()),
+            insert: Mutex::new(()),
+            max_cells,
+            overflow: AtomicU64::new(0),
+            totals: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records one request.
+    pub fn record(&self, sample: &RequestSample<'_>) {
+        let hash = hash_of(sample);
+        let cell = {
+            let cells = self.cells.load();
+            cells
+                .get(&hash)
+                .and_then(|list| list.iter().find(|c| c.matches(sample)).cloned())
+        };
+        let cell = match cell {
+            Some(cell) => cell,
+            None => match self.insert(hash, sample) {
+                Some(cell) => cell,
+                None => {
+                    self.overflow.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            },
+        };
+        let status = sample.status;
+        let slot = cell.codes.iter().find(|(code, _)| {
+            let held = code.load(Ordering::Relaxed);
+            held == status
+                || (held == 0
+                    && code
+                        .compare_exchange(0, status, Ordering::AcqRel, Ordering::Relaxed)
+                        .map_or_else(|now| now == status, |_| true))
+        });
+        match slot {
+            Some((_, count)) => count.fetch_add(1, Ordering::Relaxed),
+            None => cell.other_codes.fetch_add(1, Ordering::Relaxed),
+        };
+        let micros = u64::try_from(sample.latency.as_micros()).unwrap_or(u64::MAX);
+        cell.latency_us.record(micros);
+        cell.sum_us.fetch_add(micros, Ordering::Relaxed);
+        cell.min_us.fetch_min(micros, Ordering::Relaxed);
+        cell.max_us.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    fn insert(&self, hash: u64, sample: &RequestSample<'_>) -> Option<Arc<Cell>> {
+        let _one_at_a_time = self.insert.lock();
+        let cells = self.cells.load();
+        if let Some(cell) = cells
+            .get(&hash)
+            .and_then(|list| list.iter().find(|c| c.matches(sample)))
+        {
+            return Some(Arc::clone(cell));
+        }
+        let held: usize = cells.values().map(Vec::len).sum();
+        if held >= self.max_cells {
+            return None;
+        }
+        let cell = Arc::new(Cell {
+            namespace: sample.namespace.to_owned(),
+            route: sample.route.to_owned(),
+            method: sample.method.to_owned(),
+            service: sample.service.to_owned(),
+            instance: sample.instance.to_owned(),
+            codes: std::array::from_fn(|_| (AtomicU16::new(0), AtomicU64::new(0))),
+            other_codes: AtomicU64::new(0),
+            latency_us: AtomicHistogram::default(),
+            sum_us: AtomicU64::new(0),
+            min_us: AtomicU64::new(u64::MAX),
+            max_us: AtomicU64::new(0),
+        });
+        let mut next = Cells::clone(&cells);
+        next.entry(hash).or_default().push(Arc::clone(&cell));
+        self.cells.store(Arc::new(next));
+        Some(cell)
+    }
+
+    /// Requests not recorded because the cell limit was reached.
+    pub fn overflow(&self) -> u64 {
+        self.overflow.load(Ordering::Relaxed)
+    }
+
+    /// Cells held.
+    pub fn cells(&self) -> usize {
+        self.cells.load().values().map(Vec::len).sum()
+    }
+
+    /// Running totals since start (as of the last step), for the exposition.
+    pub fn totals(&self) -> Vec<(SeriesKey, Agg)> {
+        let totals = self.totals.lock();
+        let mut all: Vec<(SeriesKey, Agg)> =
+            totals.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+}
+
+impl StepSource for Recorder {
+    fn drain(&self) -> Vec<(SeriesKey, Agg)> {
+        let cells = self.cells.load();
+        let mut out = Vec::new();
+        for cell in cells.values().flatten() {
+            let api = cell.api();
+            let labels = |extra: Option<(&str, &str)>| {
+                let mut key = SeriesKey::new(
+                    "",
+                    [
+                        ("namespace", cell.namespace.as_str()),
+                        ("service", cell.service.as_str()),
+                        ("api", api.as_str()),
+                        ("instance", cell.instance.as_str()),
+                    ],
+                );
+                if let Some((k, v)) = extra {
+                    key.labels.insert(k.to_owned(), v.to_owned());
+                }
+                key.labels
+            };
+            let mut requests = 0;
+            for (code, count) in &cell.codes {
+                let n = count.swap(0, Ordering::Relaxed);
+                if n == 0 {
+                    continue;
+                }
+                requests += n;
+                let code = code.load(Ordering::Relaxed).to_string();
+                out.push((
+                    SeriesKey {
+                        name: "requests".into(),
+                        labels: labels(Some(("code", &code))),
+                    },
+                    counter(n),
+                ));
+            }
+            let other = cell.other_codes.swap(0, Ordering::Relaxed);
+            if other > 0 {
+                requests += other;
+                out.push((
+                    SeriesKey {
+                        name: "requests".into(),
+                        labels: labels(Some(("code", "other"))),
+                    },
+                    counter(other),
+                ));
+            }
+            let histogram: Histogram = cell.latency_us.take();
+            let sum = cell.sum_us.swap(0, Ordering::Relaxed);
+            let min = cell.min_us.swap(u64::MAX, Ordering::Relaxed);
+            let max = cell.max_us.swap(0, Ordering::Relaxed);
+            let count = histogram.count();
+            if count == 0 && requests == 0 {
+                continue;
+            }
+            if count > 0 {
+                out.push((
+                    SeriesKey {
+                        name: "latency_ms".into(),
+                        labels: labels(None),
+                    },
+                    Agg {
+                        count,
+                        sum: sum as f64 / 1000.0,
+                        min: min as f64 / 1000.0,
+                        max: max as f64 / 1000.0,
+                        histogram: Some(histogram),
+                    },
+                ));
+            }
+        }
+        let mut totals = self.totals.lock();
+        for (key, agg) in &out {
+            totals
+                .entry(key.clone())
+                .and_modify(|t| t.merge(agg))
+                .or_insert_with(|| agg.clone());
+        }
+        out
+    }
+}
+
+/// A counter's step: `n` increments of 1.
+pub fn counter(n: u64) -> Agg {
+    Agg {
+        count: n,
+        sum: n as f64,
+        min: 1.0,
+        max: 1.0,
+        histogram: None,
+    }
+}
+
+/// Writes the sources' series to `db` every `step`, at step-aligned times, until
+/// `stop` turns true; syncs files every minute. The step's time is its start.
+pub async fn run_flusher(
+    db: Arc<Db>,
+    sources: Vec<Arc<dyn StepSource>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let step = db.tiers().first().map_or(10, |t| t.step_s).max(1);
+    let mut last_sync = std::time::Instant::now();
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let next = (now.as_secs() / step + 1) * step;
+        let wait = Duration::from_secs(next).saturating_sub(now);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|stop| *stop) => {
+                flush(&db, &sources, next - step).await;
+                db.sync();
+                return;
+            }
+        }
+        flush(&db, &sources, next - step).await;
+        if last_sync.elapsed() >= Duration::from_secs(60) {
+            let db = Arc::clone(&db);
+            let _ = tokio::task::spawn_blocking(move || db.sync()).await;
+            last_sync = std::time::Instant::now();
+        }
+    }
+}
+
+async fn flush(db: &Arc<Db>, sources: &[Arc<dyn StepSource>], time: u64) {
+    let series: Vec<(SeriesKey, Agg)> = sources.iter().flat_map(|s| s.drain()).collect();
+    if series.is_empty() {
+        return;
+    }
+    let db = Arc::clone(db);
+    let written = tokio::task::spawn_blocking(move || {
+        for (key, agg) in &series {
+            if let Err(error) = db.add(key, time, agg) {
+                tracing::warn!(%error, series = %key, "cannot write a metrics step");
+            }
+        }
+    })
+    .await;
+    if let Err(error) = written {
+        tracing::warn!(%error, "the metrics flush failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample<'a>(route: &'a str, status: u16, ms: u64) -> RequestSample<'a> {
+        RequestSample {
+            namespace: "default",
+            route,
+            method: "GET",
+            service: "echo",
+            instance: "i1",
+            status,
+            latency: Duration::from_millis(ms),
+        }
+    }
+
+    #[test]
+    fn requests_drain_into_counters_by_code_and_a_latency_histogram() {
+        let recorder = Recorder::new(100);
+        for _ in 0..3 {
+            recorder.record(&sample("a", 200, 10));
+        }
+        recorder.record(&sample("a", 503, 30));
+        recorder.record(&sample("b", 200, 5));
+        let mut series = recorder.drain();
+        series.sort_by(|x, y| x.0.cmp(&y.0));
+        let find = |name: &str, api: &str, code: Option<&str>| {
+            series
+                .iter()
+                .find(|(k, _)| {
+                    k.name == name
+                        && k.label("api") == api
+                        && code.is_none_or(|c| k.label("code") == c)
+                })
+                .map(|(_, a)| a.clone())
+                .unwrap()
+        };
+        assert_eq!(find("requests", "a GET", Some("200")).count, 3);
+        assert_eq!(find("requests", "a GET", Some("503")).count, 1);
+        let latency = find("latency_ms", "a GET", None);
+        assert_eq!(latency.count, 4);
+        assert_eq!(latency.sum, 60.0);
+        assert_eq!((latency.min, latency.max), (10.0, 30.0));
+        assert!((latency.quantile(0.99).unwrap() - 30.0).abs() <= 30.0 / 32.0);
+        assert_eq!(series.len(), 5);
+        // Drained: the next step starts empty; totals keep the running sums.
+        assert!(recorder.drain().is_empty());
+        recorder.record(&sample("a", 200, 10));
+        recorder.drain();
+        let totals = recorder.totals();
+        let total_200 = totals
+            .iter()
+            .find(|(k, _)| k.label("api") == "a GET" && k.label("code") == "200")
+            .unwrap();
+        assert_eq!(total_200.1.count, 4);
+    }
+
+    #[test]
+    fn cells_are_bounded_and_overflow_is_counted() {
+        let recorder = Recorder::new(2);
+        for route in ["a", "b", "c", "d"] {
+            recorder.record(&sample(route, 200, 1));
+        }
+        assert_eq!(recorder.cells(), 2);
+        assert_eq!(recorder.overflow(), 2);
+    }
+
+    #[test]
+    fn more_distinct_codes_than_slots_are_counted_as_other() {
+        let recorder = Recorder::new(10);
+        for code in 200..212 {
+            recorder.record(&sample("a", code, 1));
+        }
+        let series = recorder.drain();
+        let other = series
+            .iter()
+            .find(|(k, _)| k.label("code") == "other")
+            .unwrap();
+        assert_eq!(other.1.count, 4);
+    }
+}

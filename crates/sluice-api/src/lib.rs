@@ -6,6 +6,7 @@
 mod auth;
 mod error;
 mod json;
+mod metrics;
 pub mod openapi;
 mod resources;
 mod routes;
@@ -20,6 +21,7 @@ use sluice_store::Store;
 pub use auth::{Access, Auth, Role, TokenConfig};
 pub use error::ApiError;
 pub use json::{BodyLimit, DEFAULT_BODY_LIMIT};
+pub use metrics::MetricsHandle;
 pub use resources::{Kinds, ResourceBody, Resources, SpecValidator};
 
 /// What every handler shares.
@@ -31,6 +33,8 @@ pub struct AppState {
     pub resources: Arc<Resources>,
     /// The store.
     pub store: Arc<dyn Store>,
+    /// Metrics (health board, series, pushes, exposition), when this node keeps them.
+    pub metrics: Option<MetricsHandle>,
 }
 
 /// The admin API's router, with auth, body limits and panic protection.
@@ -65,6 +69,12 @@ pub fn router(state: AppState, auth: Auth, body_limit: usize) -> Router {
         )
         .route(&format!("{resource}/history"), get(resource_history))
         .route(&format!("{resource}/rollback"), post(rollback_resource))
+        .route("/metrics", get(metrics::exposition))
+        .route("/v1/metrics/usage", get(metrics::usage))
+        .route("/v1/query", get(metrics::series))
+        .route("/v1/namespaces/{ns}/health", get(metrics::health))
+        .route("/v1/namespaces/{ns}/metrics", post(metrics::push))
+        .route("/v1/hosts/{host}/metrics", post(metrics::push_host))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

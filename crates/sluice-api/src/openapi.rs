@@ -43,6 +43,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "delete", path: "/v1/namespaces/{ns}/resources/{kind}/{name}", summary: "Delete a resource (its last version stays in the history).", query: &[], body: false },
     Endpoint { method: "get", path: "/v1/namespaces/{ns}/resources/{kind}/{name}/history", summary: "Kept versions, newest first.", query: &[], body: false },
     Endpoint { method: "post", path: "/v1/namespaces/{ns}/resources/{kind}/{name}/rollback", summary: "Make the version at ?revision=N current again.", query: &[("revision", "a revision from the history")], body: false },
+    Endpoint { method: "get", path: "/metrics", summary: "Prometheus / OpenMetrics exposition: the gateway's per-API request counts and latency histograms, rejections by reason, the metrics store's figures.", query: &[], body: false },
+    Endpoint { method: "get", path: "/v1/metrics/usage", summary: "The metrics store: series held, bytes on disk (fixed per series), bytes at the series limit, dropped series, tiers.", query: &[], body: false },
+    Endpoint { method: "get", path: "/v1/query", summary: "Series for charts and alarms: derived signals qps, error_rate, p50_ms, p98_ms, p99_ms (labels namespace, service, api, instance) or any stored metric read with agg.", query: &[("metric", "qps | error_rate | p50_ms | p98_ms | p99_ms | a stored metric"), ("match", "label=value,... the series must have"), ("from", "Unix seconds, RFC 3339, now or -DURATION (default: to - 1h)"), ("to", "likewise (default: now)"), ("step", "point spacing such as 1m (rounded up to the tier's step)"), ("by", "labels to group by (default: all but code)"), ("agg", "avg | sum | count | min | max | rate | p50 | p98 | p99 (stored metrics)")], body: false },
+    Endpoint { method: "get", path: "/v1/namespaces/{ns}/health", summary: "The API-health board: qps, error_rate, p50_ms, p98_ms, p99_ms, codes and top_apis for the namespace (or a service), each service and each instance.", query: &[("window", "such as 5m (default)"), ("service", "only this service")], body: false },
+    Endpoint { method: "post", path: "/v1/namespaces/{ns}/metrics", summary: "Push business metrics: {metrics: [{name, type: counter | gauge | observation, value, labels}]}; all or nothing.", query: &[], body: true },
+    Endpoint { method: "post", path: "/v1/hosts/{host}/metrics", summary: "An agent's host metrics: {values: {host_cpu_percent: 12.5, ...}}.", query: &[], body: true },
 ];
 
 /// The document.

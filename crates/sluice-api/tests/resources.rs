@@ -32,6 +32,7 @@ fn app() -> Router {
         registry: Registry::start(Arc::clone(&store), RegistryConfig::default()).unwrap(),
         resources: Resources::start(Arc::clone(&store), kinds),
         store,
+        metrics: None,
     };
     sluice_api::router(state, Auth::default(), 1024 * 1024)
 }

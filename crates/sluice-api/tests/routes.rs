@@ -20,6 +20,7 @@ async fn every_documented_endpoint_is_routed() {
         registry: Registry::start(Arc::clone(&store), RegistryConfig::default()).unwrap(),
         resources: Resources::start(Arc::clone(&store), Kinds::builtin()),
         store,
+        metrics: None,
     };
     let app = sluice_api::router(state, Auth::default(), 1024 * 1024);
     for endpoint in ENDPOINTS {

@@ -326,15 +326,18 @@ pub async fn run_flusher(
             .unwrap_or_default();
         let next = (now.as_secs() / step + 1) * step;
         let wait = Duration::from_secs(next).saturating_sub(now);
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            _ = stop.wait_for(|stop| *stop) => {
-                flush(&db, &sources, next - step).await;
-                db.sync();
-                return;
-            }
-        }
+        let stopping = tokio::select! {
+            () = tokio::time::sleep(wait) => false,
+            // The borrow the wait returns is dropped here, before any await.
+            _ = stop.wait_for(|stop| *stop) => true,
+        };
+        // A step cut short by shutdown is written at the step it belongs to.
         flush(&db, &sources, next - step).await;
+        if stopping {
+            let db = Arc::clone(&db);
+            let _ = tokio::task::spawn_blocking(move || db.sync()).await;
+            return;
+        }
         if last_sync.elapsed() >= Duration::from_secs(60) {
             let db = Arc::clone(&db);
             let _ = tokio::task::spawn_blocking(move || db.sync()).await;

@@ -18,6 +18,14 @@
 //! key = "/etc/sluice/example.key"
 //! body_limit = 1048576            # largest request body, bytes
 //!
+//! [metrics]
+//! dir = "./sluice-data/metrics"   # --metrics-dir, SLUICE_METRICS_DIR (default: <data>/metrics)
+//! tiers = "10s:6h,1m:7d,1h:90d"   # --metrics-tiers, SLUICE_METRICS_TIERS
+//! max_series = 10000              # --metrics-max-series, SLUICE_METRICS_MAX_SERIES
+//! max_cells = 10000               # gateway (namespace, service, API, instance) cells recorded
+//! max_label_sets = 1000           # label sets per business metric and namespace
+//! host = true                     # sample this host's CPU, memory, load, network, disk
+//!
 //! [registry]
 //! heartbeat_interval = "5s"       # --heartbeat-interval, SLUICE_HEARTBEAT_INTERVAL
 //! unhealthy_after = "15s"         # --unhealthy-after,    SLUICE_UNHEALTHY_AFTER
@@ -80,6 +88,15 @@ pub struct ServerArgs {
     /// Ephemeral instances without a heartbeat this long are removed [default: 30s].
     #[arg(long, env = "SLUICE_REMOVE_AFTER")]
     pub remove_after: Option<String>,
+    /// Where metrics series files go [default: <data>/metrics].
+    #[arg(long, env = "SLUICE_METRICS_DIR")]
+    pub metrics_dir: Option<PathBuf>,
+    /// Metrics tiers, STEP:RETENTION,... [default: 10s:6h,1m:7d,1h:90d].
+    #[arg(long, env = "SLUICE_METRICS_TIERS")]
+    pub metrics_tiers: Option<String>,
+    /// Most metrics series kept [default: 10000].
+    #[arg(long, env = "SLUICE_METRICS_MAX_SERIES")]
+    pub metrics_max_series: Option<usize>,
 }
 
 /// `[gateway_tls]` in the config file.
@@ -105,7 +122,37 @@ struct FileConfig {
     #[serde(default)]
     registry: FileRegistry,
     #[serde(default)]
+    metrics: FileMetrics,
+    #[serde(default)]
     tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMetrics {
+    dir: Option<PathBuf>,
+    tiers: Option<String>,
+    max_series: Option<usize>,
+    max_cells: Option<usize>,
+    max_label_sets: Option<usize>,
+    host: Option<bool>,
+}
+
+/// Metrics settings in force.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Series files.
+    pub dir: PathBuf,
+    /// Tiers.
+    pub tiers: Vec<sluice_metrics::rrd::Tier>,
+    /// Most series.
+    pub max_series: usize,
+    /// Most gateway cells.
+    pub max_cells: usize,
+    /// Most label sets per business metric and namespace.
+    pub max_label_sets: usize,
+    /// Sample this host.
+    pub host: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +182,8 @@ pub struct ServerConfig {
     pub registry: RegistryConfig,
     /// Bearer tokens.
     pub tokens: Vec<TokenConfig>,
+    /// Metrics.
+    pub metrics: MetricsConfig,
 }
 
 fn duration(name: &str, value: Option<String>, default: Duration) -> anyhow::Result<Duration> {
@@ -231,6 +280,33 @@ impl ServerArgs {
                 Some((address, certificates))
             }
         };
+        let tiers = match self.metrics_tiers.or(file.metrics.tiers) {
+            Some(text) => sluice_metrics::rrd::parse_tiers(&text)
+                .map_err(|e| anyhow::anyhow!("metrics tiers {text:?}: {e}"))?,
+            None => sluice_metrics::rrd::default_tiers(),
+        };
+        let bounded = |name: &str, value: Option<usize>, default: usize| -> anyhow::Result<usize> {
+            let value = value.unwrap_or(default);
+            if !(1..=10_000_000).contains(&value) {
+                bail!("metrics {name} {value} is outside 1..=10000000");
+            }
+            Ok(value)
+        };
+        let metrics = MetricsConfig {
+            dir: self
+                .metrics_dir
+                .or(file.metrics.dir)
+                .unwrap_or_else(|| data.join("metrics")),
+            tiers,
+            max_series: bounded(
+                "max_series",
+                self.metrics_max_series.or(file.metrics.max_series),
+                10_000,
+            )?,
+            max_cells: bounded("max_cells", file.metrics.max_cells, 10_000)?,
+            max_label_sets: bounded("max_label_sets", file.metrics.max_label_sets, 1_000)?,
+            host: file.metrics.host.unwrap_or(true),
+        };
         Ok(ServerConfig {
             store,
             admin,
@@ -240,6 +316,7 @@ impl ServerArgs {
             body_limit,
             registry,
             tokens: file.tokens,
+            metrics,
         })
     }
 }

@@ -37,6 +37,17 @@ enum Command {
         #[command(subcommand)]
         command: client::SvcCommand,
     },
+    /// The API-health board: QPS, error rate, p50/p98/p99, status codes, top APIs.
+    Health {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// The window, such as 5m or 1h.
+        #[arg(long, default_value = "5m")]
+        window: String,
+    },
     /// Ban client addresses or header values (with an expiry), list and lift bans.
     Ban {
         #[command(flatten)]
@@ -94,6 +105,11 @@ fn main() -> std::process::ExitCode {
             Command::Gateway(args) => serve::run_gateway(args.resolve()?).await,
             Command::Svc { client, command } => client::svc(client, command).await,
             Command::Ban { client, command } => client::ban(client, command).await,
+            Command::Health {
+                client,
+                service,
+                window,
+            } => client::health(client, service, window).await,
             Command::Apply { client, file } => client::apply(client, file).await,
             Command::Get { client, kind, name } => client::get(client, kind, name).await,
             Command::Store(command) => command.run().await,

@@ -5,7 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice_api::{AppState, Auth, Kinds, Resources};
+use sluice_api::{AppState, Auth, Kinds, MetricsHandle, Resources};
+use sluice_gateway::{RequestObserver, RequestRecord};
+use sluice_metrics::custom::CustomMetrics;
+use sluice_metrics::host::{AgentMetrics, HostSampler};
+use sluice_metrics::prometheus::Exposition;
+use sluice_metrics::recorder::{Recorder, RequestSample, StepSource};
+use sluice_metrics::{Db, DbConfig};
 use sluice_registry::Registry;
 
 use crate::config::ServerConfig;
@@ -22,6 +28,24 @@ pub enum Role {
     Server,
 }
 
+/// Hands the gateway's answered requests to the metrics recorder.
+struct GatewayRecorder(Arc<Recorder>);
+
+impl RequestObserver for GatewayRecorder {
+    fn on_response(&self, record: &RequestRecord<'_>) {
+        let (namespace, route) = record.route.unwrap_or(("", ""));
+        self.0.record(&RequestSample {
+            namespace,
+            route,
+            method: record.method.as_str(),
+            service: record.service.map_or("", |(_, service)| service),
+            instance: record.instance.unwrap_or(""),
+            status: record.status,
+            latency: record.latency,
+        });
+    }
+}
+
 /// Runs the control plane until SIGINT or SIGTERM.
 pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
     let auth = Auth::new(config.tokens.clone()).map_err(|e| anyhow::anyhow!("tokens: {e}"))?;
@@ -29,24 +53,64 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
     let registry = Registry::start(Arc::clone(&store), config.registry.clone())
         .map_err(|e| anyhow::anyhow!(e))?;
     let resources = Resources::start(Arc::clone(&store), Kinds::builtin());
+    let metrics_db = {
+        let db_config = DbConfig {
+            dir: config.metrics.dir.clone(),
+            tiers: config.metrics.tiers.clone(),
+            max_series: config.metrics.max_series,
+        };
+        Arc::new(
+            tokio::task::spawn_blocking(move || Db::open(db_config))
+                .await?
+                .map_err(|e| anyhow::anyhow!("metrics store: {e}"))?,
+        )
+    };
+    let recorder = Arc::new(Recorder::new(config.metrics.max_cells));
+    let custom = Arc::new(CustomMetrics::new(config.metrics.max_label_sets));
+    let agents = Arc::new(AgentMetrics::default());
     let gateway = match config.gateway {
         Some(address) => {
             let listener = tokio::net::TcpListener::bind(address)
                 .await
                 .with_context(|| format!("cannot listen on {address} (gateway)"))?;
+            let mut gateway_config = config.gateway_config.clone();
+            gateway_config.observer = Some(Arc::new(GatewayRecorder(Arc::clone(&recorder))));
             let gateway = sluice_gateway::Gateway::in_process(
                 Arc::clone(&store),
                 registry.clone(),
-                config.gateway_config.clone(),
+                gateway_config,
             );
             Some((gateway, listener))
         }
         None => None,
     };
+    let rejections = gateway.as_ref().map(|(gateway, _)| {
+        let gateway = gateway.clone();
+        Box::new(move || gateway.rejections()) as sluice_metrics::prometheus::CounterSource
+    });
+    let exposition = Arc::new(Exposition {
+        recorder: gateway.as_ref().map(|_| Arc::clone(&recorder)),
+        db: Some(Arc::clone(&metrics_db)),
+        rejections,
+    });
+    let mut sources: Vec<Arc<dyn StepSource>> = vec![
+        Arc::clone(&recorder) as Arc<dyn StepSource>,
+        Arc::clone(&custom) as Arc<dyn StepSource>,
+        Arc::clone(&agents) as Arc<dyn StepSource>,
+    ];
+    if config.metrics.host {
+        sources.push(Arc::new(HostSampler::new(sluice_metrics::host::hostname())));
+    }
     let state = AppState {
         registry,
         resources,
         store: Arc::clone(&store),
+        metrics: Some(MetricsHandle {
+            db: Arc::clone(&metrics_db),
+            custom,
+            agents,
+            exposition,
+        }),
     };
     let app = sluice_api::router(state, auth.clone(), config.body_limit);
     let listener = tokio::net::TcpListener::bind(config.admin)
@@ -54,9 +118,21 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (admin API)", config.admin))?;
     let admin = listener.local_addr()?;
     let gateway_address = gateway.as_ref().and_then(|(_, l)| l.local_addr().ok());
-    print_banner(role, &config, admin, gateway_address, auth.enabled());
+    print_banner(
+        role,
+        &config,
+        admin,
+        gateway_address,
+        auth.enabled(),
+        &metrics_db,
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let flusher = tokio::spawn(sluice_metrics::recorder::run_flusher(
+        Arc::clone(&metrics_db),
+        sources,
+        stop_rx.clone(),
+    ));
     let tls_task = match (&gateway, &config.gateway_tls) {
         (Some((gateway, _)), Some((address, certificates))) => {
             let tls = sluice_gateway::tls_server_config(certificates)
@@ -99,7 +175,10 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
     shutdown_signal().await;
     eprintln!("sluice: shutting down (in-flight requests get {SHUTDOWN_GRACE:?})");
     let _ = stop_tx.send(true);
-    for task in [gateway_task, tls_task].into_iter().flatten() {
+    for task in [gateway_task, tls_task, Some(flusher)]
+        .into_iter()
+        .flatten()
+    {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, task).await;
     }
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
@@ -115,6 +194,7 @@ fn print_banner(
     admin: std::net::SocketAddr,
     gateway: Option<std::net::SocketAddr>,
     auth: bool,
+    metrics: &Db,
 ) {
     let what = match role {
         Role::Up => "Sluice is up",
@@ -133,6 +213,16 @@ fn print_banner(
         sluice_model::duration_text::format(config.registry.heartbeat_interval),
         sluice_model::duration_text::format(config.registry.unhealthy_after),
         sluice_model::duration_text::format(config.registry.remove_after),
+    );
+    let usage = metrics.disk_use();
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    println!(
+        "  metrics    {} ({} series, {:.1} MiB; at most {:.0} MiB at the {}-series limit)",
+        metrics.dir().display(),
+        usage.series,
+        mib(usage.bytes),
+        mib(usage.bytes_at_limit),
+        config.metrics.max_series,
     );
     if auth {
         println!(

@@ -1,0 +1,281 @@
+//! The metrics endpoints: the API-health board, series queries, pushes of business
+//! and host metrics, the store's disk use, and the Prometheus exposition.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sluice_metrics::custom::{CustomMetrics, Push};
+use sluice_metrics::host::AgentMetrics;
+use sluice_metrics::prometheus::Exposition;
+use sluice_metrics::query::{self, SeriesQuery};
+use sluice_metrics::{unix_now, Db, MetricsError};
+use sluice_model::{duration_text, parse_time, validate_name};
+
+use crate::auth::Access;
+use crate::error::ApiError;
+use crate::json::ApiJson;
+use crate::routes::query as parse_query;
+use crate::AppState;
+
+/// The metrics parts of a node.
+#[derive(Clone)]
+pub struct MetricsHandle {
+    /// The series files.
+    pub db: Arc<Db>,
+    /// Business metrics pushed through the API.
+    pub custom: Arc<CustomMetrics>,
+    /// Host metrics pushed by agents.
+    pub agents: Arc<AgentMetrics>,
+    /// What `/metrics` shows.
+    pub exposition: Arc<Exposition>,
+}
+
+fn metrics(state: &AppState) -> Result<&MetricsHandle, ApiError> {
+    state
+        .metrics
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("metrics are not kept by this node"))
+}
+
+fn metrics_error(error: MetricsError) -> ApiError {
+    match error {
+        MetricsError::Invalid(message) => ApiError::bad_request(message),
+        MetricsError::Cardinality(message) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cardinality_limit",
+            message,
+        ),
+        MetricsError::Io(message) => {
+            tracing::warn!(message, "metrics storage error");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", message)
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, MetricsError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(metrics_error)
+}
+
+fn longest_retention(db: &Db) -> u64 {
+    db.tiers().last().map_or(3600, |t| t.retention_s())
+}
+
+/// `GET /v1/namespaces/{ns}/health?window=5m&service=S`
+pub async fn health(
+    State(state): State<AppState>,
+    Path(ns): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let metrics = metrics(&state)?;
+    let params = parse_query(raw, &["window", "service"])?;
+    validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let window = match params.get("window") {
+        None => 300,
+        Some(text) => duration_text::parse(text)
+            .map_err(|e| ApiError::bad_request(format!("query parameter window: {e}")))?
+            .as_secs(),
+    };
+    let longest = longest_retention(&metrics.db);
+    if window == 0 || window > longest {
+        return Err(ApiError::bad_request(format!(
+            "query parameter window: {window}s is outside 1s..={longest}s (the stored tiers)"
+        )));
+    }
+    let service = params.get("service").cloned();
+    if let Some(service) = &service {
+        validate_name("service", service).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    let db = Arc::clone(&metrics.db);
+    let board =
+        blocking(move || query::health(&db, &ns, service.as_deref(), window, unix_now())).await?;
+    Ok(Json(serde_json::to_value(board).unwrap_or(Value::Null)))
+}
+
+/// Parses a time: Unix seconds, RFC 3339, `now`, or `-DURATION` (before now).
+fn parse_when(name: &str, text: &str, now: u64) -> Result<u64, ApiError> {
+    if text == "now" {
+        return Ok(now);
+    }
+    if let Some(ago) = text.strip_prefix('-') {
+        let ago = duration_text::parse(ago)
+            .map_err(|e| ApiError::bad_request(format!("query parameter {name}: {e}")))?;
+        return Ok(now.saturating_sub(ago.as_secs()));
+    }
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(seconds);
+    }
+    parse_time(text)
+        .map(|ms| u64::try_from(ms / 1000).unwrap_or(0))
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "query parameter {name}={text:?} is not Unix seconds, RFC 3339, now or -DURATION"
+            ))
+        })
+}
+
+/// Parses `k=v,k=v`.
+fn parse_labels(name: &str, text: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut labels = BTreeMap::new();
+    for pair in text.split(',').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "query parameter {name}: {pair:?} is not label=value"
+            ))
+        })?;
+        labels.insert(key.trim().to_owned(), value.trim().to_owned());
+    }
+    Ok(labels)
+}
+
+/// `GET /v1/query?metric=M&match=k=v,...&from=T&to=T&step=D&by=l,...&agg=A`
+pub async fn series(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let metrics = metrics(&state)?;
+    let params = parse_query(raw, &["metric", "match", "from", "to", "step", "by", "agg"])?;
+    let metric = params
+        .get("metric")
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("query parameter metric is required"))?;
+    if metric.is_empty()
+        || metric.len() > 128
+        || !metric
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(ApiError::bad_request(format!(
+            "query parameter metric={metric:?} is not a metric name"
+        )));
+    }
+    let matching = parse_labels("match", params.get("match").map_or("", String::as_str))?;
+    if let Some(allowed) = &access.namespaces {
+        let namespace = matching.get("namespace");
+        if !namespace.is_some_and(|ns| allowed.contains(ns)) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this token covers some namespaces only: add match=namespace=NS for one of them",
+            ));
+        }
+    }
+    let now = unix_now();
+    let to = match params.get("to") {
+        Some(text) => parse_when("to", text, now)?,
+        None => now,
+    };
+    let from = match params.get("from") {
+        Some(text) => parse_when("from", text, now)?,
+        None => to.saturating_sub(3600),
+    };
+    let step = match params.get("step") {
+        Some(text) => duration_text::parse(text)
+            .map_err(|e| ApiError::bad_request(format!("query parameter step: {e}")))?
+            .as_secs()
+            .max(1),
+        None => (to.saturating_sub(from) / 300).max(1),
+    };
+    let by = params.get("by").map(|text| {
+        text.split(',')
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    });
+    let query = SeriesQuery {
+        metric,
+        matching,
+        by,
+        agg: params
+            .get("agg")
+            .cloned()
+            .unwrap_or_else(|| "avg".to_owned()),
+        from,
+        to,
+        step,
+    };
+    let db = Arc::clone(&metrics.db);
+    let answer = blocking(move || query::series(&db, &query, now)).await?;
+    Ok(Json(serde_json::to_value(answer).unwrap_or(Value::Null)))
+}
+
+/// `POST /v1/namespaces/{ns}/metrics` with `{"metrics": [{name, type, value, labels}]}`.
+pub async fn push(
+    State(state): State<AppState>,
+    Path(ns): Path<String>,
+    ApiJson(body): ApiJson<Push>,
+) -> Result<Json<Value>, ApiError> {
+    let metrics = metrics(&state)?;
+    validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let accepted = metrics.custom.push(&ns, &body).map_err(metrics_error)?;
+    Ok(Json(json!({ "accepted": accepted })))
+}
+
+/// An agent's push.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostPush {
+    /// `host_*` values.
+    pub values: BTreeMap<String, f64>,
+}
+
+/// `POST /v1/hosts/{host}/metrics` with `{"values": {"host_cpu_percent": 12.5, ...}}`.
+pub async fn push_host(
+    State(state): State<AppState>,
+    Path(host): Path<String>,
+    ApiJson(body): ApiJson<HostPush>,
+) -> Result<Json<Value>, ApiError> {
+    let metrics = metrics(&state)?;
+    let accepted = metrics
+        .agents
+        .push(&host, &body.values)
+        .map_err(metrics_error)?;
+    Ok(Json(json!({ "accepted": accepted })))
+}
+
+/// `GET /v1/metrics/usage`: series, bytes, and the tiers.
+pub async fn usage(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let metrics = metrics(&state)?;
+    let usage = metrics.db.disk_use();
+    let tiers: Vec<Value> = metrics
+        .db
+        .tiers()
+        .iter()
+        .map(|t| json!({"step_s": t.step_s, "slots": t.slots, "retention_s": t.retention_s()}))
+        .collect();
+    Ok(Json(json!({
+        "dir": metrics.db.dir().display().to_string(),
+        "series": usage.series,
+        "bytes": usage.bytes,
+        "bytes_at_limit": usage.bytes_at_limit,
+        "dropped_series": usage.dropped,
+        "tiers": tiers,
+        "metrics": metrics.db.names(),
+    })))
+}
+
+/// `GET /metrics`: the OpenMetrics exposition.
+pub async fn exposition(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let metrics = metrics(&state)?;
+    let exposition = Arc::clone(&metrics.exposition);
+    let text = tokio::task::spawn_blocking(move || exposition.render())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(response)
+}

@@ -17,6 +17,7 @@ mod gateway_tls;
 mod gateway_websocket;
 mod guard_protection;
 mod guard_rate_limit;
+mod metrics_custom;
 mod metrics_health;
 mod registry_etcd_nodes;
 mod registry_prometheus_sd;

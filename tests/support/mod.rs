@@ -61,9 +61,11 @@ impl Sluice {
         } else {
             "--admin"
         };
-        command
-            .arg(role)
-            .args([listen_flag, &format!("127.0.0.1:{port}")]);
+        command.arg(role);
+        // An agent listens nowhere.
+        if role != "agent" {
+            command.args([listen_flag, &format!("127.0.0.1:{port}")]);
+        }
         if let Some(gateway) = gateway {
             command.args(["--gateway", &format!("127.0.0.1:{gateway}")]);
         }
@@ -136,6 +138,7 @@ impl Drop for Sluice {
 }
 
 /// A small JSON HTTP client for tests.
+#[derive(Clone)]
 pub struct Http {
     client: reqwest::Client,
     base: String,

@@ -4,6 +4,7 @@
 //! control-plane node); clients: `sluice svc`, `apply`, `get`; and `sluice store
 //! check`. Later roles (`gateway`, `agent`) are wired here as they land.
 
+mod agent;
 mod client;
 mod config;
 mod serve;
@@ -30,6 +31,8 @@ enum Command {
     Server(config::ServerArgs),
     /// Start a standalone gateway that follows the control plane at --control.
     Gateway(config::GatewayArgs),
+    /// Run on each host: sample its CPU, memory, load, network and disk, and push them to the control plane.
+    Agent(agent::AgentArgs),
     /// Services and instances.
     Svc {
         #[command(flatten)]
@@ -103,6 +106,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Server(args) => serve::run(args.resolve(None)?, serve::Role::Server).await,
             Command::Gateway(args) => serve::run_gateway(args.resolve()?).await,
+            Command::Agent(args) => agent::run(args).await,
             Command::Svc { client, command } => client::svc(client, command).await,
             Command::Ban { client, command } => client::ban(client, command).await,
             Command::Health {

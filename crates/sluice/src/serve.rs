@@ -243,7 +243,7 @@ fn print_banner(
     let _ = std::io::stdout().flush();
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

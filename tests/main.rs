@@ -19,6 +19,7 @@ mod guard_protection;
 mod guard_rate_limit;
 mod metrics_custom;
 mod metrics_health;
+mod metrics_prometheus;
 mod registry_etcd_nodes;
 mod registry_prometheus_sd;
 mod registry_tour;

@@ -1,0 +1,118 @@
+//! A real Prometheus (Debian's package) scrapes Sluice's `/metrics`, and its query
+//! API returns the gateway's per-API request counts.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{echo_upstream, until_status, Http, Sluice};
+
+struct Prometheus(std::process::Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_gateways_request_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let sluice = Sluice::start(
+        "up",
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--metrics-tiers",
+            "1s:10m,1m:1h",
+        ],
+        dir.path(),
+    );
+    let api = Http::new(&sluice.url);
+    api.register("echo", "e1", &echo_upstream("e1").await).await;
+    api.route(
+        "echo",
+        r#"{"match": {"path_prefix": "/echo"}, "service": "echo"}"#,
+    )
+    .await;
+    let gateway = sluice.gateway.clone().unwrap();
+    let client = reqwest::Client::new();
+    until_status(&client, &format!("{gateway}/echo"), 200).await;
+    for _ in 0..24 {
+        let status = client
+            .post(format!("{gateway}/echo/x"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    // The exposition itself: OpenMetrics text.
+    let response = client
+        .get(format!("{}/metrics", sluice.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+
+    let binary = sluice_testkit::find_program("prometheus").expect(
+        "prometheus is not installed: run scripts/test.sh (it installs Debian's prometheus)",
+    );
+    let port = sluice_testkit::free_port();
+    let config = dir.path().join("prometheus.yml");
+    let target = sluice.url.trim_start_matches("http://");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sluice\n    honor_labels: true\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let _prometheus = Prometheus(
+        Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let query = r#"sluice_gateway_requests_total{api="echo POST",service="echo",code="200"}"#;
+    let mut last = serde_json::Value::Null;
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(response) = client
+            .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+            .query(&[("query", query)])
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let Ok(body) = response.json::<serde_json::Value>().await else {
+            continue;
+        };
+        let value = body["data"]["result"][0]["value"][1]
+            .as_str()
+            .map(str::to_owned);
+        last = body;
+        if value.as_deref() == Some("24") {
+            let labels = &last["data"]["result"][0]["metric"];
+            assert_eq!(labels["namespace"], "default");
+            assert_eq!(
+                labels["instance"], "e1",
+                "Sluice's instance label wins: {last}"
+            );
+            return;
+        }
+    }
+    panic!("Prometheus never reported 24 requests: {last}");
+}

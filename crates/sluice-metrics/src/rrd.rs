@@ -19,7 +19,7 @@ use crate::hist::Histogram;
 use crate::{Agg, MetricsError, SeriesKey};
 
 /// Histogram buckets a slot keeps (more are merged into neighbours).
-pub const HIST_SLOTS: usize = 12;
+pub const HIST_SLOTS: usize = 24;
 const HEADER: u64 = 4096;
 const MAGIC: &[u8; 8] = b"SLUICRRD";
 /// time, count, sum, min, max (8 bytes each) and the histogram length (2).

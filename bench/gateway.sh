@@ -51,10 +51,15 @@ taskset -c 0 "$NGINX" -c "$work/px/nginx.conf" -p "$work/px" & nginx_master=$!; 
 
 # Sluice: sluice up with its gateway, on CPU 0.
 taskset -c 0 target/release/sluice up --data "$work/data" --admin "127.0.0.1:$admin_port" --gateway "127.0.0.1:$gateway_port" >"$work/sluice.log" 2>&1 & sluice_pid=$!; pids+=($sluice_pid)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null && break; sleep 0.1; done
-curl -sf -X PUT "http://127.0.0.1:$admin_port/v1/namespaces/default/services/echo/instances/u1" -d "{\"address\":\"127.0.0.1:$upstream_port\"}" >/dev/null
-curl -sf -X PUT "http://127.0.0.1:$admin_port/v1/namespaces/default/resources/Route/echo" -d '{"spec":{"match":{"path_prefix":"/echo"},"service":"echo"}}' >/dev/null
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$gateway_port/echo" >/dev/null && curl -sf "http://127.0.0.1:$nginx_port/echo" >/dev/null && break; sleep 0.1; done
+# The same without recording request metrics (--metrics-gateway false), for the cost of recording.
+norec_gateway_port=$(free_port); norec_admin_port=$(free_port)
+taskset -c 0 target/release/sluice up --data "$work/data-norec" --admin "127.0.0.1:$norec_admin_port" --gateway "127.0.0.1:$norec_gateway_port" --metrics-gateway false >"$work/sluice-norec.log" 2>&1 & norec_pid=$!; pids+=($norec_pid)
+for admin in "$admin_port" "$norec_admin_port"; do
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null && break; sleep 0.1; done
+  curl -sf -X PUT "http://127.0.0.1:$admin/v1/namespaces/default/services/echo/instances/u1" -d "{\"address\":\"127.0.0.1:$upstream_port\"}" >/dev/null
+  curl -sf -X PUT "http://127.0.0.1:$admin/v1/namespaces/default/resources/Route/echo" -d '{"spec":{"match":{"path_prefix":"/echo"},"service":"echo"}}' >/dev/null
+done
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$gateway_port/echo" >/dev/null && curl -sf "http://127.0.0.1:$norec_gateway_port/echo" >/dev/null && curl -sf "http://127.0.0.1:$nginx_port/echo" >/dev/null && break; sleep 0.1; done
 
 ticks=$(getconf CLK_TCK)
 # CPU ticks (user + system) of a process and its children threads/processes.
@@ -96,8 +101,10 @@ run() {
 
 run nginx HTTP/1.1 "http://127.0.0.1:$nginx_port/echo" "$nginx_master"
 run sluice HTTP/1.1 "http://127.0.0.1:$gateway_port/echo" "$sluice_pid"
+run sluice-no-recording HTTP/1.1 "http://127.0.0.1:$norec_gateway_port/echo" "$norec_pid"
 run nginx h2c "http://127.0.0.1:$nginx_h2_port/echo" "$nginx_master"
 run sluice h2c "http://127.0.0.1:$gateway_port/echo" "$sluice_pid"
+run sluice-no-recording h2c "http://127.0.0.1:$norec_gateway_port/echo" "$norec_pid"
 
 # p99 at half of nginx's maximum throughput (per protocol), at a fixed rate, measured
 # from each request's scheduled time (bench/src/rate_load.rs: no coordinated omission).

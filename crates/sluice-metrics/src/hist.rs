@@ -263,7 +263,10 @@ mod tests {
         for q in [0.5, 0.9] {
             assert_eq!(coarse.quantile(q), exact.quantile(q), "q{q}");
         }
-        let (e99, c99) = (exact.quantile(0.99).unwrap(), coarse.quantile(0.99).unwrap());
+        let (e99, c99) = (
+            exact.quantile(0.99).unwrap(),
+            coarse.quantile(0.99).unwrap(),
+        );
         assert!((c99 - e99).abs() / e99 < 0.5, "{c99} vs {e99}");
     }
 

@@ -7,11 +7,14 @@
 //!
 //! Writes are positioned writes into the file (no append, no rewrite of the rest), so
 //! a `kill -9` loses nothing already written; an OS crash may lose what the page
-//! cache had not yet written back (files are synced every minute).
+//! cache had not yet written back (open files are synced every minute). Files are
+//! opened through a bounded pool ([`open_files`]), so tens of thousands of series
+//! do not exhaust the process's file descriptors.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +29,38 @@ const MAGIC: &[u8; 8] = b"SLUICRRD";
 const FIXED: usize = 8 * 5 + 2;
 /// A histogram entry: bucket (2) and count (8).
 const ENTRY: usize = 10;
+
+/// Most series files held open at once: the process's file-descriptor limit (raised
+/// to its hard limit first) less 1024 for sockets and the store, within 64..=100000.
+pub fn open_files() -> usize {
+    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let soft = rlimit::increase_nofile_limit(u64::MAX)
+            .or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft))
+            .unwrap_or(1024);
+        usize::try_from(soft.saturating_sub(1024))
+            .unwrap_or(usize::MAX)
+            .clamp(64, 100_000)
+    })
+}
+
+/// Open series files, least recently used closed first.
+fn pool() -> &'static parking_lot::Mutex<lru::LruCache<PathBuf, Arc<File>>> {
+    static POOL: std::sync::OnceLock<parking_lot::Mutex<lru::LruCache<PathBuf, Arc<File>>>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        parking_lot::Mutex::new(lru::LruCache::new(
+            std::num::NonZeroUsize::new(open_files()).unwrap_or(std::num::NonZeroUsize::MIN),
+        ))
+    })
+}
+
+/// Puts an open file in the pool (closing the least recently used one beyond it;
+/// what was written to that one is in the page cache and reaches the disk as the
+/// kernel writes back — the periodic sync covers only open files).
+fn remember(path: &Path, file: Arc<File>) {
+    pool().lock().push(path.to_owned(), file);
+}
 
 /// One tier: `slots` slots of `step_s` seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,7 +140,6 @@ struct Header {
 /// One series file.
 #[derive(Debug)]
 pub struct Rrd {
-    file: File,
     path: PathBuf,
     key: SeriesKey,
     histogram: bool,
@@ -164,8 +198,8 @@ impl Rrd {
         file.write_all_at(&bytes, 0)
             .map_err(|e| io_error(path, e))?;
         file.sync_all().map_err(|e| io_error(path, e))?;
+        remember(path, Arc::new(file));
         Ok(Rrd {
-            file,
             path: path.to_owned(),
             key,
             histogram,
@@ -203,14 +237,30 @@ impl Rrd {
                 path.display()
             )));
         }
+        remember(path, Arc::new(file));
         Ok(Rrd {
-            file,
             path: path.to_owned(),
             key: header.key,
             histogram: header.histogram,
             tiers: header.tiers,
             slot_size: Self::slot_size(header.histogram),
         })
+    }
+
+    /// The open file (reopened when the pool closed it).
+    fn file(&self) -> Result<Arc<File>, MetricsError> {
+        if let Some(file) = pool().lock().get(&self.path) {
+            return Ok(Arc::clone(file));
+        }
+        let file = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&self.path)
+                .map_err(|e| io_error(&self.path, e))?,
+        );
+        remember(&self.path, Arc::clone(&file));
+        Ok(file)
     }
 
     /// The series this file holds.
@@ -245,7 +295,7 @@ impl Rrd {
 
     fn read_slot(&self, tier: usize, slot_time: u64) -> Result<Option<(u64, Agg)>, MetricsError> {
         let mut bytes = vec![0u8; self.slot_size];
-        self.file
+        self.file()?
             .read_exact_at(&mut bytes, self.offset(tier, slot_time))
             .map_err(|e| io_error(&self.path, e))?;
         Ok(decode(&bytes))
@@ -253,6 +303,7 @@ impl Rrd {
 
     /// Merges a step's aggregate, taken at `time` (Unix seconds), into every tier.
     pub fn add(&self, time: u64, agg: &Agg) -> Result<(), MetricsError> {
+        let file = self.file()?;
         for (index, tier) in self.tiers.iter().enumerate() {
             let slot_time = time - time % tier.step_s;
             let mut merged = match self.read_slot(index, slot_time)? {
@@ -266,36 +317,62 @@ impl Rrd {
                 merged.histogram = None;
             }
             let bytes = encode(slot_time, &mut merged, self.slot_size);
-            self.file
-                .write_all_at(&bytes, self.offset(index, slot_time))
+            file.write_all_at(&bytes, self.offset(index, slot_time))
                 .map_err(|e| io_error(&self.path, e))?;
         }
         Ok(())
     }
 
-    /// The slots of tier `tier` with times in `[from, to)`, oldest first.
+    /// The slots of tier `tier` with times in `[from, to)`, oldest first — read
+    /// with at most two positioned reads (the ring may wrap).
     pub fn read(&self, tier: usize, from: u64, to: u64) -> Result<Vec<(u64, Agg)>, MetricsError> {
         let t = self.tiers[tier];
-        let oldest = to.saturating_sub(t.retention_s());
-        let from = from.max(oldest);
-        let mut slot_time = from - from % t.step_s;
-        let mut out = Vec::new();
-        while slot_time < to {
-            if slot_time >= from.saturating_sub(from % t.step_s) {
-                if let Some((time, agg)) = self.read_slot(tier, slot_time)? {
-                    if time == slot_time {
+        let from = from.max(to.saturating_sub(t.retention_s()));
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        // The ring holds the last `slots` slots up to the one holding `to - 1`.
+        let last = (to - 1) - (to - 1) % t.step_s;
+        let first = (from - from % t.step_s).max(last.saturating_sub((t.slots - 1) * t.step_s));
+        let count = ((to - first).div_ceil(t.step_s)).min(t.slots);
+        let file = self.file()?;
+        let start = (first / t.step_s) % t.slots;
+        let mut out = Vec::with_capacity(count as usize);
+        let mut read_run = |index: u64, slots: u64, first_time: u64| -> Result<(), MetricsError> {
+            let mut bytes = vec![0u8; (slots as usize) * self.slot_size];
+            let before: u64 = self.tiers[..tier]
+                .iter()
+                .map(|t| t.slots * self.slot_size as u64)
+                .sum();
+            let offset = HEADER + before + index * self.slot_size as u64;
+            file.read_exact_at(&mut bytes, offset)
+                .map_err(|e| io_error(&self.path, e))?;
+            for (i, chunk) in bytes.chunks(self.slot_size).enumerate() {
+                let expected = first_time + i as u64 * t.step_s;
+                if let Some((time, agg)) = decode(chunk) {
+                    // A slot still holding an older lap of the ring is not in range.
+                    if time == expected && time < to {
                         out.push((time, agg));
                     }
                 }
             }
-            slot_time += t.step_s;
+            Ok(())
+        };
+        let head = count.min(t.slots - start);
+        read_run(start, head, first)?;
+        if head < count {
+            read_run(0, count - head, first + head * t.step_s)?;
         }
         Ok(out)
     }
 
     /// Flushes written slots to disk.
     pub fn sync(&self) -> Result<(), MetricsError> {
-        self.file.sync_data().map_err(|e| io_error(&self.path, e))
+        let open = pool().lock().get(&self.path).cloned();
+        match open {
+            Some(file) => file.sync_data().map_err(|e| io_error(&self.path, e)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -25,6 +25,7 @@
 //! max_cells = 10000               # gateway (namespace, service, API, instance) cells recorded
 //! max_label_sets = 1000           # label sets per business metric and namespace
 //! host = true                     # sample this host's CPU, memory, load, network, disk
+//! gateway = true                  # --metrics-gateway, SLUICE_METRICS_GATEWAY: record every request
 //!
 //! [registry]
 //! heartbeat_interval = "5s"       # --heartbeat-interval, SLUICE_HEARTBEAT_INTERVAL
@@ -97,6 +98,9 @@ pub struct ServerArgs {
     /// Most metrics series kept [default: 10000].
     #[arg(long, env = "SLUICE_METRICS_MAX_SERIES")]
     pub metrics_max_series: Option<usize>,
+    /// Record every gateway request's metrics [default: true].
+    #[arg(long, env = "SLUICE_METRICS_GATEWAY")]
+    pub metrics_gateway: Option<bool>,
 }
 
 /// `[gateway_tls]` in the config file.
@@ -136,6 +140,7 @@ struct FileMetrics {
     max_cells: Option<usize>,
     max_label_sets: Option<usize>,
     host: Option<bool>,
+    gateway: Option<bool>,
 }
 
 /// Metrics settings in force.
@@ -153,6 +158,8 @@ pub struct MetricsConfig {
     pub max_label_sets: usize,
     /// Sample this host.
     pub host: bool,
+    /// Record gateway requests.
+    pub gateway: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -306,6 +313,10 @@ impl ServerArgs {
             max_cells: bounded("max_cells", file.metrics.max_cells, 10_000)?,
             max_label_sets: bounded("max_label_sets", file.metrics.max_label_sets, 1_000)?,
             host: file.metrics.host.unwrap_or(true),
+            gateway: self
+                .metrics_gateway
+                .or(file.metrics.gateway)
+                .unwrap_or(true),
         };
         Ok(ServerConfig {
             store,

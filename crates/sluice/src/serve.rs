@@ -74,7 +74,9 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {address} (gateway)"))?;
             let mut gateway_config = config.gateway_config.clone();
-            gateway_config.observer = Some(Arc::new(GatewayRecorder(Arc::clone(&recorder))));
+            if config.metrics.gateway {
+                gateway_config.observer = Some(Arc::new(GatewayRecorder(Arc::clone(&recorder))));
+            }
             let gateway = sluice_gateway::Gateway::in_process(
                 Arc::clone(&store),
                 registry.clone(),

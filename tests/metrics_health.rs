@@ -178,6 +178,61 @@ async fn the_health_board_reports_known_traffic_and_survives_kill_9() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_gateway_pushes_its_requests_to_the_board() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cp");
+    let control = Sluice::start(
+        "server",
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--metrics-tiers",
+            "1s:10m,1m:1h",
+        ],
+        dir.path(),
+    );
+    let api = Http::new(&control.url);
+    api.register("app", "app-1", &app_upstream().await).await;
+    api.route("a", r#"{"match": {"path": "/a"}, "service": "app"}"#)
+        .await;
+    let gateway_data = dir.path().join("gw");
+    let port = sluice_testkit::free_port();
+    let listening = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    let _gateway = Sluice::start_until(
+        "gateway",
+        &[
+            "--control",
+            control.url.as_str(),
+            "--data",
+            gateway_data.to_str().unwrap(),
+            "--metrics-interval",
+            "1s",
+        ],
+        dir.path(),
+        port,
+        listening,
+    );
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/a");
+    until_status(&client, &url, 200).await;
+    for _ in 0..9 {
+        assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    }
+    // At least 10 answered; the warm-up may have seen a 404 or 503 before the route applied.
+    let mut board = serde_json::Value::Null;
+    for _ in 0..100 {
+        board = api.get("/v1/namespaces/default/health?window=60s").await.1;
+        if board["codes"]["200"].as_u64() == Some(10) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(board["codes"]["200"], 10, "{board}");
+    assert_eq!(board["top_apis"][0]["api"], "a GET");
+    assert!(board["p50_ms"].as_f64().unwrap() >= 20.0 * 0.968, "{board}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_metric_queries_are_refused_naming_the_parameter() {
     let dir = tempfile::tempdir().unwrap();
     let sluice = Sluice::up(dir.path());

@@ -71,6 +71,7 @@ pub fn router(state: AppState, auth: Auth, body_limit: usize) -> Router {
         .route(&format!("{resource}/rollback"), post(rollback_resource))
         .route("/metrics", get(metrics::exposition))
         .route("/v1/metrics/usage", get(metrics::usage))
+        .route("/v1/metrics/steps", post(metrics::push_step))
         .route("/v1/query", get(metrics::series))
         .route("/v1/namespaces/{ns}/health", get(metrics::health))
         .route("/v1/namespaces/{ns}/metrics", post(metrics::push))

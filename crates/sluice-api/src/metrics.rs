@@ -279,3 +279,41 @@ pub async fn exposition(State(state): State<AppState>) -> Result<Response, ApiEr
     );
     Ok(response)
 }
+
+/// `POST /v1/metrics/steps` with a [`StepBatch`]: a standalone gateway's recording of
+/// one step, merged into the same series as the in-process gateway's.
+pub async fn push_step(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    ApiJson(batch): ApiJson<sluice_metrics::recorder::StepBatch>,
+) -> Result<Json<Value>, ApiError> {
+    let metrics = metrics(&state)?;
+    let now = unix_now();
+    let oldest = now.saturating_sub(longest_retention(&metrics.db));
+    let (time, series) = batch.validate(oldest, now).map_err(metrics_error)?;
+    if let Some(allowed) = &access.namespaces {
+        if let Some((key, _)) = series
+            .iter()
+            .find(|(key, _)| !allowed.iter().any(|ns| ns == key.label("namespace")))
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "this token does not cover namespace {:?} of series {key}",
+                    key.label("namespace")
+                ),
+            ));
+        }
+    }
+    let accepted = series.len();
+    let db = Arc::clone(&metrics.db);
+    blocking(move || {
+        for (key, agg) in &series {
+            db.add(key, time, agg)?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Json(json!({ "accepted": accepted })))
+}

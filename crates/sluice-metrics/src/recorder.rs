@@ -423,6 +423,49 @@ mod tests {
     }
 
     #[test]
+    fn pushed_steps_round_trip_and_are_checked() {
+        let recorder = Recorder::new(10);
+        recorder.record(&sample("a", 200, 10));
+        let batch = StepBatch::new(1_000, recorder.drain());
+        let json = serde_json::to_string(&batch).unwrap();
+        let back: StepBatch = serde_json::from_str(&json).unwrap();
+        let (time, series) = back.clone().validate(0, 2_000).unwrap();
+        assert_eq!((time, series.len()), (1_000, 2));
+        assert!(back
+            .clone()
+            .validate(1_500, 2_000)
+            .unwrap_err()
+            .to_string()
+            .contains("time"));
+        let mut renamed = back.clone();
+        renamed.series[0].name = "logins".into();
+        assert!(renamed
+            .validate(0, 2_000)
+            .unwrap_err()
+            .to_string()
+            .contains("series[0].name"));
+        let mut labelled = back.clone();
+        labelled.series[1].labels.insert("user".into(), "x".into());
+        assert!(labelled
+            .validate(0, 2_000)
+            .unwrap_err()
+            .to_string()
+            .contains("series[1].labels"));
+        let mut broken = back;
+        let histogram = broken
+            .series
+            .iter_mut()
+            .find(|s| s.histogram.is_some())
+            .unwrap();
+        histogram.histogram = Some(vec![(5000, 1)]);
+        assert!(broken
+            .validate(0, 2_000)
+            .unwrap_err()
+            .to_string()
+            .contains("histogram"));
+    }
+
+    #[test]
     fn cells_are_bounded_and_overflow_is_counted() {
         let recorder = Recorder::new(2);
         for route in ["a", "b", "c", "d"] {
@@ -444,5 +487,148 @@ mod tests {
             .find(|(k, _)| k.label("code") == "other")
             .unwrap();
         assert_eq!(other.1.count, 4);
+    }
+}
+
+/// One series of a step on the wire (a standalone gateway's push).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireSeries {
+    /// `requests` or `latency_ms`.
+    pub name: String,
+    /// Its labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Samples.
+    pub count: u64,
+    /// Their sum.
+    pub sum: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+    /// Histogram buckets `[bucket, count]` (latency series).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<Vec<(u16, u64)>>,
+}
+
+/// A step of a gateway's recording, pushed to the control plane.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepBatch {
+    /// The step's start, Unix seconds.
+    pub time: u64,
+    /// Its series.
+    pub series: Vec<WireSeries>,
+}
+
+/// Labels a gateway series may carry.
+const GATEWAY_LABELS: [&str; 5] = ["namespace", "service", "api", "instance", "code"];
+/// Most series in one pushed step.
+pub const MAX_STEP_SERIES: usize = 100_000;
+
+impl StepBatch {
+    /// A batch of what a recorder drained.
+    pub fn new(time: u64, drained: Vec<(SeriesKey, Agg)>) -> Self {
+        StepBatch {
+            time,
+            series: drained
+                .into_iter()
+                .map(|(key, agg)| WireSeries {
+                    name: key.name,
+                    labels: key.labels,
+                    count: agg.count,
+                    sum: agg.sum,
+                    min: agg.min,
+                    max: agg.max,
+                    histogram: agg.histogram.map(|h| h.buckets),
+                })
+                .collect(),
+        }
+    }
+
+    /// Checks a pushed batch (gateway series only, sane numbers, a time within
+    /// `oldest..=now + 60`) and turns it into series to add.
+    pub fn validate(
+        self,
+        oldest: u64,
+        now: u64,
+    ) -> Result<(u64, Vec<(SeriesKey, Agg)>), crate::MetricsError> {
+        let bad = |message: String| Err(crate::MetricsError::Invalid(message));
+        if self.time < oldest || self.time > now + 60 {
+            return bad(format!(
+                "time {} is outside the stored tiers ({oldest}..={})",
+                self.time,
+                now + 60
+            ));
+        }
+        if self.series.len() > MAX_STEP_SERIES {
+            return bad(format!(
+                "series: {} in one step; at most {MAX_STEP_SERIES}",
+                self.series.len()
+            ));
+        }
+        let mut out = Vec::with_capacity(self.series.len());
+        for (i, series) in self.series.into_iter().enumerate() {
+            let at = |field: &str| format!("series[{i}].{field}");
+            if series.name != "requests" && series.name != "latency_ms" {
+                return bad(format!(
+                    "{}: {:?} is not a gateway series (requests, latency_ms)",
+                    at("name"),
+                    series.name
+                ));
+            }
+            if let Some(label) = series
+                .labels
+                .keys()
+                .find(|k| !GATEWAY_LABELS.contains(&k.as_str()))
+            {
+                return bad(format!(
+                    "{}: {label:?} is not a gateway label",
+                    at("labels")
+                ));
+            }
+            if series.labels.values().any(|v| v.len() > 512) {
+                return bad(format!("{}: a value is over 512 bytes", at("labels")));
+            }
+            if !(series.sum.is_finite() && series.min.is_finite() && series.max.is_finite())
+                || series.count == 0
+            {
+                return bad(format!(
+                    "{}: count, sum, min and max must be finite, count above 0",
+                    at("count")
+                ));
+            }
+            let histogram = match series.histogram {
+                None => None,
+                Some(buckets) => {
+                    if buckets.windows(2).any(|w| w[0].0 >= w[1].0)
+                        || buckets
+                            .iter()
+                            .any(|(b, _)| usize::from(*b) >= crate::hist::BUCKETS)
+                    {
+                        return bad(format!(
+                            "{}: buckets must ascend within 0..{}",
+                            at("histogram"),
+                            crate::hist::BUCKETS
+                        ));
+                    }
+                    Some(Histogram { buckets })
+                }
+            };
+            out.push((
+                SeriesKey {
+                    name: series.name,
+                    labels: series.labels,
+                },
+                Agg {
+                    count: series.count,
+                    sum: series.sum,
+                    min: series.min,
+                    max: series.max,
+                    histogram,
+                },
+            ));
+        }
+        Ok((self.time, out))
     }
 }

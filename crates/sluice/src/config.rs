@@ -341,7 +341,7 @@ fn load(path: &Path) -> anyhow::Result<FileConfig> {
 /// Flags of `sluice gateway` (a standalone data-plane node).
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
-    /// Config file (TOML): keys `control`, `gateway`, `data`, `token`, `gateway_header_timeout`.
+    /// Config file (TOML): keys `control`, `gateway`, `data`, `token`, `gateway_header_timeout`, `metrics_interval`.
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Control-plane URLs, comma-separated; the gateway fails over between them.
@@ -359,6 +359,9 @@ pub struct GatewayArgs {
     /// How long a client may take to send a request's headers [default: 10s].
     #[arg(long, env = "SLUICE_GATEWAY_HEADER_TIMEOUT")]
     pub gateway_header_timeout: Option<String>,
+    /// How often the gateway pushes its request metrics to the control plane [default: 10s].
+    #[arg(long, env = "SLUICE_METRICS_INTERVAL")]
+    pub metrics_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -369,6 +372,7 @@ struct GatewayFile {
     data: Option<PathBuf>,
     token: Option<String>,
     gateway_header_timeout: Option<String>,
+    metrics_interval: Option<String>,
 }
 
 /// The settings of a standalone gateway.
@@ -384,6 +388,8 @@ pub struct StandaloneGatewayConfig {
     pub token: Option<String>,
     /// Listener settings.
     pub gateway: sluice_gateway::GatewayConfig,
+    /// How often request metrics are pushed.
+    pub metrics_interval: Duration,
 }
 
 impl GatewayArgs {
@@ -436,6 +442,17 @@ impl GatewayArgs {
                 .unwrap_or_else(|| PathBuf::from("./sluice-gateway-data")),
             token: self.token.or(file.token),
             gateway,
+            metrics_interval: {
+                let interval = duration(
+                    "metrics_interval",
+                    self.metrics_interval.or(file.metrics_interval),
+                    Duration::from_secs(10),
+                )?;
+                if interval < Duration::from_secs(1) || interval > Duration::from_secs(3600) {
+                    bail!("metrics_interval must be within 1s..=1h");
+                }
+                interval
+            },
         })
     }
 }

@@ -137,6 +137,36 @@ impl Drop for Sluice {
     }
 }
 
+/// Sends a large body again, up to five times, for the answer a closing server left unread.
+async fn resend_large_body(
+    http: &Http,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> reqwest::Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut last = None;
+    for _ in 0..5 {
+        let mut request = http
+            .client
+            .request(method.clone(), format!("{}{path}", http.base));
+        if let Some(token) = &http.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        match request.send().await {
+            Ok(response) => return response,
+            Err(error) => last = Some(error),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("send request: {last:?}");
+}
+
 /// A small JSON HTTP client for tests.
 #[derive(Clone)]
 pub struct Http {
@@ -171,6 +201,7 @@ impl Http {
         path: &str,
         body: Option<&str>,
     ) -> (u16, Option<u64>, Value) {
+        let method_name = method;
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
@@ -181,7 +212,15 @@ impl Http {
                 .header("content-type", "application/json")
                 .body(body.to_owned());
         }
-        let response = request.send().await.expect("send request");
+        let response = match request.send().await {
+            Ok(response) => response,
+            // A server refusing a large body may close before the client is done
+            // sending it, so the client never reads the answer: send once more.
+            Err(error) if body.is_some_and(|b| b.len() > 1024 * 1024) && error.is_request() => {
+                resend_large_body(self, method_name, path, body).await
+            }
+            Err(error) => panic!("send request: {error:?}"),
+        };
         let status = response.status().as_u16();
         let index = response
             .headers()

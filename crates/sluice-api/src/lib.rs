@@ -3,6 +3,7 @@
 //! bearer-token access control. Every error is `{"error": {"code", "message"}}`
 //! with a 4xx/5xx status; bodies are size-limited and parsed strictly.
 
+mod alarms;
 mod auth;
 mod error;
 mod json;
@@ -69,6 +70,15 @@ pub fn router(state: AppState, auth: Auth, body_limit: usize) -> Router {
         )
         .route(&format!("{resource}/history"), get(resource_history))
         .route(&format!("{resource}/rollback"), post(rollback_resource))
+        .route("/v1/namespaces/{ns}/alarms", get(alarms::list))
+        .route(
+            "/v1/namespaces/{ns}/alarms/{id}/ack",
+            post(alarms::acknowledge),
+        )
+        .route(
+            "/v1/namespaces/{ns}/notifications",
+            get(alarms::notifications),
+        )
         .route("/metrics", get(metrics::exposition))
         .route("/v1/metrics/usage", get(metrics::usage))
         .route("/v1/metrics/steps", post(metrics::push_step))

@@ -53,6 +53,17 @@ impl Kinds {
         kinds.register("Concurrency", |spec| {
             parse_spec::<sluice_model::ConcurrencySpec>(spec)?.validate()
         });
+        kinds.register("AlarmRule", |spec| {
+            parse_spec::<sluice_model::AlarmRuleSpec>(spec)?.validate()
+        });
+        kinds.register("Notifier", |spec| {
+            parse_spec::<sluice_model::NotifierSpec>(spec)?.validate()
+        });
+        kinds.register("Mute", |spec| {
+            parse_spec::<sluice_model::MuteSpec>(spec)?
+                .validate()
+                .map(|_| ())
+        });
         kinds.register("Breaker", |spec| {
             parse_spec::<sluice_model::BreakerSpec>(spec)?.validate()
         });

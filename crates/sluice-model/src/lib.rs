@@ -5,12 +5,17 @@
 //! API validates input through these types, so a bad name is rejected with the
 //! same clear message wherever it enters.
 
+mod alarm;
 mod instance;
 mod name;
 mod protect;
 mod resource;
 mod route;
 
+pub use alarm::{
+    validate_template, AlarmRuleSpec, AlertmanagerSpec, ChangeRule, Direction, MuteSpec,
+    NotifierSpec, Severity, WebhookFormat, WebhookSpec, TEMPLATE_FIELDS,
+};
 pub use instance::{
     duration_text, validate_address, validate_labels, validate_weight, CheckKind, HealthCheck,
     InstanceSpec, InvalidField, DEFAULT_WEIGHT, MAX_LABELS, MAX_WEIGHT,

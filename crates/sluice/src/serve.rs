@@ -135,6 +135,21 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
         sources,
         stop_rx.clone(),
     ));
+    let alarm_resources = Arc::new(parking_lot::RwLock::new(
+        sluice_alarm::judge::Resources::default(),
+    ));
+    sluice_alarm::judge::follow_resources(Arc::clone(&store), Arc::clone(&alarm_resources));
+    let judge = tokio::spawn(sluice_alarm::judge::run(
+        Arc::clone(&store),
+        Arc::clone(&metrics_db),
+        alarm_resources,
+        stop_rx.clone(),
+    ));
+    let sender = tokio::spawn(sluice_alarm::notify::run_sender(
+        Arc::clone(&store),
+        Arc::new(sluice_alarm::notify::DeliveryStats::default()),
+        stop_rx.clone(),
+    ));
     let tls_task = match (&gateway, &config.gateway_tls) {
         (Some((gateway, _)), Some((address, certificates))) => {
             let tls = sluice_gateway::tls_server_config(certificates)
@@ -177,9 +192,15 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
     shutdown_signal().await;
     eprintln!("sluice: shutting down (in-flight requests get {SHUTDOWN_GRACE:?})");
     let _ = stop_tx.send(true);
-    for task in [gateway_task, tls_task, Some(flusher)]
-        .into_iter()
-        .flatten()
+    for task in [
+        gateway_task,
+        tls_task,
+        Some(flusher),
+        Some(judge),
+        Some(sender),
+    ]
+    .into_iter()
+    .flatten()
     {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, task).await;
     }

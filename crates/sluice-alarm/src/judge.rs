@@ -1,0 +1,549 @@
+//! The judge: every step, each enabled `AlarmRule` is read over its window from the
+//! metrics store, its groups advance through the state machine, and due
+//! notifications are grouped per (notifier, rule), throttled, checked against
+//! `Mute`s and stored for delivery.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use serde::de::DeserializeOwned;
+use sluice_metrics::query::{self, SeriesQuery};
+use sluice_metrics::Db;
+use sluice_model::{AlarmRuleSpec, MuteSpec, NotifierSpec, Resource};
+use sluice_store::{follow, list_all, EventKind, FollowUpdate, Store};
+
+use crate::notify::{enqueue, Notification, Target};
+use crate::rules::{advance, alarm_labels, condition_holds};
+use crate::{Alarm, AlarmState, ALARMS_PREFIX};
+
+type Id = (String, String);
+
+/// The alarm resources in force.
+#[derive(Debug, Default)]
+pub struct Resources {
+    /// Rules by (namespace, name).
+    pub rules: BTreeMap<Id, AlarmRuleSpec>,
+    /// Notifiers by (namespace, name).
+    pub notifiers: BTreeMap<Id, NotifierSpec>,
+    /// Mutes by (namespace, name), with their (start, end) in Unix ms.
+    pub mutes: BTreeMap<Id, (MuteSpec, Option<i64>, i64)>,
+}
+
+fn apply<T: DeserializeOwned>(
+    map: &mut BTreeMap<Id, T>,
+    prefix: &str,
+    update: FollowUpdate,
+    parse: impl Fn(T) -> Option<T>,
+) {
+    if matches!(update, FollowUpdate::Snapshot { .. }) {
+        map.clear();
+    }
+    let mut one = |kind: EventKind, key: &str, value: &[u8]| {
+        let Some((ns, name)) = key.strip_prefix(prefix).and_then(|r| r.split_once('/')) else {
+            return;
+        };
+        let id = (ns.to_owned(), name.to_owned());
+        if kind == EventKind::Delete {
+            map.remove(&id);
+            return;
+        }
+        let spec = serde_json::from_slice::<Resource>(value)
+            .ok()
+            .and_then(|r| serde_json::from_value::<T>(r.spec).ok())
+            .and_then(&parse);
+        match spec {
+            Some(spec) => {
+                map.insert(id, spec);
+            }
+            None => {
+                tracing::warn!(key, "ignoring an unreadable alarm resource");
+                map.remove(&id);
+            }
+        }
+    };
+    match update {
+        FollowUpdate::Snapshot { kvs, .. } => {
+            for kv in kvs {
+                one(EventKind::Put, &kv.key, &kv.value);
+            }
+        }
+        FollowUpdate::Events(events) => {
+            for event in events {
+                one(event.kind, &event.kv.key, &event.kv.value);
+            }
+        }
+    }
+}
+
+/// Follows the alarm kinds from the store into `resources`.
+pub fn follow_resources(store: Arc<dyn Store>, resources: Arc<RwLock<Resources>>) {
+    let r = Arc::clone(&resources);
+    tokio::spawn(follow(
+        Arc::clone(&store),
+        "res/AlarmRule/".into(),
+        move |u| {
+            apply(
+                &mut r.write().rules,
+                "res/AlarmRule/",
+                u,
+                |s: AlarmRuleSpec| s.validate().is_ok().then_some(s),
+            )
+        },
+    ));
+    let r = Arc::clone(&resources);
+    tokio::spawn(follow(
+        Arc::clone(&store),
+        "res/Notifier/".into(),
+        move |u| {
+            apply(
+                &mut r.write().notifiers,
+                "res/Notifier/",
+                u,
+                |s: NotifierSpec| s.validate().is_ok().then_some(s),
+            )
+        },
+    ));
+    let r = resources;
+    tokio::spawn(follow(store, "res/Mute/".into(), move |u| {
+        let mut held: BTreeMap<Id, MuteSpec> = r
+            .read()
+            .mutes
+            .iter()
+            .map(|(id, (spec, _, _))| (id.clone(), spec.clone()))
+            .collect();
+        apply(&mut held, "res/Mute/", u, |s: MuteSpec| {
+            s.validate().is_ok().then_some(s)
+        });
+        r.write().mutes = held
+            .into_iter()
+            .filter_map(|(id, spec)| {
+                let (starts, ends) = spec.validate().ok()?;
+                Some((id, (spec, starts, ends)))
+            })
+            .collect();
+    }));
+}
+
+/// Whether a mute of `namespace` silences `alarm` at `now_ms`.
+pub fn muted(resources: &Resources, alarm: &Alarm, now_ms: i64) -> bool {
+    resources
+        .mutes
+        .iter()
+        .any(|((ns, _), (spec, starts, ends))| {
+            *ns == alarm.namespace
+                && starts.is_none_or(|s| s <= now_ms)
+                && now_ms < *ends
+                && spec.matching.iter().all(|(k, v)| {
+                    if k == "rule" {
+                        alarm.rule == *v
+                    } else {
+                        alarm.labels.get(k) == Some(v)
+                    }
+                })
+        })
+}
+
+/// One group's value at an evaluation.
+struct Observation {
+    labels: BTreeMap<String, String>,
+    value: Option<f64>,
+    active: bool,
+}
+
+fn last_value(points: &[(u64, Option<f64>)]) -> Option<f64> {
+    points.iter().rev().find_map(|(_, v)| *v)
+}
+
+/// Reads a rule's groups over its window at `now`.
+fn observe(db: &Db, namespace: &str, spec: &AlarmRuleSpec, now: u64) -> Vec<Observation> {
+    let step = db.tiers().first().map_or(10, |t| t.step_s).max(1);
+    let to = now - now % step;
+    let window = spec.window.map_or(step, |w| w.as_secs()).max(step);
+    let mut matching = spec.matching.clone();
+    if !spec.metric.starts_with("host_") {
+        matching.insert("namespace".into(), namespace.to_owned());
+    }
+    let by: Vec<String> = spec
+        .by
+        .clone()
+        .unwrap_or_else(|| spec.matching.keys().cloned().collect());
+    let query = |from: u64, to: u64, step: u64| SeriesQuery {
+        metric: spec.metric.clone(),
+        matching: matching.clone(),
+        by: Some(by.clone()),
+        agg: spec.agg.clone(),
+        from,
+        to,
+        step,
+    };
+    let read = |q: SeriesQuery| -> BTreeMap<BTreeMap<String, String>, Option<f64>> {
+        match query::series(db, &q, now) {
+            Ok(answer) => answer
+                .series
+                .into_iter()
+                .map(|s| (s.labels, last_value(&s.points)))
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, metric = spec.metric, "an alarm rule's query failed");
+                BTreeMap::new()
+            }
+        }
+    };
+    let current = read(query(to.saturating_sub(window), to, window));
+    let earlier = spec.change.as_ref().map(|change| {
+        let back = change.compared_to.as_secs();
+        let to = to.saturating_sub(back);
+        read(query(to.saturating_sub(window), to, window))
+    });
+    let mut out: Vec<Observation> = current
+        .iter()
+        .map(|(labels, value)| {
+            let before = earlier
+                .as_ref()
+                .and_then(|e| e.get(labels).copied().flatten());
+            Observation {
+                labels: labels.clone(),
+                value: *value,
+                active: condition_holds(spec, *value, before),
+            }
+        })
+        .collect();
+    if let Some(absent) = spec.absent {
+        let span = absent.as_secs().max(step);
+        let recent = read(query(to.saturating_sub(span), to, span));
+        let has_data = recent.values().any(Option::is_some);
+        let labels: BTreeMap<String, String> = spec
+            .matching
+            .iter()
+            .filter(|(k, _)| by.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        match out.iter_mut().find(|o| o.labels == labels) {
+            Some(observation) => observation.active |= !has_data,
+            None => out.push(Observation {
+                labels,
+                value: None,
+                active: !has_data,
+            }),
+        }
+    }
+    out
+}
+
+/// A group of notifications: one (namespace, notifier, rule).
+#[derive(Debug, Default)]
+struct Group {
+    /// Alarms waiting to be told, by ID.
+    waiting: BTreeMap<String, Alarm>,
+    /// When the first of them started waiting.
+    since: Option<u64>,
+    /// When the group last sent.
+    last_sent: Option<u64>,
+}
+
+/// The judge's memory between evaluations (groups; alarms live in the store).
+#[derive(Debug, Default)]
+pub struct JudgeState {
+    groups: HashMap<(String, String, String), Group>,
+}
+
+async fn load_alarms(store: &dyn Store) -> HashMap<String, (String, Alarm)> {
+    match list_all(store, ALARMS_PREFIX).await {
+        Ok((kvs, _)) => kvs
+            .into_iter()
+            .filter_map(|kv| {
+                let alarm: Alarm = serde_json::from_slice(&kv.value).ok()?;
+                Some((alarm.id.clone(), (kv.key, alarm)))
+            })
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot list alarms");
+            HashMap::new()
+        }
+    }
+}
+
+/// An alarm's key in the store.
+pub fn alarm_key(alarm: &Alarm) -> String {
+    format!("{ALARMS_PREFIX}{}/{}", alarm.namespace, alarm.id)
+}
+
+async fn save(store: &dyn Store, alarm: &Alarm) {
+    let mut alarm = alarm.clone();
+    // An acknowledgement written through the API since the judge read the alarm stays.
+    if let Ok(Some(kv)) = store.get(&alarm_key(&alarm)).await {
+        if let Ok(held) = serde_json::from_slice::<Alarm>(&kv.value) {
+            if held.acknowledged && held.fired_at == alarm.fired_at {
+                alarm.acknowledged = true;
+            }
+        }
+    }
+    let alarm = &alarm;
+    let bytes = serde_json::to_vec(alarm).unwrap_or_default();
+    if let Err(error) = store.put(&alarm_key(alarm), bytes, None).await {
+        tracing::warn!(%error, alarm = alarm.id, "cannot save an alarm");
+    }
+}
+
+/// One evaluation of every rule at `now` (Unix seconds).
+pub async fn evaluate(
+    store: &Arc<dyn Store>,
+    db: &Arc<Db>,
+    resources: &Arc<RwLock<Resources>>,
+    state: &mut JudgeState,
+    now: u64,
+) {
+    let rules: Vec<(Id, AlarmRuleSpec)> = resources
+        .read()
+        .rules
+        .iter()
+        .filter(|(_, spec)| !spec.disabled)
+        .map(|(id, spec)| (id.clone(), spec.clone()))
+        .collect();
+    let mut stored = load_alarms(&**store).await;
+    let mut current: Vec<(Alarm, Option<AlarmState>, AlarmRuleSpec)> = Vec::new();
+    for ((namespace, rule), spec) in &rules {
+        let observations = {
+            let (db, namespace, spec) = (Arc::clone(db), namespace.clone(), spec.clone());
+            tokio::task::spawn_blocking(move || observe(&db, &namespace, &spec, now))
+                .await
+                .unwrap_or_default()
+        };
+        let mut seen = Vec::new();
+        for observation in observations {
+            let labels = alarm_labels(spec, &observation.labels);
+            let id = crate::alarm_id(namespace, rule, &labels);
+            seen.push(id.clone());
+            let existing = stored.remove(&id).map(|(_, a)| a);
+            let had = existing.is_some();
+            let step = advance(
+                existing,
+                namespace,
+                rule,
+                spec,
+                labels,
+                observation.active,
+                observation.value,
+                now,
+            );
+            match step.alarm {
+                Some(alarm) => {
+                    if step.changed {
+                        save(&**store, &alarm).await;
+                    }
+                    current.push((alarm, step.event, spec.clone()));
+                }
+                None if had => {
+                    let key = format!("{ALARMS_PREFIX}{namespace}/{id}");
+                    let _ = store.delete(&key).await;
+                }
+                None => {}
+            }
+        }
+        // This rule's alarms whose groups had no data this time: the condition does not hold.
+        let others: Vec<String> = stored
+            .iter()
+            .filter(|(id, (_, a))| {
+                a.namespace == *namespace && a.rule == *rule && !seen.contains(id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in others {
+            let Some((key, alarm)) = stored.remove(&id) else {
+                continue;
+            };
+            let labels = alarm.labels.clone();
+            let step = advance(Some(alarm), namespace, rule, spec, labels, false, None, now);
+            match step.alarm {
+                Some(alarm) => {
+                    if step.changed {
+                        save(&**store, &alarm).await;
+                    }
+                    current.push((alarm, step.event, spec.clone()));
+                }
+                None => {
+                    let _ = store.delete(&key).await;
+                }
+            }
+        }
+    }
+    // Alarms of rules that are gone (or disabled) are forgotten.
+    for (key, alarm) in stored.into_values() {
+        let exists = rules
+            .iter()
+            .any(|((ns, name), _)| *ns == alarm.namespace && *name == alarm.rule);
+        if !exists {
+            let _ = store.delete(&key).await;
+        }
+    }
+    notify(store, resources, state, current, now).await;
+}
+
+async fn notify(
+    store: &Arc<dyn Store>,
+    resources: &Arc<RwLock<Resources>>,
+    state: &mut JudgeState,
+    current: Vec<(Alarm, Option<AlarmState>, AlarmRuleSpec)>,
+    now: u64,
+) {
+    let now_ms = i64::try_from(now).unwrap_or(i64::MAX / 1000) * 1000;
+    let mut alarms: HashMap<String, Alarm> = HashMap::new();
+    {
+        let resources = resources.read();
+        for (alarm, event, spec) in current {
+            for notifier in &spec.notify {
+                let Some(settings) = resources
+                    .notifiers
+                    .get(&(alarm.namespace.clone(), notifier.clone()))
+                else {
+                    continue;
+                };
+                let last = alarm.notified.get(notifier);
+                let repeat = alarm.state == AlarmState::Firing
+                    && !alarm.acknowledged
+                    && last.is_none_or(|(at, _)| {
+                        now.saturating_sub(*at) >= settings.repeat_interval.as_secs()
+                    });
+                // A recovery is told only to notifiers that were told of the firing.
+                let recovery = event == Some(AlarmState::Resolved)
+                    && last.is_some_and(|(_, told)| *told == AlarmState::Firing);
+                let due = event == Some(AlarmState::Firing) || repeat || recovery;
+                if !due || muted(&resources, &alarm, now_ms) {
+                    continue;
+                }
+                let group = state
+                    .groups
+                    .entry((
+                        alarm.namespace.clone(),
+                        notifier.clone(),
+                        alarm.rule.clone(),
+                    ))
+                    .or_default();
+                group.since.get_or_insert(now);
+                group.waiting.insert(alarm.id.clone(), alarm.clone());
+            }
+            alarms.insert(alarm.id.clone(), alarm);
+        }
+    }
+    let mut touched: BTreeMap<String, Alarm> = BTreeMap::new();
+    let ready: Vec<((String, String, String), Vec<Alarm>)> = {
+        let resources = resources.read();
+        let mut ready = Vec::new();
+        for (key, group) in &mut state.groups {
+            if group.waiting.is_empty() {
+                continue;
+            }
+            let Some(settings) = resources.notifiers.get(&(key.0.clone(), key.1.clone())) else {
+                group.waiting.clear();
+                continue;
+            };
+            let since = group.since.unwrap_or(now);
+            let send = match group.last_sent {
+                None => now.saturating_sub(since) >= settings.group_wait.as_secs(),
+                Some(last) => now.saturating_sub(last) >= settings.group_interval.as_secs(),
+            };
+            if send {
+                let waiting = std::mem::take(&mut group.waiting);
+                // Send the latest version of each alarm.
+                let batch: Vec<Alarm> = waiting
+                    .into_values()
+                    .map(|a| alarms.get(&a.id).cloned().unwrap_or(a))
+                    .collect();
+                group.last_sent = Some(now);
+                group.since = None;
+                ready.push((key.clone(), batch));
+            }
+        }
+        ready
+    };
+    for ((namespace, notifier, rule), batch) in ready {
+        let target = {
+            let resources = resources.read();
+            let Some(settings) = resources
+                .notifiers
+                .get(&(namespace.clone(), notifier.clone()))
+            else {
+                continue;
+            };
+            match (&settings.webhook, &settings.alertmanager) {
+                (Some(webhook), _) => Target::Webhook {
+                    url: webhook.url.clone(),
+                    format: webhook.format,
+                    headers: webhook.headers.clone(),
+                },
+                (None, Some(alertmanager)) => Target::Alertmanager {
+                    url: alertmanager.url.clone(),
+                },
+                (None, None) => continue,
+            }
+        };
+        let notification = Notification {
+            namespace: namespace.clone(),
+            notifier: notifier.clone(),
+            rule,
+            created_at: now,
+            attempts: 0,
+            next_attempt: now,
+            last_error: None,
+            target,
+            alarms: batch.clone(),
+        };
+        if let Err(error) = enqueue(&**store, &notification).await {
+            tracing::warn!(%error, notifier, "cannot store a notification");
+            continue;
+        }
+        for alarm in batch {
+            let entry = touched
+                .entry(alarm.id.clone())
+                .or_insert_with(|| alarms.get(&alarm.id).cloned().unwrap_or(alarm.clone()));
+            entry.notified.insert(notifier.clone(), (now, alarm.state));
+        }
+    }
+    for alarm in touched.values() {
+        save(&**store, alarm).await;
+    }
+}
+
+/// Runs the judge every step (just after the step's flush) until `stop`.
+pub async fn run(
+    store: Arc<dyn Store>,
+    db: Arc<Db>,
+    resources: Arc<RwLock<Resources>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let step = db.tiers().first().map_or(10, |t| t.step_s).max(1);
+    let mut state = JudgeState::default();
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let next =
+            Duration::from_secs((now.as_secs() / step + 1) * step) + Duration::from_millis(300);
+        let wait = next.saturating_sub(now);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        evaluate(
+            &store,
+            &db,
+            &resources,
+            &mut state,
+            sluice_metrics::unix_now(),
+        )
+        .await;
+    }
+}
+
+/// Alarms of a namespace (or all), newest last seen first.
+pub async fn alarms(store: &dyn Store, namespace: &str) -> sluice_store::Result<Vec<Alarm>> {
+    let (kvs, _) = list_all(store, &format!("{ALARMS_PREFIX}{namespace}/")).await?;
+    let mut alarms: Vec<Alarm> = kvs
+        .into_iter()
+        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+        .collect();
+    alarms.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then_with(|| a.id.cmp(&b.id)));
+    Ok(alarms)
+}

@@ -1,0 +1,371 @@
+//! Notifications: kept in the store until delivered, delivered with retries and
+//! backoff, in the body each target wants — Sluice's JSON, the text messages Slack,
+//! Feishu, DingTalk and WeCom bots take, or Alertmanager's v2 alerts.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sluice_model::{format_time, WebhookFormat};
+use sluice_store::{list_all, Store};
+
+use crate::{Alarm, AlarmState, NOTIFY_PREFIX};
+
+/// Where a notification goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// A webhook.
+    Webhook {
+        /// URL.
+        url: String,
+        /// Body format.
+        format: WebhookFormat,
+        /// Extra headers.
+        headers: BTreeMap<String, String>,
+    },
+    /// Alertmanager's v2 API at this base URL.
+    Alertmanager {
+        /// Base URL.
+        url: String,
+    },
+}
+
+/// A notification waiting for delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// The namespace.
+    pub namespace: String,
+    /// The notifier's name.
+    pub notifier: String,
+    /// The rule.
+    pub rule: String,
+    /// When it was made (Unix seconds).
+    pub created_at: u64,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// When the next attempt is due.
+    pub next_attempt: u64,
+    /// What the last attempt met.
+    pub last_error: Option<String>,
+    /// Where it goes.
+    pub target: Target,
+    /// The alarms it tells about, as they were.
+    pub alarms: Vec<Alarm>,
+}
+
+/// How long an undelivered notification is tried before it is given up.
+pub const GIVE_UP_AFTER_S: u64 = 24 * 3600;
+
+fn unique() -> u64 {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    SEQUENCE.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Notification {
+    /// Its key in the store.
+    pub fn key(&self) -> String {
+        format!(
+            "{NOTIFY_PREFIX}{}/{:020}-{:016x}-{:08}",
+            self.namespace,
+            self.created_at,
+            fastrand::u64(..),
+            unique()
+        )
+    }
+
+    /// The overall state: firing when any alarm fires.
+    pub fn state(&self) -> AlarmState {
+        if self.alarms.iter().any(|a| a.state == AlarmState::Firing) {
+            AlarmState::Firing
+        } else {
+            AlarmState::Resolved
+        }
+    }
+
+    /// The text of a bot message.
+    pub fn text(&self) -> String {
+        self.alarms
+            .iter()
+            .map(|a| format!("[{}] {}", a.state.as_str().to_uppercase(), a.message))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The URL, extra headers and body of a delivery.
+    pub fn request(&self) -> (String, BTreeMap<String, String>, Value) {
+        match &self.target {
+            Target::Webhook {
+                url,
+                format,
+                headers,
+            } => {
+                let body = match format {
+                    WebhookFormat::Json => self.json(),
+                    WebhookFormat::Slack => json!({ "text": self.text() }),
+                    WebhookFormat::Feishu => {
+                        json!({ "msg_type": "text", "content": { "text": self.text() } })
+                    }
+                    WebhookFormat::Dingtalk | WebhookFormat::Wecom => {
+                        json!({ "msgtype": "text", "text": { "content": self.text() } })
+                    }
+                };
+                (url.clone(), headers.clone(), body)
+            }
+            Target::Alertmanager { url } => (
+                format!("{}/api/v2/alerts", url.trim_end_matches('/')),
+                BTreeMap::new(),
+                self.alertmanager(),
+            ),
+        }
+    }
+
+    fn json(&self) -> Value {
+        let first = self.alarms.first();
+        json!({
+            "namespace": self.namespace,
+            "notifier": self.notifier,
+            "rule": self.rule,
+            "state": self.state().as_str(),
+            "service": first.and_then(|a| a.labels.get("service")),
+            "severity": first.and_then(|a| a.labels.get("severity")),
+            "text": self.text(),
+            "alarms": self.alarms.iter().map(|a| json!({
+                "id": a.id,
+                "rule": a.rule,
+                "state": a.state.as_str(),
+                "labels": a.labels,
+                "value": a.value,
+                "threshold": a.threshold,
+                "message": a.message,
+                "count": a.count,
+                "first_seen": format_time(i64::try_from(a.first_seen).unwrap_or(0) * 1000),
+                "last_seen": format_time(i64::try_from(a.last_seen).unwrap_or(0) * 1000),
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    fn alertmanager(&self) -> Value {
+        let alerts: Vec<Value> = self
+            .alarms
+            .iter()
+            .map(|a| {
+                let mut labels = a.labels.clone();
+                labels.insert("alertname".into(), a.rule.clone());
+                labels.insert("namespace".into(), a.namespace.clone());
+                let starts = a.fired_at.unwrap_or(a.first_seen);
+                let mut alert = json!({
+                    "labels": labels,
+                    "annotations": {"summary": a.message},
+                    "startsAt": format_time(i64::try_from(starts).unwrap_or(0) * 1000),
+                    "generatorURL": format!("sluice://alarms/{}/{}", a.namespace, a.id),
+                });
+                if a.state == AlarmState::Resolved {
+                    let ends = a.resolved_at.unwrap_or(a.last_seen);
+                    alert["endsAt"] = json!(format_time(i64::try_from(ends).unwrap_or(0) * 1000));
+                }
+                alert
+            })
+            .collect();
+        Value::Array(alerts)
+    }
+}
+
+/// Delivery counts, for the metrics exposition.
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    /// Delivered.
+    pub delivered: AtomicU64,
+    /// Attempts that failed.
+    pub failed_attempts: AtomicU64,
+    /// Given up after a day of failures.
+    pub given_up: AtomicU64,
+}
+
+/// Stores a notification for delivery.
+pub async fn enqueue(store: &dyn Store, notification: &Notification) -> sluice_store::Result<()> {
+    let bytes = serde_json::to_vec(notification).unwrap_or_default();
+    store
+        .put(&notification.key(), bytes, None)
+        .await
+        .map(|_| ())
+}
+
+/// Notifications not yet delivered (of one namespace, or all with `None`).
+pub async fn pending(
+    store: &dyn Store,
+    namespace: Option<&str>,
+) -> sluice_store::Result<Vec<(String, Notification)>> {
+    let prefix = match namespace {
+        Some(ns) => format!("{NOTIFY_PREFIX}{ns}/"),
+        None => NOTIFY_PREFIX.to_owned(),
+    };
+    let (kvs, _) = list_all(store, &prefix).await?;
+    Ok(kvs
+        .into_iter()
+        .filter_map(|kv| Some((kv.key, serde_json::from_slice(&kv.value).ok()?)))
+        .collect())
+}
+
+async fn deliver(http: &reqwest::Client, notification: &Notification) -> Result<(), String> {
+    let (url, headers, body) = notification.request();
+    let mut request = http.post(&url).json(&body);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        let text = response.text().await.unwrap_or_default();
+        Err(format!(
+            "{url} answered {status}: {}",
+            text.chars().take(200).collect::<String>()
+        ))
+    }
+}
+
+/// Delivers due notifications every second until `stop`; retries with backoff
+/// (1 s doubling to 5 min), gives up after a day.
+pub async fn run_sender(
+    store: Arc<dyn Store>,
+    stats: Arc<DeliveryStats>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let http = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(http) => http,
+        Err(error) => {
+            tracing::warn!(%error, "cannot build the notification client");
+            return;
+        }
+    };
+    loop {
+        let now = sluice_metrics::unix_now();
+        match pending(&*store, None).await {
+            Ok(due) => {
+                for (key, mut notification) in due {
+                    if notification.next_attempt > now {
+                        continue;
+                    }
+                    match deliver(&http, &notification).await {
+                        Ok(()) => {
+                            stats.delivered.fetch_add(1, Ordering::Relaxed);
+                            if let Err(error) = store.delete(&key).await {
+                                tracing::warn!(%error, key, "cannot remove a delivered notification");
+                            }
+                        }
+                        Err(error) => {
+                            stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                            notification.attempts += 1;
+                            let backoff = 1u64 << notification.attempts.min(9);
+                            notification.next_attempt = now + backoff.min(300);
+                            tracing::warn!(
+                                notifier = notification.notifier,
+                                attempts = notification.attempts,
+                                error,
+                                "a notification was not delivered; retrying"
+                            );
+                            notification.last_error = Some(error);
+                            let result = if now.saturating_sub(notification.created_at)
+                                > GIVE_UP_AFTER_S
+                            {
+                                stats.given_up.fetch_add(1, Ordering::Relaxed);
+                                tracing::error!(
+                                    notifier = notification.notifier,
+                                    "giving up a notification after a day of failures"
+                                );
+                                store.delete(&key).await.map(|_| ())
+                            } else {
+                                let bytes = serde_json::to_vec(&notification).unwrap_or_default();
+                                store.put(&key, bytes, None).await.map(|_| ())
+                            };
+                            if let Err(error) = result {
+                                tracing::warn!(%error, key, "cannot update a notification");
+                            }
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot list notifications"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notification(format: WebhookFormat) -> Notification {
+        Notification {
+            namespace: "default".into(),
+            notifier: "hook".into(),
+            rule: "echo-errors".into(),
+            created_at: 1_795_341_600,
+            attempts: 0,
+            next_attempt: 0,
+            last_error: None,
+            target: Target::Webhook {
+                url: "http://127.0.0.1:9/x".into(),
+                format,
+                headers: BTreeMap::new(),
+            },
+            alarms: vec![Alarm {
+                id: "a1".into(),
+                namespace: "default".into(),
+                rule: "echo-errors".into(),
+                labels: BTreeMap::from([
+                    ("service".into(), "echo".into()),
+                    ("severity".into(), "warning".into()),
+                ]),
+                state: AlarmState::Firing,
+                value: Some(0.8),
+                threshold: Some(0.5),
+                message: "echo errors at 0.8".into(),
+                first_seen: 1_795_341_600,
+                last_seen: 1_795_341_600,
+                count: 1,
+                pending_since: None,
+                fired_at: Some(1_795_341_600),
+                resolved_at: None,
+                acknowledged: false,
+                notified: BTreeMap::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn bodies_take_each_targets_format() {
+        let (_, _, body) = notification(WebhookFormat::Json).request();
+        assert_eq!(body["rule"], "echo-errors");
+        assert_eq!(body["service"], "echo");
+        assert_eq!(body["state"], "firing");
+        assert_eq!(body["alarms"][0]["first_seen"], "2026-11-22T10:00:00.000Z");
+        let (_, _, slack) = notification(WebhookFormat::Slack).request();
+        assert_eq!(slack["text"], "[FIRING] echo errors at 0.8");
+        let (_, _, feishu) = notification(WebhookFormat::Feishu).request();
+        assert_eq!(feishu["msg_type"], "text");
+        assert_eq!(feishu["content"]["text"], "[FIRING] echo errors at 0.8");
+        let (_, _, dingtalk) = notification(WebhookFormat::Dingtalk).request();
+        assert_eq!(dingtalk["msgtype"], "text");
+        assert_eq!(dingtalk["text"]["content"], "[FIRING] echo errors at 0.8");
+        let mut am = notification(WebhookFormat::Json);
+        am.target = Target::Alertmanager {
+            url: "http://127.0.0.1:9093/".into(),
+        };
+        let (url, _, alerts) = am.request();
+        assert_eq!(url, "http://127.0.0.1:9093/api/v2/alerts");
+        assert_eq!(alerts[0]["labels"]["alertname"], "echo-errors");
+        assert!(alerts[0].get("endsAt").is_none());
+    }
+}

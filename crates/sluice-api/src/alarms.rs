@@ -1,0 +1,128 @@
+//! The alarm endpoints: alarms by state, acknowledging one, and notifications not
+//! yet delivered (with their attempts and last error).
+
+use axum::extract::{Path, RawQuery, State};
+use axum::Json;
+use serde_json::{json, Value};
+use sluice_alarm::{judge, notify, Alarm, AlarmState};
+use sluice_model::{format_time, validate_name};
+
+use crate::error::ApiError;
+use crate::routes::query as parse_query;
+use crate::AppState;
+
+fn store_error(error: sluice_store::StoreError) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        error.to_string(),
+    )
+}
+
+fn time(seconds: u64) -> String {
+    format_time(i64::try_from(seconds).unwrap_or(0).saturating_mul(1000))
+}
+
+fn view(alarm: &Alarm) -> Value {
+    json!({
+        "id": alarm.id,
+        "rule": alarm.rule,
+        "state": alarm.state.as_str(),
+        "labels": alarm.labels,
+        "value": alarm.value,
+        "threshold": alarm.threshold,
+        "message": alarm.message,
+        "count": alarm.count,
+        "first_seen": time(alarm.first_seen),
+        "last_seen": time(alarm.last_seen),
+        "fired_at": alarm.fired_at.map(time),
+        "resolved_at": alarm.resolved_at.map(time),
+        "acknowledged": alarm.acknowledged,
+        "notified": alarm.notified.iter().map(|(n, (at, state))| (n.clone(), json!({"at": time(*at), "state": state.as_str()}))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+/// `GET /v1/namespaces/{ns}/alarms?state=firing|pending|resolved|all`
+pub async fn list(
+    State(state): State<AppState>,
+    Path(ns): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let params = parse_query(raw, &["state"])?;
+    let wanted = match params.get("state").map(String::as_str) {
+        None | Some("all") => None,
+        Some("firing") => Some(AlarmState::Firing),
+        Some("pending") => Some(AlarmState::Pending),
+        Some("resolved") => Some(AlarmState::Resolved),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "query parameter state={other:?} is not firing, pending, resolved or all"
+            )))
+        }
+    };
+    let alarms = judge::alarms(&*state.store, &ns)
+        .await
+        .map_err(store_error)?;
+    let items: Vec<Value> = alarms
+        .iter()
+        .filter(|a| wanted.is_none_or(|w| a.state == w))
+        .map(view)
+        .collect();
+    Ok(Json(json!({ "namespace": ns, "items": items })))
+}
+
+/// `POST /v1/namespaces/{ns}/alarms/{id}/ack`: no repeats while it keeps firing.
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    Path((ns, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(format!("{id:?} is not an alarm ID")));
+    }
+    let key = format!("{}{ns}/{id}", sluice_alarm::ALARMS_PREFIX);
+    let kv = state
+        .store
+        .get(&key)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no alarm {id} in namespace {ns}")))?;
+    let mut alarm: Alarm = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::bad_request(format!("alarm {id} is unreadable: {e}")))?;
+    alarm.acknowledged = true;
+    let bytes = serde_json::to_vec(&alarm).unwrap_or_default();
+    state
+        .store
+        .put(&key, bytes, None)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(view(&alarm)))
+}
+
+/// `GET /v1/namespaces/{ns}/notifications`: notifications not yet delivered.
+pub async fn notifications(
+    State(state): State<AppState>,
+    Path(ns): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let pending = notify::pending(&*state.store, Some(&ns))
+        .await
+        .map_err(store_error)?;
+    let items: Vec<Value> = pending
+        .iter()
+        .map(|(_, n)| {
+            json!({
+                "notifier": n.notifier,
+                "rule": n.rule,
+                "state": n.state().as_str(),
+                "created_at": time(n.created_at),
+                "attempts": n.attempts,
+                "next_attempt": time(n.next_attempt),
+                "last_error": n.last_error,
+                "alarms": n.alarms.len(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "namespace": ns, "items": items })))
+}

@@ -1,0 +1,578 @@
+//! Alarm resources: `AlarmRule` (a condition over a series, held for a while),
+//! `Notifier` (where notifications go, and how often) and `Mute` (label matchers that
+//! silence notifications until a time). Each validates itself; errors name the
+//! field as `spec.FIELD`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::instance::{duration_text, optional_duration_text, InvalidField};
+use crate::validate_name;
+
+fn name_ok(name: &str, max: usize) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= max
+}
+
+fn check_labels(field: &str, labels: &BTreeMap<String, String>) -> Result<(), InvalidField> {
+    if labels.len() > 16 {
+        return Err(InvalidField::new(field, "at most 16 labels"));
+    }
+    for (name, value) in labels {
+        if !name_ok(name, 64) {
+            return Err(InvalidField::new(
+                format!("{field}.{name}"),
+                format!("{name:?} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
+            ));
+        }
+        if value.len() > 256 {
+            return Err(InvalidField::new(
+                format!("{field}.{name}"),
+                "a label value is at most 256 bytes",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Placeholders a message template may use.
+pub const TEMPLATE_FIELDS: [&str; 5] = ["rule", "state", "value", "severity", "threshold"];
+
+/// Checks a message template: `{{rule}}`, `{{state}}`, `{{value}}`, `{{severity}}`,
+/// `{{threshold}}` and `{{labels.NAME}}`, balanced.
+pub fn validate_template(field: &str, template: &str) -> Result<(), InvalidField> {
+    if template.len() > 2048 {
+        return Err(InvalidField::new(field, "at most 2048 bytes"));
+    }
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or_else(|| {
+            InvalidField::new(
+                field,
+                format!("an opened {{{{ is never closed at {:?}", &rest[start..]),
+            )
+        })?;
+        let name = after[..end].trim();
+        let known = TEMPLATE_FIELDS.contains(&name)
+            || name
+                .strip_prefix("labels.")
+                .is_some_and(|label| name_ok(label, 64));
+        if !known {
+            return Err(InvalidField::new(
+                field,
+                format!(
+                    "{{{{{name}}}}} is not one of {}, labels.NAME",
+                    TEMPLATE_FIELDS.join(", ")
+                ),
+            ));
+        }
+        rest = &after[end + 2..];
+    }
+    if rest.contains("}}") {
+        return Err(InvalidField::new(field, "a }} closes nothing"));
+    }
+    Ok(())
+}
+
+/// Which way a change must go to count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Either way.
+    #[default]
+    Any,
+    /// Up only.
+    Up,
+    /// Down only.
+    Down,
+}
+
+/// A change against the same time a while ago (msec's DIFF / DIFF_PERCENT).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRule {
+    /// Fires when the value moved by more than this share (percent of the earlier value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// Fires when the value moved by more than this amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absolute: Option<f64>,
+    /// Which way.
+    #[serde(default)]
+    pub direction: Direction,
+    /// Compared with the value this long ago (default 1d: the same time yesterday).
+    #[serde(default = "one_day", with = "duration_text")]
+    pub compared_to: Duration,
+}
+
+fn one_day() -> Duration {
+    Duration::from_secs(86_400)
+}
+
+/// Alarm severities.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// For the record.
+    Info,
+    /// Look soon.
+    #[default]
+    Warning,
+    /// Look now.
+    Critical,
+}
+
+impl Severity {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+fn default_agg() -> String {
+    "avg".to_owned()
+}
+
+/// The spec of an `AlarmRule`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmRuleSpec {
+    /// A series: `qps`, `error_rate`, `p50_ms`, `p98_ms`, `p99_ms`, or a stored metric
+    /// (business metrics, `host_*`, `requests`, `latency_ms`).
+    pub metric: String,
+    /// Labels the series must have (the namespace is the rule's own).
+    #[serde(default, rename = "match")]
+    pub matching: BTreeMap<String, String>,
+    /// One alarm per value of these labels (default: the labels in `match`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<Vec<String>>,
+    /// How a stored metric reads (`avg`, `sum`, `count`, `min`, `max`, `rate`, `p50`, `p98`, `p99`).
+    #[serde(default = "default_agg")]
+    pub agg: String,
+    /// Fires above this value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<f64>,
+    /// Fires below this value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub below: Option<f64>,
+    /// Fires on a change against an earlier time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<ChangeRule>,
+    /// Fires when the series has had no data this long.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "optional_duration_text"
+    )]
+    pub absent: Option<Duration>,
+    /// How long the condition must hold before the alarm fires (default 0s).
+    #[serde(default, rename = "for", with = "duration_text")]
+    pub for_duration: Duration,
+    /// The span each evaluation reads (default: one step).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "optional_duration_text"
+    )]
+    pub window: Option<Duration>,
+    /// `info`, `warning` (default) or `critical`.
+    #[serde(default)]
+    pub severity: Severity,
+    /// Labels added to the alarm (for mutes and routing).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The notification's text, with `{{value}}`, `{{labels.service}}`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Notifiers (in the same namespace) told about it.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// Off: not evaluated (a namespace turning a template rule off).
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+impl AlarmRuleSpec {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        if !name_ok(&self.metric, 128) {
+            return Err(InvalidField::new(
+                "spec.metric",
+                format!("{:?} is not a metric name", self.metric),
+            ));
+        }
+        check_labels("spec.match", &self.matching)?;
+        check_labels("spec.labels", &self.labels)?;
+        if let Some(by) = &self.by {
+            if let Some(bad) = by.iter().find(|l| !name_ok(l, 64)) {
+                return Err(InvalidField::new(
+                    "spec.by",
+                    format!("{bad:?} is not a label name"),
+                ));
+            }
+        }
+        const AGGS: [&str; 9] = [
+            "avg", "sum", "count", "min", "max", "rate", "p50", "p98", "p99",
+        ];
+        if !AGGS.contains(&self.agg.as_str()) {
+            return Err(InvalidField::new(
+                "spec.agg",
+                format!("{:?} is not one of {}", self.agg, AGGS.join(", ")),
+            ));
+        }
+        for (field, value) in [("spec.above", self.above), ("spec.below", self.below)] {
+            if value.is_some_and(|v| !v.is_finite()) {
+                return Err(InvalidField::new(field, "must be a finite number"));
+            }
+        }
+        if let Some(change) = &self.change {
+            if change.percent.is_none() && change.absolute.is_none() {
+                return Err(InvalidField::new(
+                    "spec.change",
+                    "give percent or absolute (or both)",
+                ));
+            }
+            for (field, value) in [
+                ("spec.change.percent", change.percent),
+                ("spec.change.absolute", change.absolute),
+            ] {
+                if value.is_some_and(|v| !v.is_finite() || v < 0.0) {
+                    return Err(InvalidField::new(
+                        field,
+                        "must be a finite number, not negative",
+                    ));
+                }
+            }
+            if change.compared_to < Duration::from_secs(60)
+                || change.compared_to > Duration::from_secs(90 * 86_400)
+            {
+                return Err(InvalidField::new(
+                    "spec.change.compared_to",
+                    "must be within 1m..=90d",
+                ));
+            }
+        }
+        if self.above.is_none()
+            && self.below.is_none()
+            && self.change.is_none()
+            && self.absent.is_none()
+        {
+            return Err(InvalidField::new(
+                "spec.above",
+                "give a condition: above, below, change or absent",
+            ));
+        }
+        if self.for_duration > Duration::from_secs(7 * 86_400) {
+            return Err(InvalidField::new("spec.for", "at most 7d"));
+        }
+        if let Some(window) = self.window {
+            if window < Duration::from_secs(1) || window > Duration::from_secs(7 * 86_400) {
+                return Err(InvalidField::new("spec.window", "must be within 1s..=7d"));
+            }
+        }
+        if let Some(absent) = self.absent {
+            if absent < Duration::from_secs(1) || absent > Duration::from_secs(7 * 86_400) {
+                return Err(InvalidField::new("spec.absent", "must be within 1s..=7d"));
+            }
+        }
+        if let Some(message) = &self.message {
+            validate_template("spec.message", message)?;
+        }
+        for (i, notifier) in self.notify.iter().enumerate() {
+            validate_name("notifier", notifier)
+                .map_err(|e| InvalidField::new(format!("spec.notify[{i}]"), e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Text formats of a webhook.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// Sluice's JSON (rule, state, labels, value, ... per alarm).
+    #[default]
+    Json,
+    /// Slack incoming webhook: `{"text": ...}`.
+    Slack,
+    /// Feishu / Lark bot: `{"msg_type": "text", "content": {"text": ...}}`.
+    Feishu,
+    /// DingTalk robot: `{"msgtype": "text", "text": {"content": ...}}`.
+    Dingtalk,
+    /// WeCom (WeChat Work) robot: `{"msgtype": "text", "text": {"content": ...}}`.
+    Wecom,
+}
+
+/// A webhook notifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSpec {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// The body's format.
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// Extra headers (such as an authorization).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Forwarding to Alertmanager's v2 API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerSpec {
+    /// Alertmanager's base URL (`http://host:9093`).
+    pub url: String,
+}
+
+fn default_group_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_repeat_interval() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
+
+/// The spec of a `Notifier`: one way of delivery, and how notifications to it are
+/// grouped and throttled (Alertmanager's semantics, per rule).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierSpec {
+    /// A webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSpec>,
+    /// Alertmanager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alertmanager: Option<AlertmanagerSpec>,
+    /// How long a new group waits for more alarms before its first notification (default 0s).
+    #[serde(default, with = "duration_text")]
+    pub group_wait: Duration,
+    /// Least time between notifications of one group (default 1m).
+    #[serde(default = "default_group_interval", with = "duration_text")]
+    pub group_interval: Duration,
+    /// A still-firing alarm is notified again after this long (default 4h).
+    #[serde(default = "default_repeat_interval", with = "duration_text")]
+    pub repeat_interval: Duration,
+}
+
+fn check_url(field: &str, url: &str) -> Result<(), InvalidField> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| {
+            InvalidField::new(
+                field,
+                format!("{url:?} must start with http:// or https://"),
+            )
+        })?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || url.len() > 2048 || url.chars().any(char::is_whitespace) {
+        return Err(InvalidField::new(
+            field,
+            format!("{url:?} is not a URL with a host"),
+        ));
+    }
+    Ok(())
+}
+
+impl NotifierSpec {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        match (&self.webhook, &self.alertmanager) {
+            (Some(webhook), None) => {
+                check_url("spec.webhook.url", &webhook.url)?;
+                for name in webhook.headers.keys() {
+                    let ok = !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                    if !ok {
+                        return Err(InvalidField::new(
+                            "spec.webhook.headers",
+                            format!("{name:?} is not a header name"),
+                        ));
+                    }
+                }
+            }
+            (None, Some(alertmanager)) => check_url("spec.alertmanager.url", &alertmanager.url)?,
+            _ => {
+                return Err(InvalidField::new(
+                    "spec.webhook",
+                    "give exactly one of webhook and alertmanager",
+                ))
+            }
+        }
+        if self.group_wait > Duration::from_secs(3600) {
+            return Err(InvalidField::new("spec.group_wait", "at most 1h"));
+        }
+        if self.group_interval < Duration::from_secs(1)
+            || self.group_interval > Duration::from_secs(86_400)
+        {
+            return Err(InvalidField::new(
+                "spec.group_interval",
+                "must be within 1s..=1d",
+            ));
+        }
+        if self.repeat_interval < Duration::from_secs(1)
+            || self.repeat_interval > Duration::from_secs(30 * 86_400)
+        {
+            return Err(InvalidField::new(
+                "spec.repeat_interval",
+                "must be within 1s..=30d",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The spec of a `Mute`: alarms whose labels (and `rule`) match every matcher are not
+/// notified between `starts_at` and `ends_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MuteSpec {
+    /// Label matchers: exact values (`rule` matches the rule's name).
+    #[serde(rename = "match")]
+    pub matching: BTreeMap<String, String>,
+    /// When it starts (RFC 3339; default: at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<String>,
+    /// When it ends (RFC 3339).
+    pub ends_at: String,
+    /// Who muted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl MuteSpec {
+    /// Checks every field; returns (starts, ends) as Unix milliseconds.
+    pub fn validate(&self) -> Result<(Option<i64>, i64), InvalidField> {
+        if self.matching.is_empty() {
+            return Err(InvalidField::new(
+                "spec.match",
+                "give at least one matcher (a mute of everything is a mistake)",
+            ));
+        }
+        check_labels("spec.match", &self.matching)?;
+        let ends =
+            crate::parse_time(&self.ends_at).map_err(|e| InvalidField::new("spec.ends_at", e))?;
+        let starts = self
+            .starts_at
+            .as_deref()
+            .map(|t| crate::parse_time(t).map_err(|e| InvalidField::new("spec.starts_at", e)))
+            .transpose()?;
+        if starts.is_some_and(|s| s >= ends) {
+            return Err(InvalidField::new("spec.ends_at", "must be after starts_at"));
+        }
+        for (field, text) in [
+            ("spec.created_by", &self.created_by),
+            ("spec.reason", &self.reason),
+        ] {
+            if text.as_ref().is_some_and(|t| t.len() > 1024) {
+                return Err(InvalidField::new(field, "at most 1024 bytes"));
+            }
+        }
+        Ok((starts, ends))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(json: &str) -> Result<(), String> {
+        let spec: AlarmRuleSpec = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        spec.validate().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_contract_rule_is_valid_and_bad_ones_name_the_field() {
+        rule(r#"{"metric": "error_rate", "match": {"service": "echo"}, "above": 0.5, "for": "0s", "notify": ["hook"]}"#).unwrap();
+        for (json, field) in [
+            (r#"{"metric": "error-rate", "above": 1}"#, "spec.metric"),
+            (r#"{"metric": "qps"}"#, "spec.above"),
+            (
+                r#"{"metric": "qps", "below": 1, "agg": "median"}"#,
+                "spec.agg",
+            ),
+            (r#"{"metric": "qps", "change": {}}"#, "spec.change"),
+            (
+                r#"{"metric": "qps", "change": {"percent": -5}}"#,
+                "spec.change.percent",
+            ),
+            (
+                r#"{"metric": "qps", "above": 1, "message": "{{bogus}}"}"#,
+                "spec.message",
+            ),
+            (
+                r#"{"metric": "qps", "above": 1, "message": "{{value"}"#,
+                "spec.message",
+            ),
+            (
+                r#"{"metric": "qps", "above": 1, "notify": ["Bad Name"]}"#,
+                "spec.notify[0]",
+            ),
+            (
+                r#"{"metric": "qps", "above": 1, "match": {"a-b": "x"}}"#,
+                "spec.match.a-b",
+            ),
+            (r#"{"metric": "qps", "absent": "0s"}"#, "spec.absent"),
+        ] {
+            let error = rule(json).unwrap_err();
+            assert!(error.starts_with(field), "{json}: {error}");
+        }
+        validate_template(
+            "m",
+            "{{rule}} on {{labels.service}} is {{state}}: {{value}}",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn notifiers_and_mutes_are_checked() {
+        let notifier = |json: &str| {
+            serde_json::from_str::<NotifierSpec>(json)
+                .map_err(|e| e.to_string())
+                .and_then(|n| n.validate().map_err(|e| e.to_string()))
+        };
+        notifier(r#"{"webhook": {"url": "http://127.0.0.1:9/x"}}"#).unwrap();
+        notifier(r#"{"webhook": {"url": "https://hooks.slack.com/x", "format": "slack"}}"#)
+            .unwrap();
+        assert!(notifier(r#"{"webhook": {"url": "ftp://x"}}"#)
+            .unwrap_err()
+            .contains("spec.webhook.url"));
+        assert!(notifier(r#"{"webhook": {"url": "http://"}}"#)
+            .unwrap_err()
+            .contains("spec.webhook.url"));
+        assert!(notifier(r#"{}"#).unwrap_err().contains("spec.webhook"));
+        assert!(
+            notifier(r#"{"webhook": {"url": "http://a"}, "group_interval": "0s"}"#)
+                .unwrap_err()
+                .contains("spec.group_interval")
+        );
+        let mute: MuteSpec = serde_json::from_str(
+            r#"{"match": {"service": "echo"}, "ends_at": "2026-11-22T10:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(mute.validate().unwrap().1, 1_795_341_600_000);
+        let empty: MuteSpec =
+            serde_json::from_str(r#"{"match": {}, "ends_at": "2026-11-22T10:00:00Z"}"#).unwrap();
+        assert!(empty
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("spec.match"));
+    }
+}

@@ -1,0 +1,196 @@
+//! Alarms end to end: a rule on the `echo` service's error rate fires when the
+//! upstream fails, a webhook receives the firing and the recovery, the alarm is
+//! listed while it fires, and a `Mute` silences it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::support::{controlled_upstream, until_status, Http, Sluice};
+
+/// An HTTP receiver collecting the JSON bodies posted to it.
+async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&received);
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let sink = Arc::clone(&sink);
+        async move {
+            if let Ok(value) = serde_json::from_slice::<Value>(&body) {
+                sink.lock().push(value);
+            }
+            "ok"
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}/x"), received)
+}
+
+async fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..300 {
+        if let Some(found) = check() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} never happened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_rate_alarms_notify_a_webhook_list_and_mute() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let sluice = Sluice::start(
+        "up",
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--metrics-tiers",
+            "1s:10m,1m:1h",
+        ],
+        dir.path(),
+    );
+    let api = Http::new(&sluice.url);
+    let (upstream, control) = controlled_upstream("echo").await;
+    api.register("echo", "e1", &upstream).await;
+    api.route(
+        "echo",
+        r#"{"match": {"path_prefix": "/echo"}, "service": "echo"}"#,
+    )
+    .await;
+    let gateway = sluice.gateway.clone().unwrap();
+    let client = reqwest::Client::new();
+    until_status(&client, &format!("{gateway}/echo"), 200).await;
+
+    let (hook, received) = receiver().await;
+    api.put(
+        "/v1/namespaces/default/resources/Notifier/hook",
+        &format!(r#"{{"spec": {{"webhook": {{"url": "{hook}"}}}}}}"#),
+    )
+    .await;
+    api.put(
+        "/v1/namespaces/default/resources/AlarmRule/echo-errors",
+        r#"{"spec": {"metric": "error_rate", "match": {"service": "echo"}, "above": 0.5, "for": "0s", "notify": ["hook"]}}"#,
+    )
+    .await;
+
+    // Steady traffic, 20 requests a second.
+    let running = Arc::new(AtomicBool::new(true));
+    let traffic = {
+        let (running, client, url) = (
+            Arc::clone(&running),
+            client.clone(),
+            format!("{gateway}/echo"),
+        );
+        tokio::spawn(async move {
+            while running.load(Ordering::Relaxed) {
+                let _ = client.get(&url).send().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    // The upstream fails: the alarm fires and the webhook hears of it.
+    control.set(503, 0);
+    let firing = until("a firing notification", || {
+        received
+            .lock()
+            .iter()
+            .find(|body| body["state"] == "firing")
+            .cloned()
+    })
+    .await;
+    assert_eq!(firing["rule"], "echo-errors");
+    assert_eq!(firing["service"], "echo");
+    assert_eq!(firing["alarms"][0]["labels"]["service"], "echo");
+    assert!(firing["alarms"][0]["value"].as_f64().unwrap() > 0.5);
+
+    let (_, listed) = api.get("/v1/namespaces/default/alarms?state=firing").await;
+    let alarm = &listed["items"][0];
+    assert_eq!(alarm["rule"], "echo-errors", "{listed}");
+    assert_eq!(alarm["labels"]["service"], "echo");
+    assert!(alarm["count"].as_u64().unwrap() >= 1);
+    assert!(alarm["first_seen"].as_str().unwrap().ends_with('Z'));
+    assert!(alarm["last_seen"].as_str().unwrap().ends_with('Z'));
+
+    // It recovers: a recovery notice (after the group interval, here shortened from 1m).
+    api.put(
+        "/v1/namespaces/default/resources/Notifier/hook",
+        &format!(r#"{{"spec": {{"webhook": {{"url": "{hook}"}}, "group_interval": "1s"}}}}"#),
+    )
+    .await;
+    control.set(200, 0);
+    let resolved = until("a recovery notification", || {
+        received
+            .lock()
+            .iter()
+            .find(|body| body["state"] == "resolved")
+            .cloned()
+    })
+    .await;
+    assert_eq!(resolved["rule"], "echo-errors");
+    let (_, firing_now) = api.get("/v1/namespaces/default/alarms?state=firing").await;
+    assert_eq!(
+        firing_now["items"].as_array().unwrap().len(),
+        0,
+        "{firing_now}"
+    );
+
+    // Muted: it fires again (listed) but nothing more is sent.
+    let ends = sluice_model::format_time(
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap()
+            + 3_600_000,
+    );
+    api.put(
+        "/v1/namespaces/default/resources/Mute/m1",
+        &format!(r#"{{"spec": {{"match": {{"service": "echo"}}, "ends_at": "{ends}", "reason": "deploying"}}}}"#),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = received.lock().len();
+    control.set(503, 0);
+    until("the alarm firing again", || {
+        let api = api.clone();
+        let state = futures_lite_block(async move {
+            api.get("/v1/namespaces/default/alarms?state=firing")
+                .await
+                .1
+        });
+        (!state["items"].as_array().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        received.lock().len(),
+        before,
+        "muted alarms are not notified"
+    );
+    let (_, listed) = api.get("/v1/namespaces/default/alarms?state=firing").await;
+    assert!(
+        listed["items"][0]["count"].as_u64().unwrap() >= 2,
+        "{listed}"
+    );
+
+    running.store(false, Ordering::Relaxed);
+    let _ = traffic.await;
+}
+
+/// Runs a future to completion from a synchronous check (on a helper thread).
+fn futures_lite_block<T: Send + 'static>(
+    future: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let handle = tokio::runtime::Handle::current();
+    std::thread::spawn(move || handle.block_on(future))
+        .join()
+        .unwrap()
+}

@@ -446,11 +446,15 @@ async fn notify(
             };
             if send {
                 let waiting = std::mem::take(&mut group.waiting);
-                // Send the latest version of each alarm.
+                // Send the latest version of each alarm, unless it was muted meanwhile.
                 let batch: Vec<Alarm> = waiting
                     .into_values()
                     .map(|a| alarms.get(&a.id).cloned().unwrap_or(a))
+                    .filter(|a| !muted(&resources, a, now_ms))
                     .collect();
+                if batch.is_empty() {
+                    continue;
+                }
                 group.last_sent = Some(now);
                 group.since = None;
                 ready.push((key.clone(), batch));

@@ -25,7 +25,7 @@ pub const ALARMS_PREFIX: &str = "alarm/";
 pub const NOTIFY_PREFIX: &str = "notify/";
 
 /// An alarm's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlarmState {
     /// The condition holds, not yet for the rule's `for`.

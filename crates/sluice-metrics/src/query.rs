@@ -337,7 +337,9 @@ pub fn series(db: &Db, query: &SeriesQuery, now: u64) -> Result<SeriesAnswer, Me
     let tier = tier_for(tiers, query.from, now);
     let tier_step = tiers.get(tier).map_or(10, |t| t.step_s);
     let step = query.step.max(tier_step).div_ceil(tier_step) * tier_step;
-    let from = query.from - query.from % step;
+    // Buckets start at `from` (on the tier's grid), so a window of `to - from` read with
+    // `step = to - from` is one bucket holding exactly that window.
+    let from = query.from - query.from % tier_step;
     let points = (query.to - from).div_ceil(step);
     if points > 20_000 {
         return Err(MetricsError::Invalid(format!(

@@ -1,0 +1,280 @@
+//! The judge on synthetic series: every rule kind (above, below, change against
+//! yesterday, absent data), the state machine with `for`, and noise control —
+//! a flapping condition, grouped and throttled notifications, mutes, recovery.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use sluice_alarm::judge::{alarms, evaluate, JudgeState, Resources};
+use sluice_alarm::notify::pending;
+use sluice_alarm::AlarmState;
+use sluice_metrics::{rrd, Agg, Db, DbConfig, SeriesKey};
+use sluice_model::{AlarmRuleSpec, MuteSpec, NotifierSpec};
+use sluice_store::{LocalStore, LocalStoreOptions, Store};
+
+/// A whole day: evaluations run at step boundaries from here.
+const T0: u64 = 1_800_000_000;
+
+struct Bench {
+    store: Arc<dyn Store>,
+    db: Arc<Db>,
+    resources: Arc<RwLock<Resources>>,
+    state: JudgeState,
+    _dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(DbConfig {
+            dir: dir.path().to_owned(),
+            tiers: rrd::parse_tiers("10s:2d,1m:7d").unwrap(),
+            max_series: 1000,
+        })
+        .unwrap();
+        Bench {
+            store: Arc::new(LocalStore::memory(LocalStoreOptions::default()).unwrap()),
+            db: Arc::new(db),
+            resources: Arc::new(RwLock::new(Resources::default())),
+            state: JudgeState::default(),
+            _dir: dir,
+        }
+    }
+
+    fn rule(&self, name: &str, json: &str) {
+        let spec: AlarmRuleSpec = serde_json::from_str(json).unwrap();
+        spec.validate().unwrap();
+        self.resources
+            .write()
+            .rules
+            .insert(("default".into(), name.into()), spec);
+    }
+
+    fn notifier(&self, name: &str, json: &str) {
+        let spec: NotifierSpec = serde_json::from_str(json).unwrap();
+        spec.validate().unwrap();
+        self.resources
+            .write()
+            .notifiers
+            .insert(("default".into(), name.into()), spec);
+    }
+
+    /// A gauge value of `logins{namespace=default, tier=vip}` in the step at `time`.
+    fn gauge(&self, metric: &str, time: u64, value: f64) {
+        let key = SeriesKey::new(metric, [("namespace", "default"), ("tier", "vip")]);
+        self.db
+            .add(&key, time, &Agg::of_values([value], false))
+            .unwrap();
+    }
+
+    async fn at(&mut self, now: u64) {
+        evaluate(&self.store, &self.db, &self.resources, &mut self.state, now).await;
+    }
+
+    async fn states(&self) -> Vec<(String, AlarmState, u64)> {
+        alarms(&*self.store, "default")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.rule, a.state, a.count))
+            .collect()
+    }
+
+    async fn notifications(&self) -> Vec<(u64, String, Vec<AlarmState>)> {
+        let mut all: Vec<(u64, String, Vec<AlarmState>)> = pending(&*self.store, Some("default"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, n)| {
+                let states = n.alarms.iter().map(|a| a.state).collect();
+                (n.created_at, n.notifier, states)
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+}
+
+#[tokio::test]
+async fn above_and_below_with_for() {
+    let mut bench = Bench::new();
+    bench.rule(
+        "high",
+        r#"{"metric": "queue", "match": {"tier": "vip"}, "above": 100, "for": "20s"}"#,
+    );
+    bench.rule("low", r#"{"metric": "queue", "below": 5}"#);
+    for (i, value) in [150.0, 150.0, 150.0, 50.0, 2.0].iter().enumerate() {
+        let time = T0 + i as u64 * 10;
+        bench.gauge("queue", time, *value);
+        // Evaluated just after the step ends.
+        bench.at(time + 10).await;
+        let states = bench.states().await;
+        match i {
+            0 | 1 => assert_eq!(
+                states,
+                vec![("high".into(), AlarmState::Pending, 0)],
+                "step {i}"
+            ),
+            2 => assert_eq!(states, vec![("high".into(), AlarmState::Firing, 1)]),
+            3 => assert_eq!(states, vec![("high".into(), AlarmState::Resolved, 1)]),
+            _ => {
+                let mut states = states;
+                states.sort();
+                assert_eq!(
+                    states,
+                    vec![
+                        ("high".into(), AlarmState::Resolved, 1),
+                        ("low".into(), AlarmState::Firing, 1)
+                    ]
+                );
+            }
+        }
+    }
+    let listed = alarms(&*bench.store, "default").await.unwrap();
+    let high = listed.iter().find(|a| a.rule == "high").unwrap();
+    assert_eq!(high.labels["tier"], "vip");
+    assert_eq!(high.labels["severity"], "warning");
+    assert_eq!((high.first_seen, high.last_seen), (T0 + 10, T0 + 30));
+}
+
+#[tokio::test]
+async fn change_against_the_same_time_yesterday() {
+    let mut bench = Bench::new();
+    bench.rule(
+        "logins-drop",
+        r#"{"metric": "logins", "agg": "sum", "change": {"percent": 50, "direction": "down"}}"#,
+    );
+    let yesterday = T0 - 86_400;
+    // Yesterday at this time: 100 logins a step; today 40 — a 60 % drop.
+    bench.gauge("logins", yesterday, 100.0);
+    bench.gauge("logins", T0, 40.0);
+    bench.at(T0 + 10).await;
+    assert_eq!(
+        bench.states().await,
+        vec![("logins-drop".into(), AlarmState::Firing, 1)]
+    );
+    let alarm = &alarms(&*bench.store, "default").await.unwrap()[0];
+    assert_eq!(alarm.value, Some(40.0));
+    // The next step is only 30 % down: resolved.
+    bench.gauge("logins", yesterday + 10, 100.0);
+    bench.gauge("logins", T0 + 10, 70.0);
+    bench.at(T0 + 20).await;
+    assert_eq!(
+        bench.states().await,
+        vec![("logins-drop".into(), AlarmState::Resolved, 1)]
+    );
+}
+
+#[tokio::test]
+async fn absent_data_fires_and_data_resolves_it() {
+    let mut bench = Bench::new();
+    bench.rule(
+        "heartbeat",
+        r#"{"metric": "orders", "match": {"tier": "vip"}, "absent": "30s"}"#,
+    );
+    bench.gauge("orders", T0, 1.0);
+    bench.at(T0 + 10).await;
+    assert!(bench.states().await.is_empty(), "data within the last 30 s");
+    bench.at(T0 + 40).await;
+    assert_eq!(
+        bench.states().await,
+        vec![("heartbeat".into(), AlarmState::Firing, 1)]
+    );
+    let alarm = &alarms(&*bench.store, "default").await.unwrap()[0];
+    assert_eq!(alarm.value, None);
+    assert_eq!(alarm.labels["tier"], "vip");
+    bench.gauge("orders", T0 + 40, 1.0);
+    bench.at(T0 + 50).await;
+    assert_eq!(
+        bench.states().await,
+        vec![("heartbeat".into(), AlarmState::Resolved, 1)]
+    );
+}
+
+#[tokio::test]
+async fn a_flapping_condition_is_one_alarm_grouped_throttled_muted_and_recovered() {
+    let mut bench = Bench::new();
+    bench.notifier(
+        "hook",
+        r#"{"webhook": {"url": "http://127.0.0.1:9/x"}, "group_wait": "0s", "group_interval": "60s", "repeat_interval": "1h"}"#,
+    );
+    bench.rule(
+        "flappy",
+        r#"{"metric": "errors", "agg": "sum", "above": 10, "notify": ["hook"]}"#,
+    );
+    // 100 evaluations, 10 s apart: the condition flips every step.
+    for i in 0..100u64 {
+        let time = T0 + i * 10;
+        let value = if i % 2 == 0 { 50.0 } else { 0.0 };
+        let key = SeriesKey::new("errors", [("namespace", "default"), ("tier", "vip")]);
+        bench
+            .db
+            .add(&key, time, &Agg::of_values([value], false))
+            .unwrap();
+        bench.at(time + 10).await;
+    }
+    let listed = alarms(&*bench.store, "default").await.unwrap();
+    assert_eq!(listed.len(), 1, "one alarm");
+    assert_eq!(listed[0].count, 50, "with a count");
+    assert_eq!(listed[0].state, AlarmState::Resolved);
+    // Notifications: the first at once, then at most one per group interval (60 s).
+    let sent = bench.notifications().await;
+    assert_eq!(sent[0].0, T0 + 10);
+    for pair in sent.windows(2) {
+        assert!(pair[1].0 - pair[0].0 >= 60, "{sent:?}");
+    }
+    // 1000 s of flapping: about one notification a minute, not 100.
+    assert!(
+        (15..=18).contains(&sent.len()),
+        "{} notifications",
+        sent.len()
+    );
+
+    // Muted: nothing new while it fires and resolves.
+    let mute: MuteSpec =
+        serde_json::from_str(r#"{"match": {"rule": "flappy"}, "ends_at": "2030-01-01T00:00:00Z"}"#)
+            .unwrap();
+    let (starts, ends) = mute.validate().unwrap();
+    bench
+        .resources
+        .write()
+        .mutes
+        .insert(("default".into(), "m".into()), (mute, starts, ends));
+    let before = bench.notifications().await.len();
+    for i in 100..110u64 {
+        let time = T0 + i * 10;
+        let key = SeriesKey::new("errors", [("namespace", "default"), ("tier", "vip")]);
+        let value = if i % 2 == 0 { 50.0 } else { 0.0 };
+        bench
+            .db
+            .add(&key, time, &Agg::of_values([value], false))
+            .unwrap();
+        bench.at(time + 10).await;
+    }
+    assert_eq!(
+        bench.notifications().await.len(),
+        before,
+        "nothing while muted"
+    );
+
+    // Unmuted, it fires and then recovers: a firing and, at the end, a recovery notice.
+    bench.resources.write().mutes.clear();
+    let key = SeriesKey::new("errors", [("namespace", "default"), ("tier", "vip")]);
+    let t = T0 + 1200;
+    bench
+        .db
+        .add(&key, t, &Agg::of_values([50.0], false))
+        .unwrap();
+    bench.at(t + 10).await;
+    bench
+        .db
+        .add(&key, t + 100, &Agg::of_values([0.0], false))
+        .unwrap();
+    bench.at(t + 110).await;
+    let sent = bench.notifications().await;
+    let last = sent.last().unwrap();
+    assert_eq!(last.2, vec![AlarmState::Resolved], "{sent:?}");
+    assert_eq!(sent.len(), before + 2, "{sent:?}");
+}

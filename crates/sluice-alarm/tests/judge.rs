@@ -92,7 +92,7 @@ impl Bench {
                 (n.created_at, n.notifier, states)
             })
             .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.sort_by_key(|n| n.0);
         all
     }
 }

@@ -287,6 +287,50 @@ async fn save(store: &dyn Store, alarm: &Alarm) {
     }
 }
 
+/// The rules to evaluate: every enabled `AlarmRule`, and the templates for each
+/// namespace with gateway traffic that does not override them.
+fn rules_in_force(db: &Db, resources: &RwLock<Resources>) -> Vec<(Id, AlarmRuleSpec)> {
+    let resources = resources.read();
+    let mut rules: BTreeMap<Id, AlarmRuleSpec> = resources.rules.clone();
+    let namespaces: std::collections::BTreeSet<String> = db
+        .find("requests", &BTreeMap::new())
+        .iter()
+        .map(|rrd| rrd.key().label("namespace").to_owned())
+        .filter(|ns| !ns.is_empty())
+        .collect();
+    for namespace in namespaces {
+        let defaults: Vec<String> = resources
+            .notifiers
+            .iter()
+            .filter(|((ns, _), spec)| *ns == namespace && spec.defaults)
+            .map(|((_, name), _)| name.clone())
+            .collect();
+        for (name, mut spec) in sluice_model::template_rules() {
+            spec.notify = defaults.clone();
+            rules
+                .entry((namespace.clone(), name.to_owned()))
+                .or_insert(spec);
+        }
+    }
+    rules.retain(|_, spec| !spec.disabled);
+    rules.into_iter().collect()
+}
+
+/// Whether a firing alarm of another rule inhibits `alarm`: its rule lists
+/// `alarm`'s rule in `inhibits`, and `alarm` has the same values of its group labels.
+fn inhibited(alarm: &Alarm, current: &[(Alarm, Option<AlarmState>, AlarmRuleSpec)]) -> bool {
+    current.iter().any(|(source, _, spec)| {
+        source.state == AlarmState::Firing
+            && source.namespace == alarm.namespace
+            && spec.inhibits.contains(&alarm.rule)
+            && source
+                .labels
+                .iter()
+                .filter(|(k, _)| k.as_str() != "severity" && !spec.labels.contains_key(*k))
+                .all(|(k, v)| alarm.labels.get(k) == Some(v))
+    })
+}
+
 /// One evaluation of every rule at `now` (Unix seconds).
 pub async fn evaluate(
     store: &Arc<dyn Store>,
@@ -295,13 +339,7 @@ pub async fn evaluate(
     state: &mut JudgeState,
     now: u64,
 ) {
-    let rules: Vec<(Id, AlarmRuleSpec)> = resources
-        .read()
-        .rules
-        .iter()
-        .filter(|(_, spec)| !spec.disabled)
-        .map(|(id, spec)| (id.clone(), spec.clone()))
-        .collect();
+    let rules = rules_in_force(db, resources);
     let mut stored = load_alarms(&**store).await;
     let mut current: Vec<(Alarm, Option<AlarmState>, AlarmRuleSpec)> = Vec::new();
     for ((namespace, rule), spec) in &rules {
@@ -390,9 +428,18 @@ async fn notify(
 ) {
     let now_ms = i64::try_from(now).unwrap_or(i64::MAX / 1000) * 1000;
     let mut alarms: HashMap<String, Alarm> = HashMap::new();
+    let silenced: std::collections::HashSet<String> = current
+        .iter()
+        .filter(|(alarm, _, _)| inhibited(alarm, &current))
+        .map(|(alarm, _, _)| alarm.id.clone())
+        .collect();
     {
         let resources = resources.read();
         for (alarm, event, spec) in current {
+            if silenced.contains(&alarm.id) {
+                alarms.insert(alarm.id.clone(), alarm);
+                continue;
+            }
             for notifier in &spec.notify {
                 let Some(settings) = resources
                     .notifiers

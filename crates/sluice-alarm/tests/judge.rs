@@ -278,3 +278,131 @@ async fn a_flapping_condition_is_one_alarm_grouped_throttled_muted_and_recovered
     assert_eq!(last.2, vec![AlarmState::Resolved], "{sent:?}");
     assert_eq!(sent.len(), before + 2, "{sent:?}");
 }
+
+/// Gateway series of service `echo` for the step at `time`: `ok` 200s, `errors` 503s,
+/// all taking `latency_ms`.
+fn traffic(bench: &Bench, time: u64, ok: u64, errors: u64, latency_ms: f64) {
+    let labels = |code: Option<&str>| {
+        let mut key = SeriesKey::new(
+            "requests",
+            [
+                ("namespace", "default"),
+                ("service", "echo"),
+                ("api", "echo GET"),
+                ("instance", "i1"),
+            ],
+        );
+        if let Some(code) = code {
+            key.labels.insert("code".into(), code.into());
+        }
+        key
+    };
+    for (code, n) in [("200", ok), ("503", errors)] {
+        if n > 0 {
+            bench
+                .db
+                .add(
+                    &labels(Some(code)),
+                    time,
+                    &sluice_metrics::recorder::counter(n),
+                )
+                .unwrap();
+        }
+    }
+    let mut latency = labels(None);
+    latency.name = "latency_ms".into();
+    let values = vec![latency_ms; (ok + errors) as usize];
+    bench
+        .db
+        .add(&latency, time, &Agg::of_values(values, true))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn template_rules_cover_every_service_and_can_be_turned_off() {
+    let mut bench = Bench::new();
+    bench.notifier(
+        "oncall",
+        r#"{"webhook": {"url": "http://127.0.0.1:9/x"}, "defaults": true}"#,
+    );
+    // 10 % errors for three minutes: above the template's 5 % for 2 minutes.
+    for i in 0..18u64 {
+        let time = T0 + i * 10;
+        traffic(&bench, time, 90, 10, 20.0);
+        bench.at(time + 10).await;
+    }
+    let listed = alarms(&*bench.store, "default").await.unwrap();
+    let errors = listed
+        .iter()
+        .find(|a| a.rule == "default-error-rate")
+        .unwrap();
+    assert_eq!(errors.state, AlarmState::Firing);
+    assert_eq!(errors.labels["service"], "echo");
+    assert!(
+        errors.message.contains("echo: error rate 0.1"),
+        "{}",
+        errors.message
+    );
+    assert!(
+        !listed.iter().any(|a| a.rule == "default-p98"),
+        "20 ms is fine"
+    );
+    let sent = bench.notifications().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1, "oncall");
+    // A namespace turns the template off: its alarm goes.
+    bench.rule(
+        "default-error-rate",
+        r#"{"metric": "error_rate", "above": 0.05, "disabled": true}"#,
+    );
+    bench.at(T0 + 190).await;
+    let listed = alarms(&*bench.store, "default").await.unwrap();
+    assert!(!listed.iter().any(|a| a.rule == "default-error-rate"));
+}
+
+#[tokio::test]
+async fn a_firing_service_down_inhibits_its_latency_alarms() {
+    let mut bench = Bench::new();
+    bench.notifier("hook", r#"{"webhook": {"url": "http://127.0.0.1:9/x"}}"#);
+    bench.rule(
+        "echo-down",
+        r#"{"metric": "error_rate", "by": ["service"], "above": 0.9, "inhibits": ["echo-slow"], "notify": ["hook"]}"#,
+    );
+    bench.rule(
+        "echo-slow",
+        r#"{"metric": "p98_ms", "by": ["service"], "above": 100, "notify": ["hook"]}"#,
+    );
+    traffic(&bench, T0, 0, 100, 3000.0);
+    bench.at(T0 + 10).await;
+    // (The templates' alarms are pending; they are not this test's.)
+    let mut states: Vec<_> = bench
+        .states()
+        .await
+        .into_iter()
+        .filter(|(rule, _, _)| rule.starts_with("echo-"))
+        .collect();
+    states.sort();
+    assert_eq!(
+        states,
+        vec![
+            ("echo-down".into(), AlarmState::Firing, 1),
+            ("echo-slow".into(), AlarmState::Firing, 1)
+        ]
+    );
+    let sent = bench.notifications().await;
+    assert_eq!(
+        sent.len(),
+        1,
+        "only the service-down alarm is told: {sent:?}"
+    );
+    // Up again but slow: now the latency alarm is told.
+    traffic(&bench, T0 + 10, 100, 0, 3000.0);
+    bench.at(T0 + 20).await;
+    let rules: Vec<String> = pending(&*bench.store, Some("default"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, n)| n.rule)
+        .collect();
+    assert!(rules.contains(&"echo-slow".to_owned()), "{rules:?}");
+}

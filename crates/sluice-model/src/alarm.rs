@@ -201,6 +201,54 @@ pub struct AlarmRuleSpec {
     /// Off: not evaluated (a namespace turning a template rule off).
     #[serde(default)]
     pub disabled: bool,
+    /// Rules whose alarms are not notified while this one fires for the same group
+    /// labels (a firing "service down" silences that service's latency alarms).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inhibits: Vec<String>,
+}
+
+/// The rule templates applied to every namespace with gateway traffic, by service;
+/// an `AlarmRule` of the same name in a namespace overrides one (`disabled: true`
+/// turns it off). They notify the namespace's notifiers marked `defaults: true`.
+pub fn template_rules() -> Vec<(&'static str, AlarmRuleSpec)> {
+    let template = |metric: &str, above: f64, for_s: u64, message: &str| AlarmRuleSpec {
+        metric: metric.to_owned(),
+        matching: BTreeMap::new(),
+        by: Some(vec!["service".to_owned()]),
+        agg: default_agg(),
+        above: Some(above),
+        below: None,
+        change: None,
+        absent: None,
+        for_duration: Duration::from_secs(for_s),
+        window: Some(Duration::from_secs(60)),
+        severity: Severity::Warning,
+        labels: BTreeMap::new(),
+        message: Some(message.to_owned()),
+        notify: Vec::new(),
+        disabled: false,
+        inhibits: Vec::new(),
+    };
+    vec![
+        (
+            "default-error-rate",
+            template(
+                "error_rate",
+                0.05,
+                120,
+                "{{labels.service}}: error rate {{value}} above {{threshold}} for 2 minutes",
+            ),
+        ),
+        (
+            "default-p98",
+            template(
+                "p98_ms",
+                1000.0,
+                300,
+                "{{labels.service}}: p98 latency {{value}} ms above {{threshold}} ms for 5 minutes",
+            ),
+        ),
+    ]
 }
 
 impl AlarmRuleSpec {
@@ -293,6 +341,10 @@ impl AlarmRuleSpec {
             validate_name("notifier", notifier)
                 .map_err(|e| InvalidField::new(format!("spec.notify[{i}]"), e.to_string()))?;
         }
+        for (i, rule) in self.inhibits.iter().enumerate() {
+            validate_name("rule", rule)
+                .map_err(|e| InvalidField::new(format!("spec.inhibits[{i}]"), e.to_string()))?;
+        }
         Ok(())
     }
 }
@@ -363,6 +415,9 @@ pub struct NotifierSpec {
     /// A still-firing alarm is notified again after this long (default 4h).
     #[serde(default = "default_repeat_interval", with = "duration_text")]
     pub repeat_interval: Duration,
+    /// Receives the notifications of the built-in template rules.
+    #[serde(default)]
+    pub defaults: bool,
 }
 
 fn check_url(field: &str, url: &str) -> Result<(), InvalidField> {

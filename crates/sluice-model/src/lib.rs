@@ -13,8 +13,8 @@ mod resource;
 mod route;
 
 pub use alarm::{
-    validate_template, AlarmRuleSpec, AlertmanagerSpec, ChangeRule, Direction, MuteSpec,
-    NotifierSpec, Severity, WebhookFormat, WebhookSpec, TEMPLATE_FIELDS,
+    template_rules, validate_template, AlarmRuleSpec, AlertmanagerSpec, ChangeRule, Direction,
+    MuteSpec, NotifierSpec, Severity, WebhookFormat, WebhookSpec, TEMPLATE_FIELDS,
 };
 pub use instance::{
     duration_text, validate_address, validate_labels, validate_weight, CheckKind, HealthCheck,

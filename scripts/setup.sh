@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing Sluice needs and a fresh Debian machine lacks:
 # protoc (the etcd client compiles etcd's protobufs), etcd-server and etcdctl
-# (tests and benchmarks run a real etcd), prometheus (a test checks that it
-# discovers Sluice's instances), python3 (a test upstream), and cargo-nextest.
+# (tests and benchmarks run a real etcd), prometheus (tests check that it discovers
+# Sluice's instances and scrapes its metrics), prometheus-alertmanager (a test forwards
+# alarms to it), python3 (a test upstream), and cargo-nextest.
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 # A gateway test runs Python's http.server as an upstream it can kill.
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 
@@ -22,7 +24,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   # Debian may start etcd and prometheus services on install; Sluice's tests start their own.
   if command -v systemctl >/dev/null 2>&1; then
-    for unit in etcd prometheus; do
+    for unit in etcd prometheus prometheus-alertmanager; do
       systemctl is-active --quiet "$unit" 2>/dev/null && { $sudo systemctl stop "$unit" || true; }
     done
   fi

@@ -181,6 +181,34 @@ async fn error_rate_alarms_notify_a_webhook_list_and_mute() {
         "{listed}"
     );
 
+    // The CLI: list, acknowledge, mutes.
+    let listing = sluice.cli(&["alarms", "ls"]);
+    assert!(
+        listing.contains("echo-errors") && listing.contains("service=echo"),
+        "{listing}"
+    );
+    let id = listed["items"][0]["id"].as_str().unwrap().to_owned();
+    sluice.cli(&["alarms", "ack", &id]);
+    let (_, acked) = api.get("/v1/namespaces/default/alarms?state=firing").await;
+    assert_eq!(acked["items"][0]["acknowledged"], true, "{acked}");
+    let mutes = sluice.cli(&["mute", "ls"]);
+    assert!(
+        mutes.contains("m1") && mutes.contains("deploying"),
+        "{mutes}"
+    );
+    let out = sluice.cli(&[
+        "mute",
+        "add",
+        "--match",
+        "rule=echo-errors",
+        "--for",
+        "10m",
+        "--name",
+        "m2",
+    ]);
+    assert!(out.contains("Mute/m2"), "{out}");
+    sluice.cli(&["mute", "rm", "m2"]);
+
     running.store(false, Ordering::Relaxed);
     let _ = traffic.await;
 }

@@ -739,3 +739,176 @@ pub async fn health(
     );
     Ok(())
 }
+
+/// `sluice alarms`: firing and past alarms, acknowledging one.
+#[derive(Debug, clap::Subcommand)]
+pub enum AlarmsCommand {
+    /// List alarms (default: firing ones).
+    Ls {
+        /// firing, pending, resolved or all.
+        #[arg(long, default_value = "firing")]
+        state: String,
+    },
+    /// Acknowledge an alarm: no repeated notifications while it keeps firing.
+    Ack {
+        /// The alarm's ID (from `sluice alarms ls`).
+        id: String,
+    },
+}
+
+/// Runs `sluice alarms ...`.
+pub async fn alarms(args: ClientArgs, command: AlarmsCommand) -> anyhow::Result<()> {
+    let client = Client::new(args)?;
+    let ns = client.ns().to_owned();
+    match command {
+        AlarmsCommand::Ls { state } => {
+            let path = format!("/v1/namespaces/{ns}/alarms?state={state}");
+            let (_, value) = client.call(reqwest::Method::GET, &path, None).await?;
+            if client.args.output == Output::Json {
+                client.print_json(&value);
+                return Ok(());
+            }
+            let rows = value["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    vec![
+                        text(a, "/id"),
+                        text(a, "/rule"),
+                        text(a, "/state"),
+                        labels_text(&a["labels"]),
+                        figure(&a["value"]),
+                        text(a, "/count"),
+                        text(a, "/first_seen"),
+                        text(a, "/last_seen"),
+                        if a["acknowledged"].as_bool() == Some(true) {
+                            "yes"
+                        } else {
+                            ""
+                        }
+                        .to_owned(),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "ID",
+                    "RULE",
+                    "STATE",
+                    "LABELS",
+                    "VALUE",
+                    "COUNT",
+                    "FIRST SEEN",
+                    "LAST SEEN",
+                    "ACK",
+                ],
+                rows,
+            );
+        }
+        AlarmsCommand::Ack { id } => {
+            let path = format!("/v1/namespaces/{ns}/alarms/{id}/ack");
+            client.call(reqwest::Method::POST, &path, None).await?;
+            println!("acknowledged alarm {id}");
+        }
+    }
+    Ok(())
+}
+
+/// `sluice mute`: silence notifications of matching alarms for a while.
+#[derive(Debug, clap::Subcommand)]
+pub enum MuteCommand {
+    /// Mute alarms matching every --match (label=value; `rule=NAME` for a rule).
+    Add {
+        /// A matcher, label=value (repeatable).
+        #[arg(long = "match", value_parser = parse_label, required = true)]
+        matching: Vec<(String, String)>,
+        /// How long (such as 30m, 2h).
+        #[arg(long = "for", default_value = "1h")]
+        duration: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+        /// The mute's name [default: mute-<time>].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List mutes.
+    Ls,
+    /// Lift a mute.
+    Rm {
+        /// The mute's name.
+        name: String,
+    },
+}
+
+/// Runs `sluice mute ...`.
+pub async fn mute(args: ClientArgs, command: MuteCommand) -> anyhow::Result<()> {
+    let client = Client::new(args)?;
+    let ns = client.ns().to_owned();
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis(),
+    )?;
+    match command {
+        MuteCommand::Add {
+            matching,
+            duration,
+            reason,
+            name,
+        } => {
+            let length = sluice_model::duration_text::parse(&duration)
+                .map_err(|e| anyhow::anyhow!("--for: {e}"))?;
+            let ends = now_ms + i64::try_from(length.as_millis())?;
+            let name = name.unwrap_or_else(|| format!("mute-{}", now_ms / 1000));
+            let body = json!({"spec": {
+                "match": matching.into_iter().collect::<BTreeMap<_, _>>(),
+                "ends_at": sluice_model::format_time(ends),
+                "created_by": std::env::var("USER").unwrap_or_else(|_| "sluice-cli".to_owned()),
+                "reason": reason,
+            }});
+            let path = format!("/v1/namespaces/{ns}/resources/Mute/{name}");
+            client
+                .call(reqwest::Method::PUT, &path, Some(&body))
+                .await?;
+            println!(
+                "muted as Mute/{name} until {}",
+                sluice_model::format_time(ends)
+            );
+        }
+        MuteCommand::Ls => {
+            let path = format!("/v1/namespaces/{ns}/resources/Mute");
+            let (_, value) = client.call(reqwest::Method::GET, &path, None).await?;
+            if client.args.output == Output::Json {
+                client.print_json(&value);
+                return Ok(());
+            }
+            let rows = value["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|item| {
+                    let spec = &item["spec"];
+                    let ends = spec["ends_at"].as_str().unwrap_or("");
+                    let active = sluice_model::parse_time(ends).is_ok_and(|t| t > now_ms);
+                    vec![
+                        text(item, "/metadata/name"),
+                        labels_text(&spec["match"]),
+                        ends.to_owned(),
+                        if active { "yes" } else { "ended" }.to_owned(),
+                        text(spec, "/created_by"),
+                        text(spec, "/reason"),
+                    ]
+                })
+                .collect();
+            table(&["NAME", "MATCH", "ENDS", "ACTIVE", "BY", "REASON"], rows);
+        }
+        MuteCommand::Rm { name } => {
+            let path = format!("/v1/namespaces/{ns}/resources/Mute/{name}");
+            client.call(reqwest::Method::DELETE, &path, None).await?;
+            println!("lifted Mute/{name}");
+        }
+    }
+    Ok(())
+}

@@ -51,6 +51,20 @@ enum Command {
         #[arg(long, default_value = "5m")]
         window: String,
     },
+    /// Alarms: list them, acknowledge one.
+    Alarms {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: client::AlarmsCommand,
+    },
+    /// Mute alarms' notifications for a while, list and lift mutes.
+    Mute {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: client::MuteCommand,
+    },
     /// Ban client addresses or header values (with an expiry), list and lift bans.
     Ban {
         #[command(flatten)]
@@ -109,6 +123,8 @@ fn main() -> std::process::ExitCode {
             Command::Agent(args) => agent::run(args).await,
             Command::Svc { client, command } => client::svc(client, command).await,
             Command::Ban { client, command } => client::ban(client, command).await,
+            Command::Alarms { client, command } => client::alarms(client, command).await,
+            Command::Mute { client, command } => client::mute(client, command).await,
             Command::Health {
                 client,
                 service,

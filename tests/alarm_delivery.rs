@@ -267,3 +267,64 @@ fn block<T: Send + 'static>(
         .ok()
         .flatten()
 }
+
+struct Smtpd(std::process::Child);
+
+impl Drop for Smtpd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_reaches_a_real_smtp_server() {
+    let dir = tempfile::tempdir().unwrap();
+    // Python's SMTP server prints every message it receives.
+    let port = sluice_testkit::free_port();
+    let output = dir.path().join("smtpd.out");
+    let _smtpd = Smtpd(
+        Command::new(sluice_testkit::find_program("python3").expect("python3"))
+            .args([
+                "-u",
+                "-W",
+                "ignore",
+                "-m",
+                "smtpd",
+                "-n",
+                "-c",
+                "DebuggingServer",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(std::fs::File::create(&output).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python3 -m smtpd"),
+    );
+    assert!(sluice_testkit::wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let sluice = start(dir.path(), None);
+    let api = Http::new(&sluice.url);
+    api.put(
+        "/v1/namespaces/default/resources/Notifier/hook",
+        &format!(
+            r#"{{"spec": {{"email": {{"smtp": "127.0.0.1:{port}", "security": "plain", "from": "sluice@example.com", "to": ["oncall@example.com"]}}}}}}"#
+        ),
+    )
+    .await;
+    api.put("/v1/namespaces/default/resources/AlarmRule/queue", RULE)
+        .await;
+    let _pusher = Pusher::start(&sluice.url);
+    let mail = until("the e-mail", || {
+        let text = std::fs::read_to_string(&output).unwrap_or_default();
+        text.contains("queue at 50").then_some(text)
+    })
+    .await;
+    assert!(
+        mail.contains("Subject: [FIRING] queue (1 alarm, default)"),
+        "{mail}"
+    );
+    assert!(mail.contains("To: oncall@example.com"), "{mail}");
+    assert!(mail.contains("From: sluice@example.com"), "{mail}");
+}

@@ -518,16 +518,17 @@ async fn notify(
             else {
                 continue;
             };
-            match (&settings.webhook, &settings.alertmanager) {
-                (Some(webhook), _) => Target::Webhook {
+            match (&settings.webhook, &settings.alertmanager, &settings.email) {
+                (Some(webhook), _, _) => Target::Webhook {
                     url: webhook.url.clone(),
                     format: webhook.format,
                     headers: webhook.headers.clone(),
                 },
-                (None, Some(alertmanager)) => Target::Alertmanager {
+                (None, Some(alertmanager), _) => Target::Alertmanager {
                     url: alertmanager.url.clone(),
                 },
-                (None, None) => continue,
+                (None, None, Some(email)) => Target::Email(email.clone()),
+                (None, None, None) => continue,
             }
         };
         let notification = Notification {

@@ -32,6 +32,8 @@ pub enum Target {
         /// Base URL.
         url: String,
     },
+    /// E-mail over SMTP.
+    Email(sluice_model::EmailSpec),
 }
 
 /// A notification waiting for delivery.
@@ -95,9 +97,22 @@ impl Notification {
             .join("\n")
     }
 
-    /// The URL, extra headers and body of a delivery.
+    /// The subject of an e-mail.
+    pub fn subject(&self) -> String {
+        format!(
+            "[{}] {} ({} alarm{}, {})",
+            self.state().as_str().to_uppercase(),
+            self.rule,
+            self.alarms.len(),
+            if self.alarms.len() == 1 { "" } else { "s" },
+            self.namespace
+        )
+    }
+
+    /// The URL, extra headers and body of a delivery (e-mail: the SMTP server and the text).
     pub fn request(&self) -> (String, BTreeMap<String, String>, Value) {
         match &self.target {
+            Target::Email(email) => (email.smtp.clone(), BTreeMap::new(), json!(self.text())),
             Target::Webhook {
                 url,
                 format,
@@ -210,7 +225,55 @@ pub async fn pending(
         .collect())
 }
 
+async fn send_email(
+    email: &sluice_model::EmailSpec,
+    notification: &Notification,
+) -> Result<(), String> {
+    use lettre::message::header::ContentType;
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let (host, port) = email
+        .smtp
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .ok_or_else(|| format!("{:?} is not host:port", email.smtp))?;
+    let builder = match email.security {
+        sluice_model::SmtpSecurity::Plain => {
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        }
+        sluice_model::SmtpSecurity::Starttls => {
+            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(|e| e.to_string())?
+        }
+        sluice_model::SmtpSecurity::Tls => {
+            AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| e.to_string())?
+        }
+    };
+    let mut builder = builder.port(port).timeout(Some(Duration::from_secs(10)));
+    if let (Some(user), Some(password)) = (&email.username, &email.password) {
+        builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+    }
+    let transport = builder.build();
+    let mut message = Message::builder()
+        .from(email.from.parse().map_err(|e| format!("from: {e}"))?)
+        .subject(notification.subject())
+        .header(ContentType::TEXT_PLAIN);
+    for to in &email.to {
+        message = message.to(to.parse().map_err(|e| format!("to {to}: {e}"))?);
+    }
+    let message = message
+        .body(notification.text())
+        .map_err(|e| e.to_string())?;
+    transport
+        .send(message)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("SMTP {}: {e}", email.smtp))
+}
+
 async fn deliver(http: &reqwest::Client, notification: &Notification) -> Result<(), String> {
+    if let Target::Email(email) = &notification.target {
+        return send_email(email, notification).await;
+    }
     let (url, headers, body) = notification.request();
     let mut request = http.post(&url).json(&body);
     for (name, value) in headers {

@@ -380,6 +380,92 @@ pub struct WebhookSpec {
     pub headers: BTreeMap<String, String>,
 }
 
+/// How an e-mail notifier talks to its SMTP server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpSecurity {
+    /// STARTTLS after connecting (port 587; the default).
+    #[default]
+    Starttls,
+    /// TLS from the start (port 465).
+    Tls,
+    /// No encryption: for a relay on the same host or network only.
+    Plain,
+}
+
+/// An e-mail notifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSpec {
+    /// The SMTP server, `host:port`.
+    pub smtp: String,
+    /// How to secure the connection.
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    /// The sender address.
+    pub from: String,
+    /// The recipients.
+    pub to: Vec<String>,
+    /// SMTP user name, when the server wants one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// SMTP password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+fn check_address(field: &str, address: &str) -> Result<(), InvalidField> {
+    let ok = address.len() <= 254
+        && address.split_once('@').is_some_and(|(user, host)| {
+            !user.is_empty() && host.contains('.') || host == "localhost"
+        })
+        && !address
+            .chars()
+            .any(|c| c.is_whitespace() || c == '<' || c == '>');
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidField::new(
+            field,
+            format!("{address:?} is not an e-mail address"),
+        ))
+    }
+}
+
+impl EmailSpec {
+    fn validate(&self) -> Result<(), InvalidField> {
+        let (host, port) = self.smtp.rsplit_once(':').ok_or_else(|| {
+            InvalidField::new(
+                "spec.email.smtp",
+                format!("{:?} is not host:port", self.smtp),
+            )
+        })?;
+        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(InvalidField::new(
+                "spec.email.smtp",
+                format!("{:?} is not host:port", self.smtp),
+            ));
+        }
+        check_address("spec.email.from", &self.from)?;
+        if self.to.is_empty() || self.to.len() > 100 {
+            return Err(InvalidField::new(
+                "spec.email.to",
+                "give 1 to 100 recipients",
+            ));
+        }
+        for (i, to) in self.to.iter().enumerate() {
+            check_address(&format!("spec.email.to[{i}]"), to)?;
+        }
+        if self.username.is_some() != self.password.is_some() {
+            return Err(InvalidField::new(
+                "spec.email.username",
+                "give both username and password, or neither",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Forwarding to Alertmanager's v2 API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -406,6 +492,9 @@ pub struct NotifierSpec {
     /// Alertmanager.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alertmanager: Option<AlertmanagerSpec>,
+    /// E-mail over SMTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailSpec>,
     /// How long a new group waits for more alarms before its first notification (default 0s).
     #[serde(default, with = "duration_text")]
     pub group_wait: Duration,
@@ -443,8 +532,9 @@ fn check_url(field: &str, url: &str) -> Result<(), InvalidField> {
 impl NotifierSpec {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), InvalidField> {
-        match (&self.webhook, &self.alertmanager) {
-            (Some(webhook), None) => {
+        match (&self.webhook, &self.alertmanager, &self.email) {
+            (None, None, Some(email)) => email.validate()?,
+            (Some(webhook), None, None) => {
                 check_url("spec.webhook.url", &webhook.url)?;
                 for name in webhook.headers.keys() {
                     let ok = !name.is_empty()
@@ -459,11 +549,13 @@ impl NotifierSpec {
                     }
                 }
             }
-            (None, Some(alertmanager)) => check_url("spec.alertmanager.url", &alertmanager.url)?,
+            (None, Some(alertmanager), None) => {
+                check_url("spec.alertmanager.url", &alertmanager.url)?
+            }
             _ => {
                 return Err(InvalidField::new(
                     "spec.webhook",
-                    "give exactly one of webhook and alertmanager",
+                    "give exactly one of webhook, alertmanager and email",
                 ))
             }
         }

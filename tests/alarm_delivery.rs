@@ -233,6 +233,18 @@ async fn a_pending_notification_survives_kill_9_and_is_delivered_once() {
     })
     .await;
     assert!(failing["last_error"].as_str().is_some(), "{failing}");
+    let exposition = reqwest::get(format!("{}/metrics", sluice.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failed: u64 = exposition
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_notifications_failed_attempts_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(failed >= 1, "{exposition}");
     drop(pusher);
     sluice.kill();
 

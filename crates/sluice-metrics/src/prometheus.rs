@@ -33,7 +33,12 @@ pub struct Exposition {
     pub db: Option<Arc<Db>>,
     /// Rejections by reason.
     pub rejections: Option<CounterSource>,
+    /// More counters: (name without `_total`, help, current value).
+    pub counters: Vec<(&'static str, &'static str, CounterValue)>,
 }
+
+/// A counter read at scrape time.
+pub type CounterValue = Box<dyn Fn() -> u64 + Send + Sync>;
 
 impl std::fmt::Debug for Exposition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -149,6 +154,9 @@ impl Exposition {
                 recorder.overflow(),
             ));
         }
+        for (name, help, value) in &self.counters {
+            snapshot.counters.push((name, help, value()));
+        }
         if let Some(db) = &self.db {
             let usage = db.disk_use();
             snapshot.gauges.push((
@@ -201,6 +209,7 @@ mod tests {
             recorder: Some(recorder),
             db: None,
             rejections: Some(Box::new(|| BTreeMap::from([("rate", 7u64)]))),
+            counters: vec![("sluice_test", "A test counter.", Box::new(|| 5))],
         };
         let text = exposition.render();
         assert!(
@@ -229,6 +238,7 @@ mod tests {
             text.contains(r#"sluice_gateway_rejections_total{reason="rate"} 7"#),
             "{text}"
         );
+        assert!(text.contains("sluice_test_total 5"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

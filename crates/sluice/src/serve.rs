@@ -90,10 +90,32 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
         let gateway = gateway.clone();
         Box::new(move || gateway.rejections()) as sluice_metrics::prometheus::CounterSource
     });
+    let delivery = Arc::new(sluice_alarm::notify::DeliveryStats::default());
+    let counter = |read: fn(&sluice_alarm::notify::DeliveryStats) -> u64| {
+        let delivery = Arc::clone(&delivery);
+        Box::new(move || read(&delivery)) as sluice_metrics::prometheus::CounterValue
+    };
     let exposition = Arc::new(Exposition {
         recorder: gateway.as_ref().map(|_| Arc::clone(&recorder)),
         db: Some(Arc::clone(&metrics_db)),
         rejections,
+        counters: vec![
+            (
+                "sluice_notifications_delivered",
+                "Alarm notifications delivered.",
+                counter(|d| d.delivered.load(std::sync::atomic::Ordering::Relaxed)),
+            ),
+            (
+                "sluice_notifications_failed_attempts",
+                "Alarm notification deliveries that failed (and are retried).",
+                counter(|d| d.failed_attempts.load(std::sync::atomic::Ordering::Relaxed)),
+            ),
+            (
+                "sluice_notifications_given_up",
+                "Alarm notifications given up after a day of failures.",
+                counter(|d| d.given_up.load(std::sync::atomic::Ordering::Relaxed)),
+            ),
+        ],
     });
     let mut sources: Vec<Arc<dyn StepSource>> = vec![
         Arc::clone(&recorder) as Arc<dyn StepSource>,
@@ -147,7 +169,7 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
     ));
     let sender = tokio::spawn(sluice_alarm::notify::run_sender(
         Arc::clone(&store),
-        Arc::new(sluice_alarm::notify::DeliveryStats::default()),
+        delivery,
         stop_rx.clone(),
     ));
     let tls_task = match (&gateway, &config.gateway_tls) {

@@ -189,6 +189,8 @@ pub struct DbConfig {
 pub struct Db {
     config: DbConfig,
     series: RwLock<HashMap<SeriesKey, Arc<Rrd>>>,
+    /// Series by name, and by (name, label, value): what queries look up.
+    index: RwLock<Index>,
     create: Mutex<()>,
     dropped: AtomicU64,
 }
@@ -199,6 +201,29 @@ impl std::fmt::Debug for Db {
             .field("dir", &self.config.dir)
             .field("series", &self.series.read().len())
             .finish()
+    }
+}
+
+/// Lookups of series by name and by one label.
+#[derive(Default)]
+struct Index {
+    by_name: HashMap<String, Vec<Arc<Rrd>>>,
+    by_label: HashMap<(String, String, String), Vec<Arc<Rrd>>>,
+}
+
+impl Index {
+    fn add(&mut self, rrd: &Arc<Rrd>) {
+        let key = rrd.key();
+        self.by_name
+            .entry(key.name.clone())
+            .or_default()
+            .push(Arc::clone(rrd));
+        for (label, value) in &key.labels {
+            self.by_label
+                .entry((key.name.clone(), label.clone(), value.clone()))
+                .or_default()
+                .push(Arc::clone(rrd));
+        }
     }
 }
 
@@ -235,9 +260,14 @@ impl Db {
                 Err(error) => tracing::warn!(%error, "skipping an unreadable series file"),
             }
         }
+        let mut index = Index::default();
+        for rrd in series.values() {
+            index.add(rrd);
+        }
         Ok(Db {
             config,
             series: RwLock::new(series),
+            index: RwLock::new(index),
             create: Mutex::new(()),
             dropped: AtomicU64::new(0),
         })
@@ -295,20 +325,31 @@ impl Db {
             &self.config.tiers,
         )?);
         self.series.write().insert(key.clone(), Arc::clone(&rrd));
+        self.index.write().add(&rrd);
         Ok(Some(rrd))
     }
 
-    /// The series whose name is `name` and whose labels include `matching`.
+    /// The series whose name is `name` and whose labels include `matching` — looked
+    /// up through the most selective of the name and the matchers.
     pub fn find(&self, name: &str, matching: &BTreeMap<String, String>) -> Vec<Arc<Rrd>> {
-        self.series
-            .read()
-            .values()
+        let index = self.index.read();
+        let empty = Vec::new();
+        let mut candidates = index.by_name.get(name).unwrap_or(&empty);
+        for (label, value) in matching {
+            let narrower = index
+                .by_label
+                .get(&(name.to_owned(), label.clone(), value.clone()))
+                .unwrap_or(&empty);
+            if narrower.len() < candidates.len() {
+                candidates = narrower;
+            }
+        }
+        candidates
+            .iter()
             .filter(|rrd| {
-                let key = rrd.key();
-                key.name == name
-                    && matching
-                        .iter()
-                        .all(|(k, v)| key.labels.get(k).is_some_and(|have| have == v))
+                matching
+                    .iter()
+                    .all(|(k, v)| rrd.key().labels.get(k).is_some_and(|have| have == v))
             })
             .cloned()
             .collect()

@@ -3,9 +3,11 @@
 # protoc (the etcd client compiles etcd's protobufs), etcd-server and etcdctl
 # (tests and benchmarks run a real etcd), prometheus (tests check that it discovers
 # Sluice's instances and scrapes its metrics), prometheus-alertmanager (a test forwards
-# alarms to it), python3 (a test upstream), and cargo-nextest.
+# alarms to it), python3 (a test upstream, an SMTP server), the Python Sentry SDK, and
+# cargo-nextest.
 # Idempotent: installs only what is missing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
@@ -28,6 +30,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
       systemctl is-active --quiet "$unit" 2>/dev/null && { $sudo systemctl stop "$unit" || true; }
     done
   fi
+fi
+
+# The official Sentry SDK for Python reports to Sluice in a test; it goes under target/
+# (rebuilt like the rest of target/, never committed).
+if ! [ -d target/pylib/sentry_sdk ]; then
+  echo "setup: installing sentry-sdk (PyPI) into target/pylib"
+  python3 -m pip install --quiet --disable-pip-version-check --target target/pylib 'sentry-sdk>=2,<3' 2>&1 | grep -v 'WARNING: Running pip as' || true
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -6,6 +6,7 @@
 mod support;
 
 mod alarm_delivery;
+mod alarm_errors;
 mod alarm_webhook;
 mod api_bad_input;
 mod cli_basics;

@@ -6,6 +6,7 @@
 mod alarms;
 mod auth;
 mod error;
+mod errors;
 mod json;
 mod metrics;
 pub mod openapi;
@@ -79,6 +80,12 @@ pub fn router(state: AppState, auth: Auth, body_limit: usize) -> Router {
             "/v1/namespaces/{ns}/notifications",
             get(alarms::notifications),
         )
+        .route("/api/{project}/{endpoint}/", post(errors::sentry))
+        .route(
+            "/v1/namespaces/{ns}/errors",
+            get(errors::list).post(errors::plain),
+        )
+        .route("/v1/namespaces/{ns}/errors/{fingerprint}", get(errors::get))
         .route("/metrics", get(metrics::exposition))
         .route("/v1/metrics/usage", get(metrics::usage))
         .route("/v1/metrics/steps", post(metrics::push_step))

@@ -59,6 +59,9 @@ impl Kinds {
         kinds.register("Notifier", |spec| {
             parse_spec::<sluice_model::NotifierSpec>(spec)?.validate()
         });
+        kinds.register("ErrorProject", |spec| {
+            parse_spec::<sluice_model::ErrorProjectSpec>(spec)?.validate()
+        });
         kinds.register("Mute", |spec| {
             parse_spec::<sluice_model::MuteSpec>(spec)?
                 .validate()

@@ -635,6 +635,38 @@ impl MuteSpec {
     }
 }
 
+/// The spec of an `ErrorProject`: where an application's Sentry SDK reports. Its
+/// DSN is `http://KEY@SLUICE_ADMIN/ID`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorProjectSpec {
+    /// The numeric project ID in the DSN (unique across namespaces).
+    pub id: u64,
+    /// The DSN's public key: 16 to 64 letters and digits.
+    pub key: String,
+}
+
+impl ErrorProjectSpec {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        if self.id == 0 || self.id > 1_000_000_000 {
+            return Err(InvalidField::new(
+                "spec.id",
+                "must be within 1..=1000000000",
+            ));
+        }
+        if !(16..=64).contains(&self.key.len())
+            || !self.key.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            return Err(InvalidField::new(
+                "spec.key",
+                "16 to 64 letters and digits (such as a random hex string)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,8 +14,8 @@ mod route;
 
 pub use alarm::{
     template_rules, validate_template, AlarmRuleSpec, AlertmanagerSpec, ChangeRule, Direction,
-    EmailSpec, MuteSpec, NotifierSpec, Severity, SmtpSecurity, WebhookFormat, WebhookSpec,
-    TEMPLATE_FIELDS,
+    EmailSpec, ErrorProjectSpec, MuteSpec, NotifierSpec, Severity, SmtpSecurity, WebhookFormat,
+    WebhookSpec, TEMPLATE_FIELDS,
 };
 pub use instance::{
     duration_text, validate_address, validate_labels, validate_weight, CheckKind, HealthCheck,

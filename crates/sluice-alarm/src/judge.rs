@@ -292,24 +292,35 @@ async fn save(store: &dyn Store, alarm: &Alarm) {
 fn rules_in_force(db: &Db, resources: &RwLock<Resources>) -> Vec<(Id, AlarmRuleSpec)> {
     let resources = resources.read();
     let mut rules: BTreeMap<Id, AlarmRuleSpec> = resources.rules.clone();
-    let namespaces: std::collections::BTreeSet<String> = db
-        .find("requests", &BTreeMap::new())
-        .iter()
-        .map(|rrd| rrd.key().label("namespace").to_owned())
-        .filter(|ns| !ns.is_empty())
-        .collect();
-    for namespace in namespaces {
-        let defaults: Vec<String> = resources
-            .notifiers
+    let namespaces_with = |metric: &str| -> std::collections::BTreeSet<String> {
+        db.find(metric, &BTreeMap::new())
             .iter()
-            .filter(|((ns, _), spec)| *ns == namespace && spec.defaults)
-            .map(|((_, name), _)| name.clone())
-            .collect();
-        for (name, mut spec) in sluice_model::template_rules() {
-            spec.notify = defaults.clone();
-            rules
-                .entry((namespace.clone(), name.to_owned()))
-                .or_insert(spec);
+            .map(|rrd| rrd.key().label("namespace").to_owned())
+            .filter(|ns| !ns.is_empty())
+            .collect()
+    };
+    let templates = [
+        (namespaces_with("requests"), sluice_model::template_rules()),
+        (
+            namespaces_with("error_events"),
+            sluice_model::error_template_rules(),
+        ),
+    ];
+    for (namespaces, rules_of_kind) in templates {
+        for namespace in namespaces {
+            let defaults: Vec<String> = resources
+                .notifiers
+                .iter()
+                .filter(|((ns, _), spec)| *ns == namespace && spec.defaults)
+                .map(|((_, name), _)| name.clone())
+                .collect();
+            for (name, spec) in &rules_of_kind {
+                let mut spec = spec.clone();
+                spec.notify = defaults.clone();
+                rules
+                    .entry((namespace.clone(), (*name).to_owned()))
+                    .or_insert(spec);
+            }
         }
     }
     rules.retain(|_, spec| !spec.disabled);

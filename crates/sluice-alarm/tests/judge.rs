@@ -406,3 +406,47 @@ async fn a_firing_service_down_inhibits_its_latency_alarms() {
         .collect();
     assert!(rules.contains(&"echo-slow".to_owned()), "{rules:?}");
 }
+
+#[tokio::test]
+async fn a_new_error_group_fires_the_error_template() {
+    let mut bench = Bench::new();
+    for spec in sluice_model::template_rules()
+        .into_iter()
+        .chain(sluice_model::error_template_rules())
+    {
+        spec.1.validate().unwrap();
+    }
+    let events = SeriesKey::new(
+        "error_events",
+        [
+            ("namespace", "default"),
+            ("project", "42"),
+            ("group", "abc"),
+        ],
+    );
+    let new = SeriesKey::new(
+        "error_new_groups",
+        [("namespace", "default"), ("project", "42")],
+    );
+    bench
+        .db
+        .add(&events, T0, &sluice_metrics::recorder::counter(1))
+        .unwrap();
+    bench
+        .db
+        .add(&new, T0, &sluice_metrics::recorder::counter(1))
+        .unwrap();
+    bench.at(T0 + 10).await;
+    let listed = alarms(&*bench.store, "default").await.unwrap();
+    let alarm = listed
+        .iter()
+        .find(|a| a.rule == "default-new-error")
+        .unwrap();
+    assert_eq!(alarm.state, AlarmState::Firing);
+    assert_eq!(alarm.labels["project"], "42");
+    assert!(
+        alarm.message.contains("a new kind of error"),
+        "{}",
+        alarm.message
+    );
+}

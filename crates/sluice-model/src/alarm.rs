@@ -207,6 +207,48 @@ pub struct AlarmRuleSpec {
     pub inhibits: Vec<String>,
 }
 
+/// The error-report templates applied to every namespace with error reports: a new
+/// error group, and a spike (events of a group in 5 minutes over 3× the same 5
+/// minutes an hour before).
+pub fn error_template_rules() -> Vec<(&'static str, AlarmRuleSpec)> {
+    let base = AlarmRuleSpec {
+        metric: "error_new_groups".to_owned(),
+        matching: BTreeMap::new(),
+        by: Some(vec!["project".to_owned()]),
+        agg: "sum".to_owned(),
+        above: Some(0.0),
+        below: None,
+        change: None,
+        absent: None,
+        for_duration: Duration::ZERO,
+        window: None,
+        severity: Severity::Warning,
+        labels: BTreeMap::new(),
+        message: Some("{{labels.project}}: a new kind of error was reported".to_owned()),
+        notify: Vec::new(),
+        disabled: false,
+        inhibits: Vec::new(),
+    };
+    let spike = AlarmRuleSpec {
+        metric: "error_events".to_owned(),
+        by: Some(vec!["project".to_owned(), "group".to_owned()]),
+        above: None,
+        change: Some(ChangeRule {
+            percent: Some(200.0),
+            absolute: None,
+            direction: Direction::Up,
+            compared_to: Duration::from_secs(3600),
+        }),
+        window: Some(Duration::from_secs(300)),
+        message: Some(
+            "{{labels.project}}: error group {{labels.group}} spiked to {{value}} in 5 minutes"
+                .to_owned(),
+        ),
+        ..base.clone()
+    };
+    vec![("default-new-error", base), ("default-error-spike", spike)]
+}
+
 /// The rule templates applied to every namespace with gateway traffic, by service;
 /// an `AlarmRule` of the same name in a namespace overrides one (`disabled: true`
 /// turns it off). They notify the namespace's notifiers marked `defaults: true`.

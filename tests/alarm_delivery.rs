@@ -10,7 +10,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::support::{Http, Sluice};
+use crate::support::{block_on, until, Http, Peer, Sluice};
 
 /// An HTTP receiver on `listener` collecting (path, JSON body) of every POST.
 fn receive_on(listener: tokio::net::TcpListener) -> Arc<Mutex<Vec<(String, Value)>>> {
@@ -27,16 +27,6 @@ fn receive_on(listener: tokio::net::TcpListener) -> Arc<Mutex<Vec<(String, Value
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
     received
-}
-
-async fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    for _ in 0..300 {
-        if let Some(found) = check() {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what} never happened");
 }
 
 fn start(dir: &std::path::Path, port: Option<u16>) -> Sluice {
@@ -134,15 +124,6 @@ async fn each_bot_format_reaches_the_webhook() {
     }
 }
 
-struct Alertmanager(std::process::Child);
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_alertmanager_lists_the_forwarded_alert() {
     let dir = tempfile::tempdir().unwrap();
@@ -156,7 +137,7 @@ async fn a_real_alertmanager_lists_the_forwarded_alert() {
         "route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n",
     )
     .unwrap();
-    let _alertmanager = Alertmanager(
+    let _alertmanager = Peer::spawn(
         Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
@@ -166,9 +147,7 @@ async fn a_real_alertmanager_lists_the_forwarded_alert() {
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start alertmanager"),
+            .stderr(Stdio::null()),
     );
     let sluice = start(dir.path(), None);
     let api = Http::new(&sluice.url);
@@ -184,7 +163,7 @@ async fn a_real_alertmanager_lists_the_forwarded_alert() {
     let alert = until("Alertmanager listing the alert", || {
         let client = client.clone();
         let url = format!("http://127.0.0.1:{port}/api/v2/alerts");
-        let alerts = block(async move {
+        let alerts = block_on(async move {
             client
                 .get(url)
                 .send()
@@ -227,7 +206,7 @@ async fn a_pending_notification_survives_kill_9_and_is_delivered_once() {
     let failing = until("a failed delivery attempt", || {
         let api = api.clone();
         let listed =
-            block(async move { Some(api.get("/v1/namespaces/default/notifications").await.1) })?;
+            block_on(async move { api.get("/v1/namespaces/default/notifications").await.1 });
         let item = listed["items"].as_array()?.first()?.clone();
         (item["attempts"].as_u64()? >= 1).then_some(item)
     })
@@ -267,76 +246,4 @@ async fn a_pending_notification_survives_kill_9_and_is_delivered_once() {
     let api = Http::new(&sluice.url);
     let (_, pending) = api.get("/v1/namespaces/default/notifications").await;
     assert_eq!(pending["items"].as_array().unwrap().len(), 0, "{pending}");
-}
-
-/// Runs a future to completion from a synchronous check (on a helper thread).
-fn block<T: Send + 'static>(
-    future: impl std::future::Future<Output = Option<T>> + Send + 'static,
-) -> Option<T> {
-    let handle = tokio::runtime::Handle::current();
-    std::thread::spawn(move || handle.block_on(future))
-        .join()
-        .ok()
-        .flatten()
-}
-
-struct Smtpd(std::process::Child);
-
-impl Drop for Smtpd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_email_reaches_a_real_smtp_server() {
-    let dir = tempfile::tempdir().unwrap();
-    // Python's SMTP server prints every message it receives.
-    let port = sluice_testkit::free_port();
-    let output = dir.path().join("smtpd.out");
-    let _smtpd = Smtpd(
-        Command::new(sluice_testkit::find_program("python3").expect("python3"))
-            .args([
-                "-u",
-                "-W",
-                "ignore",
-                "-m",
-                "smtpd",
-                "-n",
-                "-c",
-                "DebuggingServer",
-            ])
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(std::fs::File::create(&output).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start python3 -m smtpd"),
-    );
-    assert!(sluice_testkit::wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
-    let sluice = start(dir.path(), None);
-    let api = Http::new(&sluice.url);
-    api.put(
-        "/v1/namespaces/default/resources/Notifier/hook",
-        &format!(
-            r#"{{"spec": {{"email": {{"smtp": "127.0.0.1:{port}", "security": "plain", "from": "sluice@example.com", "to": ["oncall@example.com"]}}}}}}"#
-        ),
-    )
-    .await;
-    api.put("/v1/namespaces/default/resources/AlarmRule/queue", RULE)
-        .await;
-    let _pusher = Pusher::start(&sluice.url);
-    let mail = until("the e-mail", || {
-        let text = std::fs::read_to_string(&output).unwrap_or_default();
-        text.contains("queue at 50").then_some(text)
-    })
-    .await;
-    assert!(
-        mail.contains("Subject: [FIRING] queue (1 alarm, default)"),
-        "{mail}"
-    );
-    assert!(mail.contains("To: oncall@example.com"), "{mail}");
-    assert!(mail.contains("From: sluice@example.com"), "{mail}");
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::support::{controlled_upstream, until_status, Http, Sluice};
+use crate::support::{block_on, controlled_upstream, until, until_status, Http, Sluice};
 
 /// An HTTP receiver collecting the JSON bodies posted to it.
 async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
@@ -28,16 +28,6 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
     (format!("http://{address}/x"), received)
-}
-
-async fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    for _ in 0..300 {
-        if let Some(found) = check() {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what} never happened");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +151,7 @@ async fn error_rate_alarms_notify_a_webhook_list_and_mute() {
     control.set(503, 0);
     until("the alarm firing again", || {
         let api = api.clone();
-        let state = futures_lite_block(async move {
+        let state = block_on(async move {
             api.get("/v1/namespaces/default/alarms?state=firing")
                 .await
                 .1
@@ -211,16 +201,6 @@ async fn error_rate_alarms_notify_a_webhook_list_and_mute() {
 
     running.store(false, Ordering::Relaxed);
     let _ = traffic.await;
-}
-
-/// Runs a future to completion from a synchronous check (on a helper thread).
-fn futures_lite_block<T: Send + 'static>(
-    future: impl std::future::Future<Output = T> + Send + 'static,
-) -> T {
-    let handle = tokio::runtime::Handle::current();
-    std::thread::spawn(move || handle.block_on(future))
-        .join()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

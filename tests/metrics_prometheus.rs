@@ -4,16 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{echo_upstream, until_status, Http, Sluice};
-
-struct Prometheus(std::process::Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{echo_upstream, until_status, Http, Peer, Sluice};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_gateways_request_counts() {
@@ -72,7 +63,7 @@ async fn prometheus_scrapes_the_gateways_request_counts() {
         ),
     )
     .unwrap();
-    let _prometheus = Prometheus(
+    let _prometheus = Peer::spawn(
         Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
@@ -81,9 +72,7 @@ async fn prometheus_scrapes_the_gateways_request_counts() {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus"),
+            .stderr(Stdio::null()),
     );
     let query = r#"sluice_gateway_requests_total{api="echo POST",service="echo",code="200"}"#;
     let mut last = serde_json::Value::Null;

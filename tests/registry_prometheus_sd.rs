@@ -4,16 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Http, Sluice};
-
-struct Prometheus(std::process::Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{Http, Peer, Sluice};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_discovers_registered_instances() {
@@ -48,7 +39,7 @@ async fn prometheus_discovers_registered_instances() {
         ),
     )
     .unwrap();
-    let _prometheus = Prometheus(
+    let _prometheus = Peer::spawn(
         Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
@@ -57,9 +48,7 @@ async fn prometheus_discovers_registered_instances() {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus"),
+            .stderr(Stdio::null()),
     );
     let prometheus = Http::new(&format!("http://127.0.0.1:{port}"));
     let mut found = false;

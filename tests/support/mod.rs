@@ -348,3 +348,42 @@ pub async fn controlled_upstream(name: &'static str) -> (String, UpstreamControl
     tokio::spawn(async move { axum::serve(listener, app).await });
     (address, control)
 }
+
+/// A peer process a test started (Prometheus, Alertmanager, an SMTP server),
+/// killed when dropped — also when the test fails.
+pub struct Peer(std::process::Child);
+
+impl Peer {
+    /// Starts `command` with its output discarded (or sent where the command says).
+    pub fn spawn(command: &mut Command) -> Self {
+        Peer(command.spawn().expect("start a peer process"))
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `check` every 100 ms until it gives a value (a hang guard of 30 s).
+pub async fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..300 {
+        if let Some(found) = check() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} never happened");
+}
+
+/// Runs a future to completion from a synchronous check (on a helper thread).
+pub fn block_on<T: Send + 'static>(
+    future: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let handle = tokio::runtime::Handle::current();
+    std::thread::spawn(move || handle.block_on(future))
+        .join()
+        .expect("the helper thread panicked")
+}

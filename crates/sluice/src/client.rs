@@ -514,6 +514,16 @@ pub enum BanCommand {
     },
 }
 
+/// Unix milliseconds `--for DURATION` from now.
+fn ends_after(duration: &str) -> anyhow::Result<i64> {
+    let length =
+        sluice_model::duration_text::parse(duration).map_err(|e| anyhow::anyhow!("--for: {e}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    Ok(i64::try_from(now + length.as_millis())?)
+}
+
 /// A resource name for a ban target: `203.0.113.0/24` → `ban-203-0-113-0-24`.
 fn ban_name(target: &str) -> String {
     let mut name: String = target
@@ -555,12 +565,7 @@ pub async fn ban(args: ClientArgs, command: BanCommand) -> anyhow::Result<()> {
                 }
             }
             if let Some(duration) = duration {
-                let length = sluice_model::duration_text::parse(&duration)
-                    .map_err(|e| anyhow::anyhow!("--for: {e}"))?;
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)?
-                    .as_millis();
-                let until = i64::try_from(now + length.as_millis())?;
+                let until = ends_after(&duration)?;
                 spec.insert("expires_at".into(), sluice_model::format_time(until).into());
             }
             if let Some(route) = route {
@@ -858,9 +863,7 @@ pub async fn mute(args: ClientArgs, command: MuteCommand) -> anyhow::Result<()> 
             reason,
             name,
         } => {
-            let length = sluice_model::duration_text::parse(&duration)
-                .map_err(|e| anyhow::anyhow!("--for: {e}"))?;
-            let ends = now_ms + i64::try_from(length.as_millis())?;
+            let ends = ends_after(&duration)?;
             let name = name.unwrap_or_else(|| format!("mute-{}", now_ms / 1000));
             let body = json!({"spec": {
                 "match": matching.into_iter().collect::<BTreeMap<_, _>>(),

@@ -81,6 +81,18 @@ async fn the_python_sentry_sdk_reports_exceptions_grouped_with_their_stack() {
     let samples = one["samples"].as_array().unwrap();
     assert_eq!(samples.len(), 2);
     assert!(samples[0]["exception"]["values"][0]["stacktrace"]["frames"].is_array());
+
+    // The CLI.
+    let listing = sluice.cli(&["errors", "ls"]);
+    assert!(
+        listing.contains("ZeroDivisionError") && listing.contains(&fingerprint),
+        "{listing}"
+    );
+    let shown = sluice.cli(&["errors", "show", &fingerprint]);
+    assert!(
+        shown.contains("2 events") && shown.contains("charge in __main__"),
+        "{shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

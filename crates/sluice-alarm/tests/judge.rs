@@ -450,3 +450,53 @@ async fn a_new_error_group_fires_the_error_template() {
         alarm.message
     );
 }
+
+#[tokio::test]
+async fn unreadable_or_invalid_resources_in_the_store_are_skipped_not_fatal() {
+    let mut bench = Bench::new();
+    let put = |key: &str, value: &str| {
+        let (store, key, value) = (Arc::clone(&bench.store), key.to_owned(), value.to_owned());
+        async move { store.put(&key, value.into_bytes(), None).await.unwrap() }
+    };
+    put("res/AlarmRule/default/garbage", "not json at all").await;
+    put(
+        "res/AlarmRule/default/invalid",
+        r#"{"kind": "AlarmRule", "metadata": {"namespace": "default", "name": "invalid"}, "spec": {"metric": "queue"}}"#,
+    )
+    .await;
+    put(
+        "res/Notifier/default/broken",
+        r#"{"kind": "Notifier", "metadata": {"namespace": "default", "name": "broken"}, "spec": {"webhook": {"url": "ftp://x"}}}"#,
+    )
+    .await;
+    put(
+        "res/AlarmRule/default/good",
+        r#"{"kind": "AlarmRule", "metadata": {"namespace": "default", "name": "good"}, "spec": {"metric": "queue", "above": 10, "notify": ["broken"]}}"#,
+    )
+    .await;
+    sluice_alarm::judge::follow_resources(Arc::clone(&bench.store), Arc::clone(&bench.resources));
+    for _ in 0..100 {
+        if bench.resources.read().rules.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let names: Vec<String> = bench
+        .resources
+        .read()
+        .rules
+        .keys()
+        .map(|k| k.1.clone())
+        .collect();
+    assert_eq!(names, ["good"]);
+    assert!(bench.resources.read().notifiers.is_empty());
+    bench.gauge("queue", T0, 50.0);
+    bench.at(T0 + 10).await;
+    assert_eq!(
+        bench.states().await,
+        vec![("good".into(), AlarmState::Firing, 1)]
+    );
+    // The notifier it names is invalid: nothing is queued, and the judge goes on.
+    assert!(bench.notifications().await.is_empty());
+    bench.at(T0 + 20).await;
+}

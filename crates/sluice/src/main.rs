@@ -58,6 +58,13 @@ enum Command {
         #[command(subcommand)]
         command: client::AlarmsCommand,
     },
+    /// Error groups from error reports: list them, show one with its stack.
+    Errors {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: client::ErrorsCommand,
+    },
     /// Mute alarms' notifications for a while, list and lift mutes.
     Mute {
         #[command(flatten)]
@@ -125,6 +132,7 @@ fn main() -> std::process::ExitCode {
             Command::Ban { client, command } => client::ban(client, command).await,
             Command::Alarms { client, command } => client::alarms(client, command).await,
             Command::Mute { client, command } => client::mute(client, command).await,
+            Command::Errors { client, command } => client::errors(client, command).await,
             Command::Health {
                 client,
                 service,

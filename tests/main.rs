@@ -27,3 +27,4 @@ mod registry_etcd_nodes;
 mod registry_prometheus_sd;
 mod registry_tour;
 mod store_crash;
+mod ui_console;

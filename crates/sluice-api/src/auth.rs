@@ -113,6 +113,23 @@ impl Auth {
         !self.tokens.is_empty()
     }
 
+    /// What a presented token may do (`None`: not a token); with no tokens
+    /// configured, everything.
+    pub fn access(&self, presented: Option<&str>) -> Option<Access> {
+        if !self.enabled() {
+            return Some(Access {
+                namespaces: None,
+                role: Role::Admin,
+            });
+        }
+        let token = self.find(presented?)?;
+        Some(Access {
+            namespaces: (!token.namespaces.iter().any(|n| n == "*"))
+                .then(|| token.namespaces.clone()),
+            role: token.role,
+        })
+    }
+
     fn find(&self, presented: &str) -> Option<&TokenConfig> {
         // Compare every token in full, so timing does not tell how much matched.
         let mut found = None;

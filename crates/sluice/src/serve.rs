@@ -136,7 +136,8 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
             exposition,
         }),
     };
-    let app = sluice_api::router(state, auth.clone(), config.body_limit);
+    let app = sluice_api::router(state.clone(), auth.clone(), config.body_limit)
+        .merge(sluice_ui::router(state, auth.clone()));
     let listener = tokio::net::TcpListener::bind(config.admin)
         .await
         .with_context(|| format!("cannot listen on {} (admin API)", config.admin))?;

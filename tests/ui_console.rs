@@ -1,0 +1,211 @@
+//! The web console over HTTP: pages render with the state the API holds, the drain
+//! action changes the instance, and with tokens configured no page is reachable
+//! without one and a read token gets no write action. (Browser tests in headless
+//! Chromium come with the charts.)
+
+use crate::support::{echo_upstream, until_status, Http, Sluice};
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_render_and_drain_changes_the_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Sluice::up(dir.path());
+    let api = Http::new(&sluice.url);
+    api.register("echo", "e1", &echo_upstream("e1").await).await;
+    api.register("echo", "e2", &echo_upstream("e2").await).await;
+    api.route(
+        "echo",
+        r#"{"match": {"path_prefix": "/echo"}, "service": "echo"}"#,
+    )
+    .await;
+    let gateway = sluice.gateway.clone().unwrap();
+    let client = no_redirects();
+    until_status(&client, &format!("{gateway}/echo"), 200).await;
+    for (path, needles) in [
+        (
+            "/ui/",
+            vec!["Overview", "echo", "Top APIs", "Firing alarms"],
+        ),
+        ("/ui/services", vec!["echo", "protection threshold"]),
+        ("/ui/services/echo", vec!["e1", "e2", "Drain", "API health"]),
+        ("/ui/alarms", vec!["Alarms"]),
+        ("/ui/errors", vec!["Errors"]),
+    ] {
+        let response = client
+            .get(format!("{}{path}", sluice.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let text = response.text().await.unwrap();
+        for needle in needles {
+            assert!(text.contains(needle), "{path} lacks {needle:?}");
+        }
+    }
+    let response = client
+        .post(format!(
+            "{}/ui/services/echo/instances/e1/drain?ns=default",
+            sluice.url
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("draining={}", "true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let (_, instance) = api
+        .get("/v1/namespaces/default/services/echo/instances/e1")
+        .await;
+    assert_eq!(instance["draining"], true, "{instance}");
+    let page = client
+        .get(format!("{}/ui/services/echo", sluice.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Undrain"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tokens_pages_need_one_and_readers_cannot_act() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[tokens]]
+name = "reader"
+token = "read-token-0123456789"
+role = "read"
+
+[[tokens]]
+name = "writer"
+token = "write-token-0123456789"
+role = "write"
+"#,
+    )
+    .unwrap();
+    let data = dir.path().join("d");
+    let port = sluice_testkit::free_port();
+    let args = [
+        "--data",
+        data.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    // /readyz needs a token too, so wait for the 401 that says it is listening.
+    let sluice = Sluice::start_until("up", &args, dir.path(), port, |port| {
+        sluice_testkit::http_get(port, "/healthz").is_some_and(|r| r.contains(" 401 "))
+    });
+    let writer = Http::with_token(&sluice.url, "write-token-0123456789");
+    writer
+        .register("echo", "e1", &echo_upstream("e1").await)
+        .await;
+    let client = no_redirects();
+    for path in [
+        "/ui/",
+        "/ui/services",
+        "/ui/services/echo",
+        "/ui/alarms",
+        "/ui/errors",
+    ] {
+        let response = client
+            .get(format!("{}{path}", sluice.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "{path}");
+        assert_eq!(response.headers()["location"], "/ui/login");
+    }
+    let refused = client
+        .post(format!(
+            "{}/ui/services/echo/instances/e1/drain",
+            sluice.url
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("draining={}", "true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 303, "no action without a token either");
+    let bad = client
+        .post(format!("{}/ui/login", sluice.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", "guess-guess-guess-guess"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+
+    let login = |token: &'static str| {
+        let client = client.clone();
+        let url = sluice.url.clone();
+        async move {
+            let response = client
+                .post(format!("{url}/ui/login"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("token={}", token))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 303);
+            let cookie = response.headers()["set-cookie"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert!(
+                cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+                "{cookie}"
+            );
+            cookie.split(';').next().unwrap().to_owned()
+        }
+    };
+    let reader = login("read-token-0123456789").await;
+    let page = client
+        .get(format!("{}/ui/services/echo", sluice.url))
+        .header("cookie", &reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let text = page.text().await.unwrap();
+    assert!(text.contains("e1") && !text.contains("Drain"), "{text}");
+    let refused = client
+        .post(format!(
+            "{}/ui/services/echo/instances/e1/drain",
+            sluice.url
+        ))
+        .header("cookie", &reader)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("draining={}", "true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
+    let writer_cookie = login("write-token-0123456789").await;
+    let done = client
+        .post(format!(
+            "{}/ui/services/echo/instances/e1/drain",
+            sluice.url
+        ))
+        .header("cookie", &writer_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("draining={}", "true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 303);
+    let (_, instance) = writer
+        .get("/v1/namespaces/default/services/echo/instances/e1")
+        .await;
+    assert_eq!(instance["draining"], true);
+}

@@ -36,6 +36,9 @@ async fn pages_render_and_drain_changes_the_instance() {
         ("/ui/services/echo", vec!["e1", "e2", "Drain", "API health"]),
         ("/ui/alarms", vec!["Alarms"]),
         ("/ui/errors", vec!["Errors"]),
+        ("/ui/resources", vec!["Route", "echo", "path_prefix"]),
+        ("/ui/resources/Route/echo", vec!["(current)", "path_prefix"]),
+        ("/ui/hosts", vec!["Hosts", "CPU %"]),
     ] {
         let response = client
             .get(format!("{}{path}", sluice.url))
@@ -72,6 +75,42 @@ async fn pages_render_and_drain_changes_the_instance() {
         .await
         .unwrap();
     assert!(page.contains("Undrain"), "{page}");
+
+    // History and rollback of a route.
+    api.route(
+        "echo",
+        r#"{"match": {"path_prefix": "/v2"}, "service": "echo"}"#,
+    )
+    .await;
+    let (_, history) = api
+        .get("/v1/namespaces/default/resources/Route/echo/history")
+        .await;
+    let first = history["items"][1]["revision"].as_u64().unwrap();
+    let page = client
+        .get(format!("{}/ui/resources/Route/echo", sluice.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Roll back to this") && page.contains("/v2"),
+        "{page}"
+    );
+    let rolled = client
+        .post(format!(
+            "{}/ui/resources/Route/echo/rollback?ns=default",
+            sluice.url
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("revision={first}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rolled.status(), 303);
+    let (_, route) = api.get("/v1/namespaces/default/resources/Route/echo").await;
+    assert_eq!(route["spec"]["match"]["path_prefix"], "/echo", "{route}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

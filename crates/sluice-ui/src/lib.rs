@@ -58,6 +58,10 @@ pub fn router(app: AppState, auth: Auth) -> Router {
         .route("/ui/services", get(services))
         .route("/ui/services/{svc}", get(service))
         .route("/ui/services/{svc}/instances/{id}/drain", post(drain))
+        .route("/ui/resources", get(resources))
+        .route("/ui/resources/{kind}/{name}", get(resource))
+        .route("/ui/resources/{kind}/{name}/rollback", post(rollback))
+        .route("/ui/hosts", get(hosts))
         .route("/ui/alarms", get(alarms))
         .route("/ui/errors", get(errors))
         .with_state(state)
@@ -107,8 +111,10 @@ fn page(title: &str, namespace: &str, body: Markup) -> Markup {
                 nav {
                     a href={ "/ui/?ns=" (namespace) } { "Sluice" }
                     a href={ "/ui/services?ns=" (namespace) } { "Services" }
+                    a href={ "/ui/resources?ns=" (namespace) } { "Routes & rules" }
                     a href={ "/ui/alarms?ns=" (namespace) } { "Alarms" }
                     a href={ "/ui/errors?ns=" (namespace) } { "Errors" }
+                    a href={ "/ui/hosts?ns=" (namespace) } { "Hosts" }
                 }
                 main {
                     h1 { (title) }
@@ -338,6 +344,194 @@ async fn drain(
         Ok(_) => Redirect::to(&format!("/ui/services/{svc}?ns={}", q.ns)).into_response(),
         Err(error) => (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
     }
+}
+
+async fn resources(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Query(q): Query<NamespaceQuery>,
+) -> Response {
+    let Some(access) = access(&state, &headers) else {
+        return to_login();
+    };
+    if !access.covers(&q.ns) {
+        return denied(&q.ns);
+    }
+    let mut rows = Vec::new();
+    for kind in state.app.resources.kinds().names() {
+        if let Ok((items, _)) = state.app.resources.list(&q.ns, &kind).await {
+            for item in items {
+                rows.push((kind.clone(), item));
+            }
+        }
+    }
+    page(
+        "Routes & rules",
+        &q.ns,
+        html! {
+            table {
+                tr { th { "kind" } th { "name" } th { "revision" } th { "spec" } }
+                @for (kind, item) in &rows {
+                    tr {
+                        td { (kind) }
+                        td { a href={ "/ui/resources/" (kind) "/" (item.metadata.name) "?ns=" (q.ns) } { (item.metadata.name) } }
+                        td { (item.metadata.revision) }
+                        td { code { (item.spec.to_string().chars().take(160).collect::<String>()) } }
+                    }
+                }
+            }
+        },
+    )
+    .into_response()
+}
+
+async fn resource(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Path((kind, name)): Path<(String, String)>,
+    Query(q): Query<NamespaceQuery>,
+) -> Response {
+    let Some(access) = access(&state, &headers) else {
+        return to_login();
+    };
+    if !access.covers(&q.ns) {
+        return denied(&q.ns);
+    }
+    let writer = access.role >= Role::Write;
+    let history = match state.app.resources.history(&q.ns, &kind, &name).await {
+        Ok(history) => history,
+        Err(_) => {
+            return (
+                StatusCode::NOT_FOUND,
+                page("Not found", &q.ns, html! { p { "No such resource." } }),
+            )
+                .into_response()
+        }
+    };
+    page(
+        &format!("{kind} {name}"),
+        &q.ns,
+        html! {
+            table {
+                tr { th { "revision" } th { "spec" } @if writer { th { "" } } }
+                @for entry in &history {
+                    tr {
+                        td { (entry.revision) @if entry.current { " (current)" } }
+                        td { pre { (serde_json::to_string_pretty(&entry.resource.spec).unwrap_or_default()) } }
+                        @if writer && !entry.current {
+                            td {
+                                form method="post" action={ "/ui/resources/" (kind) "/" (name) "/rollback?ns=" (q.ns) } {
+                                    input type="hidden" name="revision" value=(entry.revision);
+                                    button type="submit" { "Roll back to this" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct RollbackForm {
+    revision: u64,
+}
+
+async fn rollback(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Path((kind, name)): Path<(String, String)>,
+    Query(q): Query<NamespaceQuery>,
+    Form(form): Form<RollbackForm>,
+) -> Response {
+    let Some(access) = access(&state, &headers) else {
+        return to_login();
+    };
+    if !access.covers(&q.ns) || access.role < Role::Write {
+        return (
+            StatusCode::FORBIDDEN,
+            "a write token is needed to roll back",
+        )
+            .into_response();
+    }
+    match state
+        .app
+        .resources
+        .rollback(&q.ns, &kind, &name, form.revision)
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/ui/resources/{kind}/{name}?ns={}", q.ns)).into_response(),
+        Err(error) => (StatusCode::BAD_REQUEST, format!("{error:?}")).into_response(),
+    }
+}
+
+async fn hosts(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Query(q): Query<NamespaceQuery>,
+) -> Response {
+    let Some(_) = access(&state, &headers) else {
+        return to_login();
+    };
+    let now = sluice_metrics::unix_now();
+    let mut rows: BTreeMap<String, BTreeMap<String, Option<f64>>> = BTreeMap::new();
+    if let Some(metrics) = &state.app.metrics {
+        for metric in [
+            "host_cpu_percent",
+            "host_mem_used_bytes",
+            "host_load1",
+            "host_net_rx_bytes_per_s",
+            "host_disk_write_bytes_per_s",
+        ] {
+            let query = sluice_metrics::query::SeriesQuery {
+                metric: metric.to_owned(),
+                matching: BTreeMap::new(),
+                by: Some(vec!["host".to_owned()]),
+                agg: "avg".to_owned(),
+                from: now.saturating_sub(300),
+                to: now,
+                step: 300,
+            };
+            if let Ok(answer) = sluice_metrics::query::series(&metrics.db, &query, now) {
+                for series in answer.series {
+                    let host = series.labels.get("host").cloned().unwrap_or_default();
+                    let value = series.points.iter().rev().find_map(|(_, v)| *v);
+                    rows.entry(host)
+                        .or_default()
+                        .insert(metric.to_owned(), value);
+                }
+            }
+        }
+    }
+    let cell = |values: &BTreeMap<String, Option<f64>>, metric: &str, scale: f64, digits: usize| {
+        number(
+            values.get(metric).copied().flatten().map(|v| v / scale),
+            digits,
+        )
+    };
+    page(
+        "Hosts",
+        &q.ns,
+        html! {
+            p.muted { "Averages over the last 5 minutes." }
+            table {
+                tr { th { "host" } th { "CPU %" } th { "memory used (MiB)" } th { "load 1m" } th { "net in (KiB/s)" } th { "disk write (KiB/s)" } }
+                @for (host, values) in &rows {
+                    tr {
+                        td { (host) }
+                        td { (cell(values, "host_cpu_percent", 1.0, 1)) }
+                        td { (cell(values, "host_mem_used_bytes", 1048576.0, 0)) }
+                        td { (cell(values, "host_load1", 1.0, 2)) }
+                        td { (cell(values, "host_net_rx_bytes_per_s", 1024.0, 1)) }
+                        td { (cell(values, "host_disk_write_bytes_per_s", 1024.0, 1)) }
+                    }
+                }
+            }
+        },
+    )
+    .into_response()
 }
 
 async fn alarms(

@@ -137,13 +137,8 @@ impl Drop for Sluice {
     }
 }
 
-/// Sends a large body again, up to five times, for the answer a closing server left unread.
-async fn resend_large_body(
-    http: &Http,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> reqwest::Response {
+/// Sends a request again, up to five times, for the answer a closing server left unread.
+async fn resend(http: &Http, method: &str, path: &str, body: Option<&str>) -> reqwest::Response {
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let mut last = None;
     for _ in 0..5 {
@@ -215,9 +210,10 @@ impl Http {
         let response = match request.send().await {
             Ok(response) => response,
             // A server refusing a large body may close before the client is done
-            // sending it, so the client never reads the answer: send once more.
-            Err(error) if body.is_some_and(|b| b.len() > 1024 * 1024) && error.is_request() => {
-                resend_large_body(self, method_name, path, body).await
+            // sending it, so the client never reads the answer; and a connection the
+            // server closed after such an answer may be reused once. Send again.
+            Err(error) if error.is_request() && !error.is_timeout() => {
+                resend(self, method_name, path, body).await
             }
             Err(error) => panic!("send request: {error:?}"),
         };

@@ -111,6 +111,29 @@ async fn pages_render_and_drain_changes_the_instance() {
     assert_eq!(rolled.status(), 303);
     let (_, route) = api.get("/v1/namespaces/default/resources/Route/echo").await;
     assert_eq!(route["spec"]["match"]["path_prefix"], "/echo", "{route}");
+
+    // The mute form creates a Mute.
+    let page = client
+        .get(format!("{}/ui/alarms", sluice.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("name=\"match\""), "{page}");
+    let muted = client
+        .post(format!("{}/ui/mutes?ns=default", sluice.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("match=service%3Decho&duration=30m&reason=deploying")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(muted.status(), 303);
+    let (_, mutes) = api.get("/v1/namespaces/default/resources/Mute").await;
+    let mute = &mutes["items"][0]["spec"];
+    assert_eq!(mute["match"]["service"], "echo", "{mutes}");
+    assert_eq!(mute["reason"], "deploying");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

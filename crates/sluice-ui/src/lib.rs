@@ -63,6 +63,8 @@ pub fn router(app: AppState, auth: Auth) -> Router {
         .route("/ui/resources/{kind}/{name}/rollback", post(rollback))
         .route("/ui/hosts", get(hosts))
         .route("/ui/alarms", get(alarms))
+        .route("/ui/alarms/{id}/ack", post(acknowledge))
+        .route("/ui/mutes", post(mute))
         .route("/ui/errors", get(errors))
         .with_state(state)
 }
@@ -545,6 +547,7 @@ async fn alarms(
     if !access.covers(&q.ns) {
         return denied(&q.ns);
     }
+    let writer = access.role >= Role::Write;
     let alarms = sluice_alarm::judge::alarms(&*state.app.store, &q.ns)
         .await
         .unwrap_or_default();
@@ -552,19 +555,131 @@ async fn alarms(
         "Alarms",
         &q.ns,
         html! {
+            @if writer {
+                h2 { "Mute" }
+                form method="post" action={ "/ui/mutes?ns=" (q.ns) } {
+                    label { "Match " input type="text" name="match" placeholder="service=echo" required; }
+                    " "
+                    label { "for " input type="text" name="duration" value="1h" size="5"; }
+                    " "
+                    label { "because " input type="text" name="reason"; }
+                    " "
+                    button type="submit" { "Mute" }
+                }
+            }
             table {
-                tr { th { "rule" } th { "state" } th { "labels" } th { "value" } th { "count" } th { "message" } }
+                tr { th { "rule" } th { "state" } th { "labels" } th { "value" } th { "count" } th { "message" } @if writer { th { "" } } }
                 @for a in &alarms {
                     tr {
                         td { (a.rule) }
                         td class=(if a.state == sluice_alarm::AlarmState::Firing { "bad" } else { "muted" }) { (a.state.as_str()) }
                         td { (labels(&a.labels)) } td { (number(a.value, 3)) } td { (a.count) } td { (a.message) }
+                        @if writer {
+                            td {
+                                @if a.state == sluice_alarm::AlarmState::Firing && !a.acknowledged {
+                                    form method="post" action={ "/ui/alarms/" (a.id) "/ack?ns=" (q.ns) } {
+                                        button type="submit" { "Acknowledge" }
+                                    }
+                                } @else if a.acknowledged { span.muted { "acknowledged" } }
+                            }
+                        }
                     }
                 }
             }
         },
     )
     .into_response()
+}
+
+async fn acknowledge(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<NamespaceQuery>,
+) -> Response {
+    let Some(access) = access(&state, &headers) else {
+        return to_login();
+    };
+    if !access.covers(&q.ns) || access.role < Role::Write {
+        return (
+            StatusCode::FORBIDDEN,
+            "a write token is needed to acknowledge",
+        )
+            .into_response();
+    }
+    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return (StatusCode::BAD_REQUEST, "not an alarm ID").into_response();
+    }
+    let key = format!("{}{}/{id}", sluice_alarm::ALARMS_PREFIX, q.ns);
+    let Ok(Some(kv)) = state.app.store.get(&key).await else {
+        return (StatusCode::NOT_FOUND, "no such alarm").into_response();
+    };
+    let Ok(mut alarm) = serde_json::from_slice::<sluice_alarm::Alarm>(&kv.value) else {
+        return (StatusCode::BAD_REQUEST, "an unreadable alarm").into_response();
+    };
+    alarm.acknowledged = true;
+    let bytes = serde_json::to_vec(&alarm).unwrap_or_default();
+    match state.app.store.put(&key, bytes, None).await {
+        Ok(_) => Redirect::to(&format!("/ui/alarms?ns={}", q.ns)).into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct MuteForm {
+    #[serde(rename = "match")]
+    matching: String,
+    duration: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn mute(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Query(q): Query<NamespaceQuery>,
+    Form(form): Form<MuteForm>,
+) -> Response {
+    let Some(access) = access(&state, &headers) else {
+        return to_login();
+    };
+    if !access.covers(&q.ns) || access.role < Role::Write {
+        return (StatusCode::FORBIDDEN, "a write token is needed to mute").into_response();
+    }
+    let mut matching = serde_json::Map::new();
+    for pair in form.matching.split(',').filter(|p| !p.trim().is_empty()) {
+        let Some((label, value)) = pair.split_once('=') else {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("{pair:?} is not label=value"),
+            )
+                .into_response();
+        };
+        matching.insert(label.trim().to_owned(), value.trim().into());
+    }
+    let Ok(length) = sluice_model::duration_text::parse(form.duration.trim()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("{:?} is not a duration such as 1h", form.duration),
+        )
+            .into_response();
+    };
+    let now_ms = i64::try_from(sluice_metrics::unix_now()).unwrap_or(0) * 1000;
+    let ends = now_ms + i64::try_from(length.as_millis()).unwrap_or(i64::MAX / 2);
+    let body = sluice_api::ResourceBody {
+        spec: serde_json::json!({
+            "match": matching,
+            "ends_at": sluice_model::format_time(ends),
+            "created_by": "console",
+            "reason": form.reason,
+        }),
+        metadata: None,
+    };
+    let name = format!("mute-{}", now_ms / 1000);
+    match state.app.resources.put(&q.ns, "Mute", &name, body).await {
+        Ok(_) => Redirect::to(&format!("/ui/alarms?ns={}", q.ns)).into_response(),
+        Err(error) => (StatusCode::BAD_REQUEST, format!("{error:?}")).into_response(),
+    }
 }
 
 async fn errors(

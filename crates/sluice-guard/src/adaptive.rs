@@ -637,17 +637,29 @@ mod tests {
 
     #[test]
     fn brpc_converges_near_capacity_and_remeasures() {
+        // Re-measure times are random: fix the seed so the run is repeatable.
+        fastrand::seed(7);
         // An upstream with 10 ms latency and room for 20 at once: 2000 qps.
         let settings = AutoSettings {
             remeasure_interval_us: 2_000_000,
+            initial_max_concurrency: 40,
             ..AutoSettings::default()
         };
         let limiter = AutoLimiter::new(settings, 0);
         let mut now = 1_000;
+        let mut late_limits = Vec::new();
+        let mut late_min_latency = Vec::new();
         // The first window measures 20 ms (40 in flight, queueing); each re-measure
         // drains the queue and lowers the no-load estimate until it is the real 10 ms.
-        for _ in 0..400_000 {
-            let limit = limiter.state().max_concurrency;
+        for step in 0..400_000 {
+            let state = limiter.state();
+            let limit = state.max_concurrency;
+            if step >= 300_000 {
+                late_limits.push(limit);
+                if state.min_latency_us > 0 {
+                    late_min_latency.push(state.min_latency_us);
+                }
+            }
             let inflight = limit.min(60);
             // Latency grows once more than 20 are in flight (queueing).
             let latency = 10_000 * inflight.max(20) / 20;
@@ -657,12 +669,18 @@ mod tests {
             limiter.on_response(true, latency, now);
             now += spacing.max(1);
         }
-        let state = limiter.state();
-        assert!((20..=27).contains(&state.max_concurrency), "{state:?}");
+        // Late in the run the limit sits near the capacity of 20 (the explore ratio
+        // keeps it 6–30 % above; a re-measure briefly cuts it to 90 %).
+        late_limits.sort_unstable();
+        let median = late_limits[late_limits.len() / 2];
+        assert!((20..=27).contains(&median), "median limit {median}");
         assert!(
-            (10_000..=11_000).contains(&state.min_latency_us),
-            "{state:?}"
+            late_limits[late_limits.len() / 20] >= 17,
+            "{:?}",
+            &late_limits[..10]
         );
+        let latest_min = *late_min_latency.last().unwrap();
+        assert!((10_000..=11_000).contains(&latest_min), "{latest_min}");
     }
 
     #[test]

@@ -610,3 +610,24 @@ pub async fn alarms(store: &dyn Store, namespace: &str) -> sluice_store::Result<
     alarms.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then_with(|| a.id.cmp(&b.id)));
     Ok(alarms)
 }
+
+/// Acknowledges alarm `id` of `namespace`: no repeats while it keeps firing.
+/// `Ok(None)` when there is no such alarm.
+pub async fn acknowledge(
+    store: &dyn Store,
+    namespace: &str,
+    id: &str,
+) -> sluice_store::Result<Option<Alarm>> {
+    let key = format!("{ALARMS_PREFIX}{namespace}/{id}");
+    let Some(kv) = store.get(&key).await? else {
+        return Ok(None);
+    };
+    let Ok(mut alarm) = serde_json::from_slice::<Alarm>(&kv.value) else {
+        return Ok(None);
+    };
+    alarm.acknowledged = true;
+    store
+        .put(&key, serde_json::to_vec(&alarm).unwrap_or_default(), None)
+        .await?;
+    Ok(Some(alarm))
+}

@@ -81,22 +81,10 @@ pub async fn acknowledge(
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::bad_request(format!("{id:?} is not an alarm ID")));
     }
-    let key = format!("{}{ns}/{id}", sluice_alarm::ALARMS_PREFIX);
-    let kv = state
-        .store
-        .get(&key)
+    let alarm = judge::acknowledge(&*state.store, &ns, &id)
         .await
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("no alarm {id} in namespace {ns}")))?;
-    let mut alarm: Alarm = serde_json::from_slice(&kv.value)
-        .map_err(|e| ApiError::bad_request(format!("alarm {id} is unreadable: {e}")))?;
-    alarm.acknowledged = true;
-    let bytes = serde_json::to_vec(&alarm).unwrap_or_default();
-    state
-        .store
-        .put(&key, bytes, None)
-        .await
-        .map_err(store_error)?;
     Ok(Json(view(&alarm)))
 }
 

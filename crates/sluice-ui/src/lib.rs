@@ -610,17 +610,9 @@ async fn acknowledge(
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return (StatusCode::BAD_REQUEST, "not an alarm ID").into_response();
     }
-    let key = format!("{}{}/{id}", sluice_alarm::ALARMS_PREFIX, q.ns);
-    let Ok(Some(kv)) = state.app.store.get(&key).await else {
-        return (StatusCode::NOT_FOUND, "no such alarm").into_response();
-    };
-    let Ok(mut alarm) = serde_json::from_slice::<sluice_alarm::Alarm>(&kv.value) else {
-        return (StatusCode::BAD_REQUEST, "an unreadable alarm").into_response();
-    };
-    alarm.acknowledged = true;
-    let bytes = serde_json::to_vec(&alarm).unwrap_or_default();
-    match state.app.store.put(&key, bytes, None).await {
-        Ok(_) => Redirect::to(&format!("/ui/alarms?ns={}", q.ns)).into_response(),
+    match sluice_alarm::judge::acknowledge(&*state.app.store, &q.ns, &id).await {
+        Ok(Some(_)) => Redirect::to(&format!("/ui/alarms?ns={}", q.ns)).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, "no such alarm").into_response(),
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
     }
 }

@@ -247,6 +247,19 @@ struct Group {
 #[derive(Debug, Default)]
 pub struct JudgeState {
     groups: HashMap<(String, String, String), Group>,
+    /// When this judge first evaluated (Unix seconds): data missing since before
+    /// then is missing because Sluice was down, not because anything recovered.
+    started: Option<u64>,
+}
+
+/// How many steps an alarm keeps its state while its series has no data at all:
+/// a gap (a restart, a late push) is not a recovery; a longer silence is.
+pub const NO_DATA_GRACE_STEPS: u64 = 5;
+
+/// Whether an alarm whose group has no data this time keeps its state as it is.
+fn held_without_data(alarm: &Alarm, started: u64, grace_s: u64, now: u64) -> bool {
+    matches!(alarm.state, AlarmState::Firing | AlarmState::Pending)
+        && now.saturating_sub(alarm.last_seen.max(started)) < grace_s
 }
 
 async fn load_alarms(store: &dyn Store) -> HashMap<String, (String, Alarm)> {
@@ -351,6 +364,8 @@ pub async fn evaluate(
     now: u64,
 ) {
     let rules = rules_in_force(db, resources);
+    let started = *state.started.get_or_insert(now);
+    let grace_s = db.tiers().first().map_or(10, |t| t.step_s).max(1) * NO_DATA_GRACE_STEPS;
     let mut stored = load_alarms(&**store).await;
     let mut current: Vec<(Alarm, Option<AlarmState>, AlarmRuleSpec)> = Vec::new();
     for ((namespace, rule), spec) in &rules {
@@ -367,6 +382,14 @@ pub async fn evaluate(
             seen.push(id.clone());
             let existing = stored.remove(&id).map(|(_, a)| a);
             let had = existing.is_some();
+            if let Some(alarm) = existing
+                .as_ref()
+                .filter(|_| observation.value.is_none() && !observation.active)
+                .filter(|a| held_without_data(a, started, grace_s, now))
+            {
+                current.push((alarm.clone(), None, spec.clone()));
+                continue;
+            }
             let step = advance(
                 existing,
                 namespace,
@@ -403,6 +426,10 @@ pub async fn evaluate(
             let Some((key, alarm)) = stored.remove(&id) else {
                 continue;
             };
+            if held_without_data(&alarm, started, grace_s, now) {
+                current.push((alarm, None, spec.clone()));
+                continue;
+            }
             let labels = alarm.labels.clone();
             let step = advance(Some(alarm), namespace, rule, spec, labels, false, None, now);
             match step.alarm {

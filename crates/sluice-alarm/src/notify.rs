@@ -2,7 +2,7 @@
 //! backoff, in the body each target wants — Sluice's JSON, the text messages Slack,
 //! Feishu, DingTalk and WeCom bots take, or Alertmanager's v2 alerts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,11 +71,11 @@ impl Notification {
     /// Its key in the store.
     pub fn key(&self) -> String {
         format!(
-            "{NOTIFY_PREFIX}{}/{:020}-{:016x}-{:08}",
+            "{NOTIFY_PREFIX}{}/{:020}-{:08}-{:016x}",
             self.namespace,
             self.created_at,
-            fastrand::u64(..),
-            unique()
+            unique(),
+            fastrand::u64(..)
         )
     }
 
@@ -313,8 +313,21 @@ pub async fn run_sender(
         let now = sluice_metrics::unix_now();
         match pending(&*store, None).await {
             Ok(due) => {
+                // A group's notifications go out in the order they were made: one that is
+                // waiting for its retry holds back the later ones of its group, so a
+                // receiver never hears "resolved" before the "firing" it resolves.
+                let mut held: HashSet<(String, String, String)> = HashSet::new();
                 for (key, mut notification) in due {
+                    let group = (
+                        notification.namespace.clone(),
+                        notification.notifier.clone(),
+                        notification.rule.clone(),
+                    );
+                    if held.contains(&group) {
+                        continue;
+                    }
                     if notification.next_attempt > now {
+                        held.insert(group);
                         continue;
                     }
                     match deliver(&http, &notification).await {
@@ -325,6 +338,7 @@ pub async fn run_sender(
                             }
                         }
                         Err(error) => {
+                            held.insert(group);
                             stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
                             notification.attempts += 1;
                             let backoff = 1u64 << notification.attempts.min(9);

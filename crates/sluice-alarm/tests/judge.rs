@@ -194,6 +194,56 @@ async fn absent_data_fires_and_data_resolves_it() {
 }
 
 #[tokio::test]
+async fn a_gap_in_the_data_is_not_a_recovery_but_a_long_silence_is() {
+    let mut bench = Bench::new();
+    bench.rule("high", r#"{"metric": "queue", "above": 100}"#);
+    bench.gauge("queue", T0, 150.0);
+    bench.at(T0 + 10).await;
+    assert_eq!(
+        bench.states().await,
+        vec![("high".into(), AlarmState::Firing, 1)]
+    );
+    // The pushes stop: the alarm keeps firing through the grace (5 steps of 10 s)...
+    for step in 2..6 {
+        bench.at(T0 + step * 10).await;
+        assert_eq!(
+            bench.states().await,
+            vec![("high".into(), AlarmState::Firing, 1)],
+            "step {step}"
+        );
+    }
+    // ... and resolves when the silence outlasts it.
+    bench.at(T0 + 60).await;
+    assert_eq!(
+        bench.states().await,
+        vec![("high".into(), AlarmState::Resolved, 1)]
+    );
+
+    // Sluice restarts after a long time down with the alarm firing: the fresh judge
+    // gives the data its grace before it calls anything resolved.
+    bench.gauge("queue", T0 + 1000, 150.0);
+    bench.at(T0 + 1010).await;
+    assert_eq!(
+        bench.states().await,
+        vec![("high".into(), AlarmState::Firing, 2)]
+    );
+    bench.state = JudgeState::default();
+    bench.at(T0 + 5000).await;
+    assert_eq!(
+        bench.states().await,
+        vec![("high".into(), AlarmState::Firing, 2)],
+        "the first evaluation after a restart"
+    );
+    bench.gauge("queue", T0 + 5000, 150.0);
+    bench.at(T0 + 5010).await;
+    assert_eq!(
+        bench.states().await,
+        vec![("high".into(), AlarmState::Firing, 2)],
+        "data again: still the same firing alarm"
+    );
+}
+
+#[tokio::test]
 async fn a_flapping_condition_is_one_alarm_grouped_throttled_muted_and_recovered() {
     let mut bench = Bench::new();
     bench.notifier(

@@ -3,8 +3,9 @@
 # protoc (the etcd client compiles etcd's protobufs), etcd-server and etcdctl
 # (tests and benchmarks run a real etcd), prometheus (tests check that it discovers
 # Sluice's instances and scrapes its metrics), prometheus-alertmanager (a test forwards
-# alarms to it), python3 (a test upstream, an SMTP server), the Python Sentry SDK, and
-# cargo-nextest.
+# alarms to it), python3 (a test upstream, an SMTP server), the Python Sentry SDK,
+# chromium and chromium-driver (the console's browser tests drive headless Chromium over
+# WebDriver), and cargo-nextest.
 # Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,9 @@ command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 # A gateway test runs Python's http.server as an upstream it can kill.
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# The console's browser tests.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"

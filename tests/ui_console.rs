@@ -33,12 +33,22 @@ async fn pages_render_and_drain_changes_the_instance() {
             vec!["Overview", "echo", "Top APIs", "Firing alarms"],
         ),
         ("/ui/services", vec!["echo", "protection threshold"]),
-        ("/ui/services/echo", vec!["e1", "e2", "Drain", "API health"]),
+        (
+            "/ui/services/echo",
+            vec![
+                "e1",
+                "e2",
+                "Drain",
+                "API health",
+                "Protection",
+                "rejections",
+            ],
+        ),
         ("/ui/alarms", vec!["Alarms"]),
         ("/ui/errors", vec!["Errors"]),
         ("/ui/resources", vec!["Route", "echo", "path_prefix"]),
         ("/ui/resources/Route/echo", vec!["(current)", "path_prefix"]),
-        ("/ui/hosts", vec!["Hosts", "CPU %"]),
+        ("/ui/hosts", vec!["Hosts", "CPU (%)", "host_cpu_percent"]),
     ] {
         let response = client
             .get(format!("{}{path}", sluice.url))

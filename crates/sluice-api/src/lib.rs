@@ -10,6 +10,7 @@ mod errors;
 mod json;
 mod metrics;
 pub mod openapi;
+pub mod protection;
 mod resources;
 mod routes;
 
@@ -37,6 +38,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Metrics (health board, series, pushes, exposition), when this node keeps them.
     pub metrics: Option<MetricsHandle>,
+    /// The in-process gateway's protection state, when a gateway runs in this process.
+    pub protection: Option<protection::ProtectionSource>,
 }
 
 /// The admin API's router, with auth, body limits and panic protection.
@@ -91,6 +94,10 @@ pub fn router(state: AppState, auth: Auth, body_limit: usize) -> Router {
         .route("/v1/metrics/steps", post(metrics::push_step))
         .route("/v1/query", get(metrics::series))
         .route("/v1/namespaces/{ns}/health", get(metrics::health))
+        .route(
+            "/v1/namespaces/{ns}/services/{svc}/protection",
+            get(protection::get),
+        )
         .route("/v1/namespaces/{ns}/metrics", post(metrics::push))
         .route("/v1/hosts/{host}/metrics", post(metrics::push_host))
         .fallback(not_found)

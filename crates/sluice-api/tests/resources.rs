@@ -33,6 +33,7 @@ fn app() -> Router {
         resources: Resources::start(Arc::clone(&store), kinds),
         store,
         metrics: None,
+        protection: None,
     };
     sluice_api::router(state, Auth::default(), 1024 * 1024)
 }

@@ -21,6 +21,7 @@ async fn every_documented_endpoint_is_routed() {
         resources: Resources::start(Arc::clone(&store), Kinds::builtin()),
         store,
         metrics: None,
+        protection: None,
     };
     let app = sluice_api::router(state, Auth::default(), 1024 * 1024);
     for endpoint in ENDPOINTS {

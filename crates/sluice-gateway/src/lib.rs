@@ -250,6 +250,16 @@ impl Gateway {
         self.shared.rejections.get()
     }
 
+    /// What protection holds for service `namespace/service` now: the adaptive
+    /// concurrency limits on it and its routes, and its circuit breakers.
+    pub fn protection(&self, namespace: &str, service: &str) -> sluice_model::ProtectionStatus {
+        self.shared
+            .snapshot
+            .load()
+            .table
+            .protection(namespace, service)
+    }
+
     /// A receiver that changes each time a new snapshot is in force.
     pub fn snapshots(&self) -> watch::Receiver<u64> {
         self.changes.clone()

@@ -472,6 +472,88 @@ impl RouteTable {
     pub fn get(&self, index: usize) -> Option<&CompiledRoute> {
         self.routes.get(index)
     }
+
+    /// The protection state of service `namespace/service` (see [`crate::Gateway::protection`]).
+    pub fn protection(&self, namespace: &str, service: &str) -> sluice_model::ProtectionStatus {
+        use sluice_model::{BreakerStatus, LimiterStatus};
+        let mut status = sluice_model::ProtectionStatus::default();
+        let mut limiters_seen = Vec::new();
+        let mut breakers_seen = Vec::new();
+        let now_ms = i64::try_from(crate::health::now_ms()).unwrap_or(i64::MAX);
+        let mut limiter =
+            |scope: String, guard: &std::sync::Arc<crate::protect::ConcurrencyGuard>| {
+                if limiters_seen
+                    .iter()
+                    .any(|seen| std::sync::Arc::ptr_eq(seen, guard))
+                {
+                    return None;
+                }
+                limiters_seen.push(std::sync::Arc::clone(guard));
+                let state = guard.limiter.state();
+                Some(LimiterStatus {
+                    scope,
+                    limit: state.max_concurrency,
+                    inflight: state.inflight,
+                    min_latency_ms: (state.min_latency_us >= 0)
+                        .then(|| state.min_latency_us as f64 / 1000.0),
+                })
+            };
+        for route in &self.routes {
+            let targets: Vec<&Target> = route
+                .targets
+                .iter()
+                .chain(route.fallback_target.as_ref())
+                .filter(|t| t.namespace == namespace && t.service == service)
+                .collect();
+            if targets.is_empty() {
+                continue;
+            }
+            if route.namespace == namespace {
+                status.routes.push(route.name.clone());
+            }
+            if let Some(guard) = &route.guards.concurrency {
+                status
+                    .limiters
+                    .extend(limiter(format!("route {}", route.name), guard));
+            }
+            for target in targets {
+                if let Some(guard) = &target.guards.concurrency {
+                    status.limiters.extend(limiter("service".to_owned(), guard));
+                }
+                let service_breaker = target.guards.breaker.iter().map(|b| (None, b));
+                let instance_breakers = target
+                    .guards
+                    .instance_breakers
+                    .iter()
+                    .zip(&target.endpoints)
+                    .map(|(b, e)| (Some(e.address.clone()), b));
+                for (instance, breaker) in service_breaker.chain(instance_breakers) {
+                    if breakers_seen
+                        .iter()
+                        .any(|seen| std::sync::Arc::ptr_eq(seen, breaker))
+                    {
+                        continue;
+                    }
+                    breakers_seen.push(std::sync::Arc::clone(breaker));
+                    let counts = breaker.health(now_ms);
+                    status.breakers.push(BreakerStatus {
+                        instance,
+                        state: match breaker.state(now_ms) {
+                            sluice_guard::breaker::BreakerState::Closed => "closed",
+                            sluice_guard::breaker::BreakerState::Open => "open",
+                            sluice_guard::breaker::BreakerState::HalfOpen => "half_open",
+                        }
+                        .to_owned(),
+                        calls: u64::from(counts.total),
+                        errors: u64::from(counts.errors),
+                    });
+                }
+            }
+        }
+        status.routes.sort();
+        status.routes.dedup();
+        status
+    }
 }
 
 /// The request's host without port: from the URI authority (HTTP/2) or the Host header.

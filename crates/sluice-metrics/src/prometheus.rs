@@ -202,6 +202,7 @@ mod tests {
                 instance: "i1",
                 status: 200,
                 latency: std::time::Duration::from_millis(ms),
+                rejected: None,
             });
         }
         recorder.drain();

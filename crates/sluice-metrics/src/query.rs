@@ -464,6 +464,7 @@ mod tests {
                     instance: "i1",
                     status: if i == 0 { 500 } else { 200 },
                     latency: std::time::Duration::from_millis(10),
+                    rejected: None,
                 });
             }
             for _ in 0..5 {
@@ -475,6 +476,7 @@ mod tests {
                     instance: "i2",
                     status: 201,
                     latency: std::time::Duration::from_millis(50),
+                    rejected: None,
                 });
             }
             for (key, agg) in recorder.drain() {

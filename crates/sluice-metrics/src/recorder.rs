@@ -8,7 +8,8 @@
 //! `max_cells` are not created; their requests are counted as overflow.
 //!
 //! Every step the flusher drains each cell into series: `requests` (a counter, with
-//! a `code` label) and `latency_ms` (a histogram), both labelled `namespace`,
+//! a `code` label), `latency_ms` (a histogram) and `rejections` (a counter of the
+//! requests the gateway refused, with a `reason` label), all labelled `namespace`,
 //! `service`, `api`, `instance`.
 
 use std::collections::HashMap;
@@ -24,6 +25,19 @@ use crate::{Agg, Db, SeriesKey};
 
 /// Status codes a cell counts apart (more distinct codes are counted as `other`).
 const CODE_SLOTS: usize = 8;
+
+/// Why the gateway refuses requests, as the `reason` label of `rejections`
+/// (any other reason is counted as `other`).
+pub const REJECTION_REASONS: [&str; 8] = [
+    "rate",
+    "conn",
+    "acl",
+    "ban",
+    "concurrency",
+    "breaker",
+    "timeout",
+    "other",
+];
 
 /// One answered request, as the gateway reports it.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +56,9 @@ pub struct RequestSample<'a> {
     pub status: u16,
     /// From arrival to the response head.
     pub latency: Duration,
+    /// Why the gateway refused or gave up on the request (one of
+    /// [`REJECTION_REASONS`]), if it did.
+    pub rejected: Option<&'a str>,
 }
 
 /// A source of series for each step.
@@ -62,6 +79,7 @@ struct Cell {
     sum_us: AtomicU64,
     min_us: AtomicU64,
     max_us: AtomicU64,
+    rejections: [AtomicU64; REJECTION_REASONS.len()],
 }
 
 impl Cell {
@@ -163,6 +181,13 @@ impl Recorder {
         cell.sum_us.fetch_add(micros, Ordering::Relaxed);
         cell.min_us.fetch_min(micros, Ordering::Relaxed);
         cell.max_us.fetch_max(micros, Ordering::Relaxed);
+        if let Some(reason) = sample.rejected {
+            let index = REJECTION_REASONS[..REJECTION_REASONS.len() - 1]
+                .iter()
+                .position(|r| *r == reason)
+                .unwrap_or(REJECTION_REASONS.len() - 1);
+            cell.rejections[index].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn insert(&self, hash: u64, sample: &RequestSample<'_>) -> Option<Arc<Cell>> {
@@ -190,6 +215,7 @@ impl Recorder {
             sum_us: AtomicU64::new(0),
             min_us: AtomicU64::new(u64::MAX),
             max_us: AtomicU64::new(0),
+            rejections: std::array::from_fn(|_| AtomicU64::new(0)),
         });
         let mut next = Cells::clone(&cells);
         next.entry(hash).or_default().push(Arc::clone(&cell));
@@ -264,6 +290,18 @@ impl StepSource for Recorder {
                     },
                     counter(other),
                 ));
+            }
+            for (reason, count) in REJECTION_REASONS.iter().zip(&cell.rejections) {
+                let n = count.swap(0, Ordering::Relaxed);
+                if n > 0 {
+                    out.push((
+                        SeriesKey {
+                            name: "rejections".into(),
+                            labels: labels(Some(("reason", reason))),
+                        },
+                        counter(n),
+                    ));
+                }
             }
             let histogram: Histogram = cell.latency_us.take();
             let sum = cell.sum_us.swap(0, Ordering::Relaxed);
@@ -378,6 +416,7 @@ mod tests {
             instance: "i1",
             status,
             latency: Duration::from_millis(ms),
+            rejected: None,
         }
     }
 

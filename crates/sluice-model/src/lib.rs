@@ -24,7 +24,8 @@ pub use instance::{
 pub use name::{validate_name, NameError, NAME_MAX_LEN};
 pub use protect::{
     format_time, parse_time, validate_limit_key, AclSpec, AutoBanSpec, BanSpec, BreakerSpec,
-    ConcurrencyAlgorithm, ConcurrencySpec, ConnLimitSpec, Fallback, Priority, MAX_ACL_ENTRIES,
+    BreakerStatus, ConcurrencyAlgorithm, ConcurrencySpec, ConnLimitSpec, Fallback, LimiterStatus,
+    Priority, ProtectionStatus, MAX_ACL_ENTRIES,
 };
 pub use resource::{Resource, ResourceMetadata};
 pub use route::{

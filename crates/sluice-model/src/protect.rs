@@ -638,3 +638,42 @@ mod tests {
         assert!(validate_limit_key("k", "header:").is_err());
     }
 }
+
+/// What a gateway's protection holds for one service right now: its adaptive
+/// concurrency limits and its circuit breakers (served by the admin API and shown
+/// on the console's service page).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProtectionStatus {
+    /// Routes that send to the service.
+    pub routes: Vec<String>,
+    /// Adaptive concurrency limits in force on the service or its routes.
+    pub limiters: Vec<LimiterStatus>,
+    /// Circuit breakers of the service, or of each of its instances.
+    pub breakers: Vec<BreakerStatus>,
+}
+
+/// An adaptive concurrency limit as it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LimiterStatus {
+    /// `service` or `route NAME`.
+    pub scope: String,
+    /// Requests admitted at once now (learned, not configured).
+    pub limit: i64,
+    /// Requests in flight.
+    pub inflight: i64,
+    /// The no-load latency estimate, ms (`None` before the first measurement).
+    pub min_latency_ms: Option<f64>,
+}
+
+/// A circuit breaker as it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakerStatus {
+    /// The instance's address, or `None` for the service's breaker.
+    pub instance: Option<String>,
+    /// `closed`, `open` or `half_open`.
+    pub state: String,
+    /// Calls in the rolling window.
+    pub calls: u64,
+    /// Failed calls in the rolling window.
+    pub errors: u64,
+}

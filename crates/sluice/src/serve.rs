@@ -42,6 +42,7 @@ impl RequestObserver for GatewayRecorder {
             instance: record.instance.unwrap_or(""),
             status: record.status,
             latency: record.latency,
+            rejected: record.rejected.map(sluice_gateway::Reason::as_str),
         });
     }
 }
@@ -134,6 +135,11 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
             custom,
             agents,
             exposition,
+        }),
+        protection: gateway.as_ref().map(|(gateway, _)| {
+            let gateway = gateway.clone();
+            Arc::new(move |ns: &str, svc: &str| gateway.protection(ns, svc))
+                as sluice_api::protection::ProtectionSource
         }),
     };
     let app = sluice_api::router(state.clone(), auth.clone(), config.body_limit)

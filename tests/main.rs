@@ -27,4 +27,5 @@ mod registry_etcd_nodes;
 mod registry_prometheus_sd;
 mod registry_tour;
 mod store_crash;
+mod ui_browser;
 mod ui_console;

@@ -1,6 +1,8 @@
 //! Harness for end-to-end tests: a real `sluice` process on free loopback ports,
 //! killed when the handle drops (also when the test fails).
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

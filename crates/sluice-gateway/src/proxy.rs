@@ -210,6 +210,11 @@ async fn forward(
     let guards = &route.guards;
     let mut refuse = |reason: Reason, status: StatusCode| {
         observed.rejected = Some(reason);
+        // Refused before a target is picked: counted against the route's first
+        // service (the one rate-limit keys name), so its board shows the refusals.
+        if !route.targets.is_empty() {
+            observed.target.get_or_insert(0);
+        }
         refusal(rejections, route, client, reason, status)
     };
     if guards.has_access_rules() {

@@ -125,7 +125,7 @@ const RANGES: [(&str, u64); 9] = [
 ];
 
 /// Refresh choices, seconds (0: off).
-const REFRESHES: [u32; 4] = [0, 10, 30, 60];
+const REFRESHES: [u32; 5] = [0, 5, 10, 30, 60];
 
 /// Who is looking, at which namespace, over which range.
 #[derive(Debug, Clone)]
@@ -204,7 +204,7 @@ impl FromRequestParts<UiState> for Viewer {
         let refresh = query.refresh.unwrap_or(10);
         if !REFRESHES.contains(&refresh) {
             return Err(bad_request(format!(
-                "refresh {refresh} is not one of 0 (off), 10, 30, 60"
+                "refresh {refresh} is not one of 0 (off), 5, 10, 30, 60"
             )));
         }
         Ok(Viewer {

@@ -202,9 +202,17 @@ async fn the_console_in_headless_chromium() {
         assert!(errors.is_empty(), "{page}: console errors {errors:?}");
     }
 
-    // Screenshots for the docs, when asked for.
+    // Screenshots for the docs, when asked for (after a few minutes of traffic
+    // whose rate rises and falls, so the curves have a shape).
     if let Ok(out) = std::env::var("SLUICE_SCREENSHOTS") {
         std::fs::create_dir_all(&out).unwrap();
+        for second in 0..120u64 {
+            let burst = 5 + (second / 20 % 3) * 10;
+            for _ in 0..burst {
+                let _ = client.get(format!("{gateway}/echo/more")).send().await;
+            }
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+        }
         for (page, file) in [
             ("/ui/", "console-overview.png"),
             ("/ui/services/echo", "console-service.png"),

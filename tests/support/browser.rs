@@ -1,8 +1,9 @@
 //! Headless Chromium (Debian's `chromium`) driven over WebDriver by Debian's
-//! `chromedriver`: a small client speaking the W3C protocol with reqwest. The
-//! driver runs in its own process group, killed (with the browser) on drop.
+//! `chromedriver`: a small client speaking the W3C protocol with reqwest. On drop
+//! the session is closed (the driver quits the browser) and the driver killed;
+//! both stay in the test's process group, so a test runner that kills the group
+//! takes them along too.
 
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// A browser session.
 pub struct Browser {
     driver: Child,
+    port: u16,
     http: reqwest::Client,
     session: String,
     _profile: tempfile::TempDir,
@@ -28,7 +30,6 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .process_group(0)
             .spawn()
             .expect("start chromedriver (scripts/setup.sh installs chromium-driver)");
         let profile = tempfile::tempdir().unwrap();
@@ -48,6 +49,7 @@ impl Browser {
         }
         let mut browser = Browser {
             driver,
+            port,
             http,
             session: String::new(),
             _profile: profile,
@@ -208,10 +210,20 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The whole group: chromedriver and the browser it started.
-        let _ = Command::new("kill")
-            .args(["-9", "--", &format!("-{}", self.driver.id())])
-            .status();
+        // Closing the session makes chromedriver quit the browser (chromedriver
+        // answers HTTP/1.1 only; blocking, since drop cannot wait on a future).
+        if let Some(path) = self.session.find("/session/").map(|at| &self.session[at..]) {
+            use std::io::{Read, Write};
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = write!(
+                    stream,
+                    "DELETE {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+                );
+                let _ = stream.read_to_end(&mut Vec::new());
+            }
+        }
+        let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
 }

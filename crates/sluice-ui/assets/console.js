@@ -20,6 +20,13 @@
     return v.toPrecision(2);
   }
 
+  // Axis ticks: compact for large values, otherwise as uPlot spaced them
+  // (without floating-point noise).
+  function tick(v) {
+    if (v == null) return "";
+    return Math.abs(v) >= 1e4 ? fmt(v) : String(+v.toFixed(6));
+  }
+
   function draw(el) {
     if (el.dataset.drawn) return;
     el.dataset.drawn = "1";
@@ -44,7 +51,7 @@
           width: Math.max(280, (el.clientWidth || 560) - 12),
           height: 170,
           series: series,
-          axes: [{}, { size: 56, values: function (u, values) { return values.map(fmt); } }],
+          axes: [{}, { size: 56, values: function (u, values) { return values.map(tick); } }],
           cursor: { drag: { x: false, y: false } }
         };
         var columns = [data.x].concat(data.series.map(function (s) { return s.values; }));

@@ -61,6 +61,36 @@ async fn pages_render_and_drain_changes_the_instance() {
             assert!(text.contains(needle), "{path} lacks {needle:?}");
         }
     }
+    // The protection behind the service page, through the API.
+    api.put(
+        "/v1/namespaces/default/resources/Breaker/echo",
+        r#"{"spec": {"service": "echo", "per_instance": true}}"#,
+    )
+    .await;
+    let protection = crate::support::until("the breakers in the gateway", || {
+        let api = api.clone();
+        let (_, protection) = crate::support::block_on(async move {
+            api.get("/v1/namespaces/default/services/echo/protection?window=5m")
+                .await
+        });
+        (protection["breakers"].as_array()?.len() == 2).then_some(protection)
+    })
+    .await;
+    assert_eq!(protection["gateway"], true, "{protection}");
+    assert_eq!(protection["routes"], serde_json::json!(["echo"]));
+    assert_eq!(protection["policies"][0]["kind"], "Breaker");
+    assert_eq!(protection["breakers"][0]["state"], "closed");
+    assert!(protection["breakers"][0]["instance"].is_string());
+    assert_eq!(protection["window_s"], 300);
+    let (status, _, bad) = api
+        .send(
+            "GET",
+            "/v1/namespaces/default/services/echo/protection?window=forever",
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{bad}");
+
     let response = client
         .post(format!(
             "{}/ui/services/echo/instances/e1/drain?ns=default",
@@ -181,14 +211,35 @@ role = "write"
     writer
         .register("echo", "e1", &echo_upstream("e1").await)
         .await;
+    // Two revisions: a writer would be offered a rollback.
+    for prefix in ["/echo", "/echo2"] {
+        writer
+            .route(
+                "echo",
+                &format!(r#"{{"match": {{"path_prefix": "{prefix}"}}, "service": "echo"}}"#),
+            )
+            .await;
+    }
     let client = no_redirects();
-    for path in [
+    let pages = [
         "/ui/",
         "/ui/services",
         "/ui/services/echo",
+        "/ui/resources",
+        "/ui/resources/Route/echo",
         "/ui/alarms",
         "/ui/errors",
-    ] {
+        "/ui/hosts",
+        "/ui/series?metric=qps",
+    ];
+    // Every write action, with a body it would accept.
+    let actions = [
+        ("/ui/services/echo/instances/e1/drain", "draining=true"),
+        ("/ui/resources/Route/echo/rollback", "revision=1"),
+        ("/ui/alarms/0123456789abcdef/ack", ""),
+        ("/ui/mutes", "match=service%3Decho&duration=1h&reason=x"),
+    ];
+    for path in pages {
         let response = client
             .get(format!("{}{path}", sluice.url))
             .send()
@@ -197,17 +248,17 @@ role = "write"
         assert_eq!(response.status(), 303, "{path}");
         assert_eq!(response.headers()["location"], "/ui/login");
     }
-    let refused = client
-        .post(format!(
-            "{}/ui/services/echo/instances/e1/drain",
-            sluice.url
-        ))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("draining={}", "true"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 303, "no action without a token either");
+    for (path, body) in actions {
+        let refused = client
+            .post(format!("{}{path}", sluice.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 303, "{path}: no action without a token");
+        assert_eq!(refused.headers()["location"], "/ui/login");
+    }
     let bad = client
         .post(format!("{}/ui/login", sluice.url))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -250,18 +301,53 @@ role = "write"
     assert_eq!(page.status(), 200);
     let text = page.text().await.unwrap();
     assert!(text.contains("e1") && !text.contains("Drain"), "{text}");
-    let refused = client
-        .post(format!(
-            "{}/ui/services/echo/instances/e1/drain",
-            sluice.url
-        ))
-        .header("cookie", &reader)
+    // A reader is offered no write action anywhere (signing out is the only form
+    // that posts), and every action refuses it.
+    for path in pages {
+        let response = client
+            .get(format!("{}{path}", sluice.url))
+            .header("cookie", &reader)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let text = response.text().await.unwrap();
+        let posting_forms = text.matches(r#"method="post""#).count();
+        let sign_out = text.matches(r#"action="/ui/logout""#).count();
+        assert_eq!(
+            posting_forms, sign_out,
+            "{path} offers a reader a write action"
+        );
+    }
+    for (path, body) in actions {
+        let refused = client
+            .post(format!("{}{path}", sluice.url))
+            .header("cookie", &reader)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{path}");
+    }
+    let (_, mutes) = writer.get("/v1/namespaces/default/resources/Mute").await;
+    assert_eq!(mutes["items"].as_array().unwrap().len(), 0, "{mutes}");
+    let (_, instance) = writer
+        .get("/v1/namespaces/default/services/echo/instances/e1")
+        .await;
+    assert_eq!(instance["draining"], false, "{instance}");
+
+    // Behind an HTTPS proxy the cookie is Secure as well.
+    let secure = client
+        .post(format!("{}/ui/login", sluice.url))
+        .header("x-forwarded-proto", "https")
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("draining={}", "true"))
+        .body("token=read-token-0123456789")
         .send()
         .await
         .unwrap();
-    assert_eq!(refused.status(), 403);
+    let cookie = secure.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
 
     let writer_cookie = login("write-token-0123456789").await;
     let done = client

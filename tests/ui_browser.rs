@@ -149,17 +149,7 @@ async fn the_console_in_headless_chromium() {
         .await;
 
     // Every page: no console errors; charts hold points.
-    let pages = [
-        "/ui/",
-        "/ui/services",
-        "/ui/services/echo",
-        "/ui/resources",
-        "/ui/resources/Route/echo",
-        "/ui/alarms",
-        "/ui/errors",
-        "/ui/hosts",
-    ];
-    for page in pages {
+    for page in crate::support::CONSOLE_PAGES {
         browser.goto(&ui(page)).await;
         let drawn = charts(&browser, page).await;
         match page {

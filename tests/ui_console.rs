@@ -221,17 +221,10 @@ role = "write"
             .await;
     }
     let client = no_redirects();
-    let pages = [
-        "/ui/",
-        "/ui/services",
-        "/ui/services/echo",
-        "/ui/resources",
-        "/ui/resources/Route/echo",
-        "/ui/alarms",
-        "/ui/errors",
-        "/ui/hosts",
-        "/ui/series?metric=qps",
-    ];
+    let pages: Vec<&str> = crate::support::CONSOLE_PAGES
+        .into_iter()
+        .chain(["/ui/series?metric=qps"])
+        .collect();
     // Every write action, with a body it would accept.
     let actions = [
         ("/ui/services/echo/instances/e1/drain", "draining=true"),
@@ -239,7 +232,7 @@ role = "write"
         ("/ui/alarms/0123456789abcdef/ack", ""),
         ("/ui/mutes", "match=service%3Decho&duration=1h&reason=x"),
     ];
-    for path in pages {
+    for path in &pages {
         let response = client
             .get(format!("{}{path}", sluice.url))
             .send()
@@ -303,7 +296,7 @@ role = "write"
     assert!(text.contains("e1") && !text.contains("Drain"), "{text}");
     // A reader is offered no write action anywhere (signing out is the only form
     // that posts), and every action refuses it.
-    for path in pages {
+    for path in &pages {
         let response = client
             .get(format!("{}{path}", sluice.url))
             .header("cookie", &reader)

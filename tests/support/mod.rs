@@ -3,6 +3,18 @@
 
 pub mod browser;
 
+/// Every page of the console (with a service `echo` and a route `echo`).
+pub const CONSOLE_PAGES: [&str; 8] = [
+    "/ui/",
+    "/ui/services",
+    "/ui/services/echo",
+    "/ui/resources",
+    "/ui/resources/Route/echo",
+    "/ui/alarms",
+    "/ui/errors",
+    "/ui/hosts",
+];
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

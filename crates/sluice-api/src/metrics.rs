@@ -71,6 +71,18 @@ fn longest_retention(db: &Db) -> u64 {
     db.tiers().last().map_or(3600, |t| t.retention_s())
 }
 
+/// The `window` query parameter in seconds (default 5 minutes).
+pub(crate) fn window_param(
+    params: &std::collections::HashMap<String, String>,
+) -> Result<u64, ApiError> {
+    match params.get("window") {
+        None => Ok(300),
+        Some(text) => duration_text::parse(text)
+            .map(|d| d.as_secs())
+            .map_err(|e| ApiError::bad_request(format!("query parameter window: {e}"))),
+    }
+}
+
 /// `GET /v1/namespaces/{ns}/health?window=5m&service=S`
 pub async fn health(
     State(state): State<AppState>,
@@ -80,12 +92,7 @@ pub async fn health(
     let metrics = metrics(&state)?;
     let params = parse_query(raw, &["window", "service"])?;
     validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let window = match params.get("window") {
-        None => 300,
-        Some(text) => duration_text::parse(text)
-            .map_err(|e| ApiError::bad_request(format!("query parameter window: {e}")))?
-            .as_secs(),
-    };
+    let window = window_param(&params)?;
     let longest = longest_retention(&metrics.db);
     if window == 0 || window > longest {
         return Err(ApiError::bad_request(format!(

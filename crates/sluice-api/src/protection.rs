@@ -11,7 +11,7 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
 use sluice_metrics::query::{self, SeriesQuery};
-use sluice_model::{duration_text, validate_name, ProtectionStatus};
+use sluice_model::{validate_name, ProtectionStatus};
 
 use crate::error::ApiError;
 use crate::routes::query as parse_query;
@@ -167,12 +167,7 @@ pub async fn get(
     let params = parse_query(raw, &["window"])?;
     validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
     validate_name("service", &svc).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let window = match params.get("window") {
-        None => 300,
-        Some(text) => duration_text::parse(text)
-            .map_err(|e| ApiError::bad_request(format!("query parameter window: {e}")))?
-            .as_secs(),
-    };
+    let window = crate::metrics::window_param(&params)?;
     if window == 0 {
         return Err(ApiError::bad_request(
             "query parameter window: must be at least 1s",

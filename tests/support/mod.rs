@@ -21,6 +21,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// Whether the node on `port` answers `/readyz` with 200.
+fn ready_on_readyz(port: u16) -> bool {
+    sluice_testkit::http_get(port, "/readyz").is_some_and(|r| {
+        r.lines()
+            .next()
+            .is_some_and(|status| status.contains(" 200 "))
+    })
+}
+
 /// A running `sluice up` or `sluice server`.
 pub struct Sluice {
     child: Option<Child>,
@@ -36,22 +45,26 @@ pub struct Sluice {
 impl Sluice {
     /// Starts `sluice ROLE --admin 127.0.0.1:FREE ARGS...` and waits until /readyz answers 200.
     pub fn start(role: &str, args: &[&str], log_dir: &Path) -> Self {
-        let port = sluice_testkit::free_port();
-        Self::start_on(role, args, log_dir, port)
+        // A port free a moment ago can be taken (by another test's outgoing
+        // connection) before Sluice binds it: then another port.
+        for _ in 0..4 {
+            let port = sluice_testkit::free_port();
+            match Self::launch(role, args, log_dir, port, &ready_on_readyz) {
+                Ok(sluice) => return sluice,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("sluice did not become ready:\n{log}"),
+            }
+        }
+        panic!("sluice found no free port in four tries");
     }
 
     /// As [`start`](Self::start), on a given port (to restart on the same address).
     pub fn start_on(role: &str, args: &[&str], log_dir: &Path, port: u16) -> Self {
-        Self::start_until(role, args, log_dir, port, |port| {
-            sluice_testkit::http_get(port, "/readyz").is_some_and(|r| {
-                r.lines()
-                    .next()
-                    .is_some_and(|status| status.contains(" 200 "))
-            })
-        })
+        Self::start_until(role, args, log_dir, port, ready_on_readyz)
     }
 
-    /// Starts it and waits until `ready(port)` holds.
+    /// Starts it on `port` and waits until `ready(port)` holds (a gateway port
+    /// taken meanwhile is picked again; the given port is tried a few times).
     pub fn start_until(
         role: &str,
         args: &[&str],
@@ -59,7 +72,32 @@ impl Sluice {
         port: u16,
         ready: impl Fn(u16) -> bool,
     ) -> Self {
-        let log = log_dir.join(format!("sluice-{port}-{}.log", std::process::id()));
+        let mut last = String::new();
+        for _ in 0..4 {
+            match Self::launch(role, args, log_dir, port, &ready) {
+                Ok(sluice) => return sluice,
+                Err(log) if log.contains("Address already in use") => {
+                    last = log;
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                Err(log) => panic!("sluice did not become ready:\n{log}"),
+            }
+        }
+        panic!("sluice did not become ready:\n{last}");
+    }
+
+    /// One start: the running node, or what it printed when it exited or never
+    /// became ready.
+    fn launch(
+        role: &str,
+        args: &[&str],
+        log_dir: &Path,
+        port: u16,
+        ready: &dyn Fn(u16) -> bool,
+    ) -> Result<Self, String> {
+        static LAUNCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let launch = LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = log_dir.join(format!("sluice-{port}-{}-{launch}.log", std::process::id()));
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -92,16 +130,27 @@ impl Sluice {
             .stderr(out)
             .spawn()
             .expect("start sluice");
-        let sluice = Sluice {
+        let mut sluice = Sluice {
             child: Some(child),
             url: format!("http://127.0.0.1:{port}"),
             port,
             gateway: gateway.map(|g| format!("http://127.0.0.1:{g}")),
             log,
         };
-        let ready = sluice_testkit::wait_until(Duration::from_secs(30), || ready(port));
-        assert!(ready, "sluice did not become ready:\n{}", sluice.log_text());
-        sluice
+        let mut exited = false;
+        let ready = sluice_testkit::wait_until(Duration::from_secs(30), || {
+            exited = sluice
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            exited || ready(port)
+        });
+        if ready && !exited {
+            Ok(sluice)
+        } else {
+            sluice.kill();
+            Err(sluice.log_text())
+        }
     }
 
     /// `sluice up` with its data in `dir/d` (and a free gateway port).

@@ -161,6 +161,17 @@ impl Client {
         Ok((status, value))
     }
 
+    /// GETs `path`; with `-o json` prints the answer and gives `None` (nothing more
+    /// to print), else gives the answer for a table.
+    async fn get_unless_json(&self, path: &str) -> anyhow::Result<Option<Value>> {
+        let (_, value) = self.call(reqwest::Method::GET, path, None).await?;
+        if self.args.output == Output::Json {
+            self.print_json(&value);
+            return Ok(None);
+        }
+        Ok(Some(value))
+    }
+
     fn print_json(&self, value: &Value) {
         println!(
             "{}",
@@ -217,17 +228,12 @@ pub async fn svc(args: ClientArgs, command: SvcCommand) -> anyhow::Result<()> {
     let ns = client.ns().to_owned();
     match command {
         SvcCommand::Ls => {
-            let (_, value) = client
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/v1/namespaces/{ns}/services"),
-                    None,
-                )
-                .await?;
-            if client.args.output == Output::Json {
-                client.print_json(&value);
+            let Some(value) = client
+                .get_unless_json(&format!("/v1/namespaces/{ns}/services"))
+                .await?
+            else {
                 return Ok(());
-            }
+            };
             let rows = value["services"]
                 .as_array()
                 .into_iter()
@@ -245,11 +251,9 @@ pub async fn svc(args: ClientArgs, command: SvcCommand) -> anyhow::Result<()> {
         }
         SvcCommand::Show { name } => {
             let path = format!("/v1/namespaces/{ns}/services/{name}/instances?all=true");
-            let (_, value) = client.call(reqwest::Method::GET, &path, None).await?;
-            if client.args.output == Output::Json {
-                client.print_json(&value);
+            let Some(value) = client.get_unless_json(&path).await? else {
                 return Ok(());
-            }
+            };
             let rows = value["instances"]
                 .as_array()
                 .into_iter()
@@ -453,17 +457,12 @@ pub async fn get(args: ClientArgs, kind: String, name: Option<String>) -> anyhow
             }
         }
         None => {
-            let (_, value) = client
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/v1/namespaces/{ns}/resources/{kind}"),
-                    None,
-                )
-                .await?;
-            if client.args.output == Output::Json {
-                client.print_json(&value);
+            let Some(value) = client
+                .get_unless_json(&format!("/v1/namespaces/{ns}/resources/{kind}"))
+                .await?
+            else {
                 return Ok(());
-            }
+            };
             let rows = value["items"]
                 .as_array()
                 .into_iter()
@@ -591,11 +590,9 @@ pub async fn ban(args: ClientArgs, command: BanCommand) -> anyhow::Result<()> {
         }
         BanCommand::Ls => {
             let path = format!("/v1/namespaces/{ns}/resources/Ban");
-            let (_, value) = client.call(reqwest::Method::GET, &path, None).await?;
-            if client.args.output == Output::Json {
-                client.print_json(&value);
+            let Some(value) = client.get_unless_json(&path).await? else {
                 return Ok(());
-            }
+            };
             let now = i64::try_from(
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)?
@@ -666,11 +663,9 @@ pub async fn health(
     if let Some(service) = &service {
         path.push_str(&format!("&service={service}"));
     }
-    let (_, board) = client.call(reqwest::Method::GET, &path, None).await?;
-    if client.args.output == Output::Json {
-        client.print_json(&board);
+    let Some(board) = client.get_unless_json(&path).await? else {
         return Ok(());
-    }
+    };
     let scope = service.map_or_else(|| format!("namespace {ns}"), |s| format!("service {s}"));
     println!(
         "{scope}, last {window}: {} requests, {} qps, errors {}, p50 {} ms, p98 {} ms, p99 {} ms",
@@ -768,11 +763,9 @@ pub async fn alarms(args: ClientArgs, command: AlarmsCommand) -> anyhow::Result<
     match command {
         AlarmsCommand::Ls { state } => {
             let path = format!("/v1/namespaces/{ns}/alarms?state={state}");
-            let (_, value) = client.call(reqwest::Method::GET, &path, None).await?;
-            if client.args.output == Output::Json {
-                client.print_json(&value);
+            let Some(value) = client.get_unless_json(&path).await? else {
                 return Ok(());
-            }
+            };
             let rows = value["items"]
                 .as_array()
                 .into_iter()
@@ -882,11 +875,9 @@ pub async fn mute(args: ClientArgs, command: MuteCommand) -> anyhow::Result<()> 
         }
         MuteCommand::Ls => {
             let path = format!("/v1/namespaces/{ns}/resources/Mute");
-            let (_, value) = client.call(reqwest::Method::GET, &path, None).await?;
-            if client.args.output == Output::Json {
-                client.print_json(&value);
+            let Some(value) = client.get_unless_json(&path).await? else {
                 return Ok(());
-            }
+            };
             let rows = value["items"]
                 .as_array()
                 .into_iter()
@@ -934,17 +925,12 @@ pub async fn errors(args: ClientArgs, command: ErrorsCommand) -> anyhow::Result<
     let ns = client.ns().to_owned();
     match command {
         ErrorsCommand::Ls => {
-            let (_, value) = client
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/v1/namespaces/{ns}/errors"),
-                    None,
-                )
-                .await?;
-            if client.args.output == Output::Json {
-                client.print_json(&value);
+            let Some(value) = client
+                .get_unless_json(&format!("/v1/namespaces/{ns}/errors"))
+                .await?
+            else {
                 return Ok(());
-            }
+            };
             let rows = value["items"]
                 .as_array()
                 .into_iter()
@@ -976,11 +962,9 @@ pub async fn errors(args: ClientArgs, command: ErrorsCommand) -> anyhow::Result<
         }
         ErrorsCommand::Show { fingerprint } => {
             let path = format!("/v1/namespaces/{ns}/errors/{fingerprint}");
-            let (_, group) = client.call(reqwest::Method::GET, &path, None).await?;
-            if client.args.output == Output::Json {
-                client.print_json(&group);
+            let Some(group) = client.get_unless_json(&path).await? else {
                 return Ok(());
-            }
+            };
             println!(
                 "{}: {}\n{} events, first {}, last {}",
                 text(&group, "/type"),

@@ -12,6 +12,23 @@ fn no_redirects() -> reqwest::Client {
         .unwrap()
 }
 
+/// Posts a form as a browser would, with `headers` (a session cookie, ...).
+async fn post_form(
+    client: &reqwest::Client,
+    url: String,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut request = client
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_render_and_drain_changes_the_instance() {
     let dir = tempfile::tempdir().unwrap();
@@ -91,16 +108,16 @@ async fn pages_render_and_drain_changes_the_instance() {
         .await;
     assert_eq!(status, 400, "{bad}");
 
-    let response = client
-        .post(format!(
+    let response = post_form(
+        &client,
+        format!(
             "{}/ui/services/echo/instances/e1/drain?ns=default",
             sluice.url
-        ))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("draining={}", "true"))
-        .send()
-        .await
-        .unwrap();
+        ),
+        &[],
+        format!("draining={}", "true"),
+    )
+    .await;
     assert_eq!(response.status(), 303);
     let (_, instance) = api
         .get("/v1/namespaces/default/services/echo/instances/e1")
@@ -138,16 +155,13 @@ async fn pages_render_and_drain_changes_the_instance() {
         page.contains("Roll back to this") && page.contains("/v2"),
         "{page}"
     );
-    let rolled = client
-        .post(format!(
-            "{}/ui/resources/Route/echo/rollback?ns=default",
-            sluice.url
-        ))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("revision={first}"))
-        .send()
-        .await
-        .unwrap();
+    let rolled = post_form(
+        &client,
+        format!("{}/ui/resources/Route/echo/rollback?ns=default", sluice.url),
+        &[],
+        format!("revision={first}"),
+    )
+    .await;
     assert_eq!(rolled.status(), 303);
     let (_, route) = api.get("/v1/namespaces/default/resources/Route/echo").await;
     assert_eq!(route["spec"]["match"]["path_prefix"], "/echo", "{route}");
@@ -162,13 +176,13 @@ async fn pages_render_and_drain_changes_the_instance() {
         .await
         .unwrap();
     assert!(page.contains("name=\"match\""), "{page}");
-    let muted = client
-        .post(format!("{}/ui/mutes?ns=default", sluice.url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("match=service%3Decho&duration=30m&reason=deploying")
-        .send()
-        .await
-        .unwrap();
+    let muted = post_form(
+        &client,
+        format!("{}/ui/mutes?ns=default", sluice.url),
+        &[],
+        "match=service%3Decho&duration=30m&reason=deploying",
+    )
+    .await;
     assert_eq!(muted.status(), 303);
     let (_, mutes) = api.get("/v1/namespaces/default/resources/Mute").await;
     let mute = &mutes["items"][0]["spec"];
@@ -242,36 +256,30 @@ role = "write"
         assert_eq!(response.headers()["location"], "/ui/login");
     }
     for (path, body) in actions {
-        let refused = client
-            .post(format!("{}{path}", sluice.url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let refused = post_form(&client, format!("{}{path}", sluice.url), &[], body).await;
         assert_eq!(refused.status(), 303, "{path}: no action without a token");
         assert_eq!(refused.headers()["location"], "/ui/login");
     }
-    let bad = client
-        .post(format!("{}/ui/login", sluice.url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={}", "guess-guess-guess-guess"))
-        .send()
-        .await
-        .unwrap();
+    let bad = post_form(
+        &client,
+        format!("{}/ui/login", sluice.url),
+        &[],
+        format!("token={}", "guess-guess-guess-guess"),
+    )
+    .await;
     assert_eq!(bad.status(), 401);
 
     let login = |token: &'static str| {
         let client = client.clone();
         let url = sluice.url.clone();
         async move {
-            let response = client
-                .post(format!("{url}/ui/login"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(format!("token={}", token))
-                .send()
-                .await
-                .unwrap();
+            let response = post_form(
+                &client,
+                format!("{url}/ui/login"),
+                &[],
+                format!("token={}", token),
+            )
+            .await;
             assert_eq!(response.status(), 303);
             let cookie = response.headers()["set-cookie"]
                 .to_str()
@@ -313,14 +321,13 @@ role = "write"
         );
     }
     for (path, body) in actions {
-        let refused = client
-            .post(format!("{}{path}", sluice.url))
-            .header("cookie", &reader)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let refused = post_form(
+            &client,
+            format!("{}{path}", sluice.url),
+            &[("cookie", &reader)],
+            body,
+        )
+        .await;
         assert_eq!(refused.status(), 403, "{path}");
     }
     let (_, mutes) = writer.get("/v1/namespaces/default/resources/Mute").await;
@@ -331,29 +338,24 @@ role = "write"
     assert_eq!(instance["draining"], false, "{instance}");
 
     // Behind an HTTPS proxy the cookie is Secure as well.
-    let secure = client
-        .post(format!("{}/ui/login", sluice.url))
-        .header("x-forwarded-proto", "https")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("token=read-token-0123456789")
-        .send()
-        .await
-        .unwrap();
+    let secure = post_form(
+        &client,
+        format!("{}/ui/login", sluice.url),
+        &[("x-forwarded-proto", "https")],
+        "token=read-token-0123456789",
+    )
+    .await;
     let cookie = secure.headers()["set-cookie"].to_str().unwrap();
     assert!(cookie.contains("; Secure"), "{cookie}");
 
     let writer_cookie = login("write-token-0123456789").await;
-    let done = client
-        .post(format!(
-            "{}/ui/services/echo/instances/e1/drain",
-            sluice.url
-        ))
-        .header("cookie", &writer_cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("draining={}", "true"))
-        .send()
-        .await
-        .unwrap();
+    let done = post_form(
+        &client,
+        format!("{}/ui/services/echo/instances/e1/drain", sluice.url),
+        &[("cookie", &writer_cookie)],
+        format!("draining={}", "true"),
+    )
+    .await;
     assert_eq!(done.status(), 303);
     let (_, instance) = writer
         .get("/v1/namespaces/default/services/echo/instances/e1")

@@ -33,17 +33,7 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_rate_alarms_notify_a_webhook_list_and_mute() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("d");
-    let sluice = Sluice::start(
-        "up",
-        &[
-            "--data",
-            data.to_str().unwrap(),
-            "--metrics-tiers",
-            "1s:10m,1m:1h",
-        ],
-        dir.path(),
-    );
+    let sluice = Sluice::up_with(dir.path(), &crate::support::FAST_METRICS);
     let api = Http::new(&sluice.url);
     let (upstream, control) = controlled_upstream("echo").await;
     api.register("echo", "e1", &upstream).await;

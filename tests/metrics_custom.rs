@@ -8,17 +8,7 @@ use serde_json::Value;
 use crate::support::{Http, Sluice};
 
 fn start(dir: &std::path::Path) -> Sluice {
-    let data = dir.join("d");
-    Sluice::start(
-        "up",
-        &[
-            "--data",
-            data.to_str().unwrap(),
-            "--metrics-tiers",
-            "1s:10m,1m:1h",
-        ],
-        dir,
-    )
+    Sluice::up_with(dir, &crate::support::FAST_METRICS)
 }
 
 /// Polls a series query until `done` holds on its answer (a hang guard of 15 s).

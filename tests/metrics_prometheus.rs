@@ -9,17 +9,7 @@ use crate::support::{echo_upstream, until_status, Http, Peer, Sluice};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_gateways_request_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("d");
-    let sluice = Sluice::start(
-        "up",
-        &[
-            "--data",
-            data.to_str().unwrap(),
-            "--metrics-tiers",
-            "1s:10m,1m:1h",
-        ],
-        dir.path(),
-    );
+    let sluice = Sluice::up_with(dir.path(), &crate::support::FAST_METRICS);
     let api = Http::new(&sluice.url);
     api.register("echo", "e1", &echo_upstream("e1").await).await;
     api.route(

@@ -21,6 +21,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// Metrics tiers for tests: 1 s steps, so series fill within seconds.
+pub const FAST_METRICS: [&str; 2] = ["--metrics-tiers", "1s:10m,1m:1h"];
+
 /// Whether the node on `port` answers `/readyz` with 200.
 fn ready_on_readyz(port: u16) -> bool {
     sluice_testkit::http_get(port, "/readyz").is_some_and(|r| {
@@ -155,8 +158,15 @@ impl Sluice {
 
     /// `sluice up` with its data in `dir/d` (and a free gateway port).
     pub fn up(dir: &Path) -> Self {
+        Self::up_with(dir, &[])
+    }
+
+    /// `sluice up` with its data in `dir/d` and `extra` arguments.
+    pub fn up_with(dir: &Path, extra: &[&str]) -> Self {
         let data = dir.join("d");
-        Self::start("up", &["--data", data.to_str().unwrap()], dir)
+        let mut args = vec!["--data", data.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Self::start("up", &args, dir)
     }
 
     /// The process ID.

@@ -325,9 +325,8 @@ fn random_body(rng: &mut fastrand::Rng) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_guard_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
+    let sluice = Sluice::up_with_tokens(
+        dir.path(),
         r#"
 [[tokens]]
 name = "reader"
@@ -340,21 +339,9 @@ name = "writer"
 token = "write-token-0123456789"
 role = "write"
 "#,
-    )
-    .unwrap();
-    let port = sluice_testkit::free_port();
-    let data = dir.path().join("d");
-    let args = [
-        "--data",
-        data.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ];
-    // /readyz needs a token too, so wait for the 401 that says it is listening.
-    let _sluice = Sluice::start_until("up", &args, dir.path(), port, |port| {
-        sluice_testkit::http_get(port, "/healthz").is_some_and(|r| r.contains(" 401 "))
-    });
-    let url = format!("http://127.0.0.1:{port}");
+        &[],
+    );
+    let url = sluice.url.clone();
     let anonymous = Http::new(&url);
     let wrong = Http::with_token(&url, "not-a-valid-token-at-all");
     let reader = Http::with_token(&url, "read-token-0123456789");

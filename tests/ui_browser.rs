@@ -50,25 +50,11 @@ fn points(charts: &[(String, u64)], metric: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
-        format!("[[tokens]]\nname = \"admin\"\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n"),
-    )
-    .unwrap();
-    let data = dir.path().join("d");
-    let port = sluice_testkit::free_port();
-    let args = [
-        "--data",
-        data.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--metrics-tiers",
-        "1s:10m,1m:1h",
-    ];
-    let sluice = Sluice::start_until("up", &args, dir.path(), port, |port| {
-        sluice_testkit::http_get(port, "/healthz").is_some_and(|r| r.contains(" 401 "))
-    });
+    let sluice = Sluice::up_with_tokens(
+        dir.path(),
+        &format!("[[tokens]]\nname = \"admin\"\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n"),
+        &crate::support::FAST_METRICS,
+    );
     let api = Http::with_token(&sluice.url, ADMIN);
 
     // Seed: a service with two instances, two routes (one rate-limited), protection,

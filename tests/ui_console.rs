@@ -193,9 +193,8 @@ async fn pages_render_and_drain_changes_the_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_tokens_pages_need_one_and_readers_cannot_act() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
+    let sluice = Sluice::up_with_tokens(
+        dir.path(),
         r#"
 [[tokens]]
 name = "reader"
@@ -207,20 +206,8 @@ name = "writer"
 token = "write-token-0123456789"
 role = "write"
 "#,
-    )
-    .unwrap();
-    let data = dir.path().join("d");
-    let port = sluice_testkit::free_port();
-    let args = [
-        "--data",
-        data.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ];
-    // /readyz needs a token too, so wait for the 401 that says it is listening.
-    let sluice = Sluice::start_until("up", &args, dir.path(), port, |port| {
-        sluice_testkit::http_get(port, "/healthz").is_some_and(|r| r.contains(" 401 "))
-    });
+        &[],
+    );
     let writer = Http::with_token(&sluice.url, "write-token-0123456789");
     writer
         .register("echo", "e1", &echo_upstream("e1").await)

@@ -48,11 +48,21 @@ pub struct Sluice {
 impl Sluice {
     /// Starts `sluice ROLE --admin 127.0.0.1:FREE ARGS...` and waits until /readyz answers 200.
     pub fn start(role: &str, args: &[&str], log_dir: &Path) -> Self {
+        Self::start_ready(role, args, log_dir, &ready_on_readyz)
+    }
+
+    /// As [`start`](Self::start), ready when `ready(port)` holds.
+    pub fn start_ready(
+        role: &str,
+        args: &[&str],
+        log_dir: &Path,
+        ready: &dyn Fn(u16) -> bool,
+    ) -> Self {
         // A port free a moment ago can be taken (by another test's outgoing
         // connection) before Sluice binds it: then another port.
         for _ in 0..4 {
             let port = sluice_testkit::free_port();
-            match Self::launch(role, args, log_dir, port, &ready_on_readyz) {
+            match Self::launch(role, args, log_dir, port, ready) {
                 Ok(sluice) => return sluice,
                 Err(log) if log.contains("Address already in use") => continue,
                 Err(log) => panic!("sluice did not become ready:\n{log}"),
@@ -159,6 +169,25 @@ impl Sluice {
     /// `sluice up` with its data in `dir/d` (and a free gateway port).
     pub fn up(dir: &Path) -> Self {
         Self::up_with(dir, &[])
+    }
+
+    /// `sluice up` with its data in `dir/d`, the `[[tokens]]` of `tokens` (TOML) in
+    /// `dir/sluice.toml`, and `extra` arguments. Ready when `/healthz` answers 401
+    /// (every path needs a token then).
+    pub fn up_with_tokens(dir: &Path, tokens: &str, extra: &[&str]) -> Self {
+        let config = dir.join("sluice.toml");
+        std::fs::write(&config, tokens).unwrap();
+        let data = dir.join("d");
+        let mut args = vec![
+            "--data",
+            data.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Self::start_ready("up", &args, dir, &|port| {
+            sluice_testkit::http_get(port, "/healthz").is_some_and(|r| r.contains(" 401 "))
+        })
     }
 
     /// `sluice up` with its data in `dir/d` and `extra` arguments.

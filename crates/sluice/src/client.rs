@@ -210,6 +210,11 @@ fn text(value: &Value, pointer: &str) -> String {
     }
 }
 
+/// The elements of the array `value[field]` (none when it is missing).
+fn items<'a>(value: &'a Value, field: &str) -> impl Iterator<Item = &'a Value> {
+    value[field].as_array().into_iter().flatten()
+}
+
 fn labels_text(value: &Value) -> String {
     value
         .as_object()
@@ -234,10 +239,7 @@ pub async fn svc(args: ClientArgs, command: SvcCommand) -> anyhow::Result<()> {
             else {
                 return Ok(());
             };
-            let rows = value["services"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let rows = items(&value, "services")
                 .map(|s| {
                     vec![
                         text(s, "/name"),
@@ -254,10 +256,7 @@ pub async fn svc(args: ClientArgs, command: SvcCommand) -> anyhow::Result<()> {
             let Some(value) = client.get_unless_json(&path).await? else {
                 return Ok(());
             };
-            let rows = value["instances"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let rows = items(&value, "instances")
                 .map(|i| {
                     vec![
                         text(i, "/id"),
@@ -463,10 +462,7 @@ pub async fn get(args: ClientArgs, kind: String, name: Option<String>) -> anyhow
             else {
                 return Ok(());
             };
-            let rows = value["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let rows = items(&value, "items")
                 .map(|r| {
                     vec![
                         text(r, "/metadata/name"),
@@ -598,10 +594,7 @@ pub async fn ban(args: ClientArgs, command: BanCommand) -> anyhow::Result<()> {
                     .duration_since(std::time::UNIX_EPOCH)?
                     .as_millis(),
             )?;
-            let rows = value["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let rows = items(&value, "items")
                 .map(|item| {
                     let spec = &item["spec"];
                     let target = match spec["ip"].as_str() {
@@ -691,10 +684,7 @@ pub async fn health(
         }
     );
     println!();
-    let apis = board["top_apis"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let apis = items(&board, "top_apis")
         .map(|a| {
             vec![
                 text(a, "/api"),
@@ -766,10 +756,7 @@ pub async fn alarms(args: ClientArgs, command: AlarmsCommand) -> anyhow::Result<
             let Some(value) = client.get_unless_json(&path).await? else {
                 return Ok(());
             };
-            let rows = value["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let rows = items(&value, "items")
                 .map(|a| {
                     vec![
                         text(a, "/id"),
@@ -878,10 +865,7 @@ pub async fn mute(args: ClientArgs, command: MuteCommand) -> anyhow::Result<()> 
             let Some(value) = client.get_unless_json(&path).await? else {
                 return Ok(());
             };
-            let rows = value["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let rows = items(&value, "items")
                 .map(|item| {
                     let spec = &item["spec"];
                     let ends = spec["ends_at"].as_str().unwrap_or("");
@@ -931,10 +915,7 @@ pub async fn errors(args: ClientArgs, command: ErrorsCommand) -> anyhow::Result<
             else {
                 return Ok(());
             };
-            let rows = value["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let rows = items(&value, "items")
                 .map(|g| {
                     vec![
                         text(g, "/fingerprint"),

@@ -45,16 +45,22 @@ fn report(dir: &std::path::Path, dsn: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_sentry_sdk_reports_exceptions_grouped_with_their_stack() {
-    let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::up(dir.path());
+/// `sluice up` with the error project 42 (key `KEY`).
+async fn with_error_project(dir: &std::path::Path) -> (Sluice, Http) {
+    let sluice = Sluice::up(dir);
     let api = Http::new(&sluice.url);
     api.put(
         "/v1/namespaces/default/resources/ErrorProject/web",
         &format!(r#"{{"spec": {{"id": 42, "key": "{KEY}"}}}}"#),
     )
     .await;
+    (sluice, api)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sentry_sdk_reports_exceptions_grouped_with_their_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sluice, api) = with_error_project(dir.path()).await;
     let dsn = format!("http://{KEY}@127.0.0.1:{}/42", sluice.port);
     report(dir.path(), &dsn);
     let (_, groups) = api.get("/v1/namespaces/default/errors").await;
@@ -98,13 +104,7 @@ async fn the_python_sentry_sdk_reports_exceptions_grouped_with_their_stack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_reports_get_clear_4xx() {
     let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::up(dir.path());
-    let api = Http::new(&sluice.url);
-    api.put(
-        "/v1/namespaces/default/resources/ErrorProject/web",
-        &format!(r#"{{"spec": {{"id": 42, "key": "{KEY}"}}}}"#),
-    )
-    .await;
+    let (sluice, api) = with_error_project(dir.path()).await;
     let client = reqwest::Client::new();
     let post = |path: &str, auth: Option<&str>, body: &'static str| {
         let mut request = client.post(format!("{}{path}", sluice.url)).body(body);

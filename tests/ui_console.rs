@@ -12,6 +12,11 @@ fn no_redirects() -> reqwest::Client {
         .unwrap()
 }
 
+/// A console page's HTML.
+async fn page_text(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// Posts a form as a browser would, with `headers` (a session cookie, ...).
 async fn post_form(
     client: &reqwest::Client,
@@ -123,14 +128,7 @@ async fn pages_render_and_drain_changes_the_instance() {
         .get("/v1/namespaces/default/services/echo/instances/e1")
         .await;
     assert_eq!(instance["draining"], true, "{instance}");
-    let page = client
-        .get(format!("{}/ui/services/echo", sluice.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&client, format!("{}/ui/services/echo", sluice.url)).await;
     assert!(page.contains("Undrain"), "{page}");
 
     // History and rollback of a route.
@@ -143,14 +141,7 @@ async fn pages_render_and_drain_changes_the_instance() {
         .get("/v1/namespaces/default/resources/Route/echo/history")
         .await;
     let first = history["items"][1]["revision"].as_u64().unwrap();
-    let page = client
-        .get(format!("{}/ui/resources/Route/echo", sluice.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&client, format!("{}/ui/resources/Route/echo", sluice.url)).await;
     assert!(
         page.contains("Roll back to this") && page.contains("/v2"),
         "{page}"
@@ -167,14 +158,7 @@ async fn pages_render_and_drain_changes_the_instance() {
     assert_eq!(route["spec"]["match"]["path_prefix"], "/echo", "{route}");
 
     // The mute form creates a Mute.
-    let page = client
-        .get(format!("{}/ui/alarms", sluice.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&client, format!("{}/ui/alarms", sluice.url)).await;
     assert!(page.contains("name=\"match\""), "{page}");
     let muted = post_form(
         &client,

@@ -147,13 +147,14 @@ pub fn format_value(value: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn templates_fill_in() {
-        let alarm = Alarm {
-            id: "x".into(),
+    /// A firing alarm of rule `echo-errors` on service `echo` (value 0.8 above 0.5),
+    /// for unit tests.
+    pub(crate) fn firing_echo_errors() -> Alarm {
+        Alarm {
+            id: "a1".into(),
             namespace: "default".into(),
             rule: "echo-errors".into(),
             labels: BTreeMap::from([
@@ -161,17 +162,29 @@ mod tests {
                 ("severity".into(), "warning".into()),
             ]),
             state: AlarmState::Firing,
-            value: Some(0.8333333),
+            value: Some(0.8),
             threshold: Some(0.5),
-            message: String::new(),
-            first_seen: 0,
-            last_seen: 0,
+            message: "echo errors at 0.8".into(),
+            first_seen: 1_795_341_600,
+            last_seen: 1_795_341_600,
             count: 1,
             pending_since: None,
-            fired_at: None,
+            fired_at: Some(1_795_341_600),
             resolved_at: None,
             acknowledged: false,
             notified: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn templates_fill_in() {
+        let alarm = Alarm {
+            value: Some(0.8333333),
+            message: String::new(),
+            first_seen: 0,
+            last_seen: 0,
+            fired_at: None,
+            ..firing_echo_errors()
         };
         assert_eq!(
             render("{{rule}}: {{labels.service}} {{state}} at {{value}} (> {{threshold}}, {{severity}}){{labels.none}}", &alarm),

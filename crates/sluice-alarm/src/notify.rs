@@ -397,27 +397,7 @@ mod tests {
                 format,
                 headers: BTreeMap::new(),
             },
-            alarms: vec![Alarm {
-                id: "a1".into(),
-                namespace: "default".into(),
-                rule: "echo-errors".into(),
-                labels: BTreeMap::from([
-                    ("service".into(), "echo".into()),
-                    ("severity".into(), "warning".into()),
-                ]),
-                state: AlarmState::Firing,
-                value: Some(0.8),
-                threshold: Some(0.5),
-                message: "echo errors at 0.8".into(),
-                first_seen: 1_795_341_600,
-                last_seen: 1_795_341_600,
-                count: 1,
-                pending_since: None,
-                fired_at: Some(1_795_341_600),
-                resolved_at: None,
-                acknowledged: false,
-                notified: BTreeMap::new(),
-            }],
+            alarms: vec![crate::tests::firing_echo_errors()],
         }
     }
 

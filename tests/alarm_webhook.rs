@@ -198,95 +198,88 @@ async fn bad_rules_notifiers_and_mutes_are_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let sluice = Sluice::up(dir.path());
     let api = Http::new(&sluice.url);
-    for (kind, spec, field) in [
-        ("AlarmRule", r#"{"metric": "error_rate"}"#, "spec.above"),
-        (
-            "AlarmRule",
-            r#"{"metric": "error rate", "above": 1}"#,
-            "spec.metric",
-        ),
-        (
-            "AlarmRule",
-            r#"{"metric": "qps", "above": "high"}"#,
-            "spec.above",
-        ),
-        (
-            "AlarmRule",
-            r#"{"metric": "qps", "above": 1, "for": "later"}"#,
-            "spec.for",
-        ),
-        (
-            "AlarmRule",
-            r#"{"metric": "qps", "above": 1, "match": {"bad label": "x"}}"#,
-            "spec.match",
-        ),
-        (
-            "AlarmRule",
-            r#"{"metric": "qps", "above": 1, "message": "{{nope}}"}"#,
-            "spec.message",
-        ),
-        (
-            "AlarmRule",
-            r#"{"metric": "qps", "above": 1, "message": "{{value"}"#,
-            "spec.message",
-        ),
-        (
-            "AlarmRule",
-            r#"{"metric": "qps", "above": 1, "severity": "dire"}"#,
-            "spec.severity",
-        ),
-        (
-            "AlarmRule",
-            r#"{"metric": "qps", "change": {"percent": 10, "compared_to": "1s"}}"#,
-            "spec.change.compared_to",
-        ),
-        (
-            "Notifier",
-            r#"{"webhook": {"url": "gopher://x"}}"#,
-            "spec.webhook.url",
-        ),
-        (
-            "Notifier",
-            r#"{"webhook": {"url": "http://x", "format": "telegram"}}"#,
-            "spec.webhook.format",
-        ),
-        (
-            "Notifier",
-            r#"{"email": {"smtp": "mail", "from": "a@b.c", "to": ["d@e.f"]}}"#,
-            "spec.email.smtp",
-        ),
-        (
-            "Notifier",
-            r#"{"email": {"smtp": "mail:25", "from": "nobody", "to": ["d@e.f"]}}"#,
-            "spec.email.from",
-        ),
-        (
-            "Notifier",
-            r#"{"alertmanager": {"url": "http://am:9093"}, "webhook": {"url": "http://x"}}"#,
-            "spec.webhook",
-        ),
-        (
-            "Mute",
-            r#"{"match": {"service": "echo"}, "ends_at": "soon"}"#,
-            "spec.ends_at",
-        ),
-        (
-            "Mute",
-            r#"{"match": {}, "ends_at": "2030-01-01T00:00:00Z"}"#,
-            "spec.match",
-        ),
-    ] {
-        let (status, _, error) = api
-            .send(
-                "PUT",
-                &format!("/v1/namespaces/default/resources/{kind}/bad"),
-                Some(&format!(r#"{{"spec": {spec}}}"#)),
-            )
-            .await;
-        let message = error["error"]["message"].as_str().unwrap_or_default();
-        assert_eq!(status, 400, "{kind} {spec}: {error}");
-        assert!(message.contains(field), "{kind} {spec}: {message}");
-    }
+    crate::support::assert_refused_naming_the_field(
+        &api,
+        &[
+            ("AlarmRule", r#"{"metric": "error_rate"}"#, "spec.above"),
+            (
+                "AlarmRule",
+                r#"{"metric": "error rate", "above": 1}"#,
+                "spec.metric",
+            ),
+            (
+                "AlarmRule",
+                r#"{"metric": "qps", "above": "high"}"#,
+                "spec.above",
+            ),
+            (
+                "AlarmRule",
+                r#"{"metric": "qps", "above": 1, "for": "later"}"#,
+                "spec.for",
+            ),
+            (
+                "AlarmRule",
+                r#"{"metric": "qps", "above": 1, "match": {"bad label": "x"}}"#,
+                "spec.match",
+            ),
+            (
+                "AlarmRule",
+                r#"{"metric": "qps", "above": 1, "message": "{{nope}}"}"#,
+                "spec.message",
+            ),
+            (
+                "AlarmRule",
+                r#"{"metric": "qps", "above": 1, "message": "{{value"}"#,
+                "spec.message",
+            ),
+            (
+                "AlarmRule",
+                r#"{"metric": "qps", "above": 1, "severity": "dire"}"#,
+                "spec.severity",
+            ),
+            (
+                "AlarmRule",
+                r#"{"metric": "qps", "change": {"percent": 10, "compared_to": "1s"}}"#,
+                "spec.change.compared_to",
+            ),
+            (
+                "Notifier",
+                r#"{"webhook": {"url": "gopher://x"}}"#,
+                "spec.webhook.url",
+            ),
+            (
+                "Notifier",
+                r#"{"webhook": {"url": "http://x", "format": "telegram"}}"#,
+                "spec.webhook.format",
+            ),
+            (
+                "Notifier",
+                r#"{"email": {"smtp": "mail", "from": "a@b.c", "to": ["d@e.f"]}}"#,
+                "spec.email.smtp",
+            ),
+            (
+                "Notifier",
+                r#"{"email": {"smtp": "mail:25", "from": "nobody", "to": ["d@e.f"]}}"#,
+                "spec.email.from",
+            ),
+            (
+                "Notifier",
+                r#"{"alertmanager": {"url": "http://am:9093"}, "webhook": {"url": "http://x"}}"#,
+                "spec.webhook",
+            ),
+            (
+                "Mute",
+                r#"{"match": {"service": "echo"}, "ends_at": "soon"}"#,
+                "spec.ends_at",
+            ),
+            (
+                "Mute",
+                r#"{"match": {}, "ends_at": "2030-01-01T00:00:00Z"}"#,
+                "spec.match",
+            ),
+        ],
+    )
+    .await;
     for (method, path, status) in [
         ("GET", "/v1/namespaces/default/alarms?state=burning", 400),
         ("POST", "/v1/namespaces/default/alarms/not-an-id/ack", 400),

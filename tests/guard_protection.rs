@@ -522,18 +522,7 @@ async fn bad_protection_specs_are_refused_naming_the_field() {
             "spec.fallback.service",
         ),
     ];
-    for (kind, spec, field) in cases {
-        let (status, _, error) = api
-            .send(
-                "PUT",
-                &format!("/v1/namespaces/default/resources/{kind}/bad"),
-                Some(&format!(r#"{{"spec": {spec}}}"#)),
-            )
-            .await;
-        let message = error["error"]["message"].as_str().unwrap_or_default();
-        assert_eq!(status, 400, "{kind} {spec}: {error}");
-        assert!(message.contains(field), "{kind} {spec}: {message}");
-    }
+    crate::support::assert_refused_naming_the_field(&api, &cases).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

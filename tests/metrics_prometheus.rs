@@ -1,10 +1,9 @@
 //! A real Prometheus (Debian's package) scrapes Sluice's `/metrics`, and its query
 //! API returns the gateway's per-API request counts.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{echo_upstream, until_status, Http, Peer, Sluice};
+use crate::support::{echo_upstream, start_prometheus, until_status, Http, Sluice};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_gateways_request_counts() {
@@ -40,36 +39,19 @@ async fn prometheus_scrapes_the_gateways_request_counts() {
         .unwrap()
         .starts_with("application/openmetrics-text"));
 
-    let binary = sluice_testkit::find_program("prometheus").expect(
-        "prometheus is not installed: run scripts/test.sh (it installs Debian's prometheus)",
-    );
-    let port = sluice_testkit::free_port();
-    let config = dir.path().join("prometheus.yml");
     let target = sluice.url.trim_start_matches("http://");
-    std::fs::write(
-        &config,
-        format!(
+    let (_prometheus, prometheus) = start_prometheus(
+        dir.path(),
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sluice\n    honor_labels: true\n    static_configs:\n      - targets: ['{target}']\n"
         ),
-    )
-    .unwrap();
-    let _prometheus = Peer::spawn(
-        Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
     );
     let query = r#"sluice_gateway_requests_total{api="echo POST",service="echo",code="200"}"#;
     let mut last = serde_json::Value::Null;
     for _ in 0..300 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let Ok(response) = client
-            .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+            .get(format!("{prometheus}/api/v1/query"))
             .query(&[("query", query)])
             .send()
             .await

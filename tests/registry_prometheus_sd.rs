@@ -1,10 +1,9 @@
 //! An unmodified Prometheus (Debian's package) discovers the instances Sluice knows
 //! through `http_sd_configs`, checked through Prometheus's own API.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Http, Peer, Sluice};
+use crate::support::{start_prometheus, Http, Sluice};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_discovers_registered_instances() {
@@ -26,36 +25,18 @@ async fn prometheus_discovers_registered_instances() {
     )
     .await;
 
-    let binary = sluice_testkit::find_program("prometheus").expect(
-        "prometheus is not installed: run scripts/test.sh (it installs Debian's prometheus)",
-    );
-    let port = sluice_testkit::free_port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
+    let (_prometheus, prometheus_url) = start_prometheus(
+        dir.path(),
+        &format!(
             "global:\n  scrape_interval: 1h\nscrape_configs:\n  - job_name: sluice\n    http_sd_configs:\n      - url: {}/v1/sd/prometheus\n        refresh_interval: 1s\n",
             sluice.url
         ),
-    )
-    .unwrap();
-    let _prometheus = Peer::spawn(
-        Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
     );
-    let prometheus = Http::new(&format!("http://127.0.0.1:{port}"));
+    let prometheus = Http::new(&prometheus_url);
     let mut found = false;
     for _ in 0..300 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/targets")).await
-        else {
+        let Ok(response) = reqwest::get(format!("{prometheus_url}/api/v1/targets")).await else {
             continue;
         };
         let Ok(body) = response.json::<serde_json::Value>().await else {

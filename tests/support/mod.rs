@@ -485,3 +485,43 @@ pub fn block_on<T: Send + 'static>(
         .join()
         .expect("the helper thread panicked")
 }
+
+/// Starts Debian's Prometheus with `config` (YAML) on a free port, its data under
+/// `dir`; gives the process (stopped on drop) and its URL.
+pub fn start_prometheus(dir: &Path, config: &str) -> (Peer, String) {
+    let binary = sluice_testkit::find_program("prometheus").expect(
+        "prometheus is not installed: run scripts/test.sh (it installs Debian's prometheus)",
+    );
+    let port = sluice_testkit::free_port();
+    let config_file = dir.join("prometheus.yml");
+    std::fs::write(&config_file, config).unwrap();
+    let prometheus = Peer::spawn(
+        Command::new(binary)
+            .arg(format!("--config.file={}", config_file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    (prometheus, format!("http://127.0.0.1:{port}"))
+}
+
+/// Asserts that `PUT`ting each `(kind, spec, field)` is refused with 400 and a
+/// message naming `field`.
+pub async fn assert_refused_naming_the_field(api: &Http, cases: &[(&str, &str, &str)]) {
+    for (kind, spec, field) in cases {
+        let (status, _, error) = api
+            .send(
+                "PUT",
+                &format!("/v1/namespaces/default/resources/{kind}/bad"),
+                Some(&format!(r#"{{"spec": {spec}}}"#)),
+            )
+            .await;
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(status, 400, "{kind} {spec}: {error}");
+        assert!(message.contains(field), "{kind} {spec}: {message}");
+    }
+}

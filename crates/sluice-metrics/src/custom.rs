@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use sluice_model::valid_metric_name;
 
 use crate::recorder::StepSource;
 use crate::{Agg, MetricsError, SeriesKey};
@@ -63,21 +64,12 @@ pub struct Push {
     pub metrics: Vec<Sample>,
 }
 
-fn valid_name(name: &str, max: usize) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= max
-}
-
 /// Checks one sample; the error names the entry and field.
 pub fn validate(index: usize, sample: &Sample) -> Result<(), MetricsError> {
     let at = |field: &str| format!("metrics[{index}].{field}");
     let bad =
         |field: &str, why: String| Err(MetricsError::Invalid(format!("{}: {why}", at(field))));
-    if !valid_name(&sample.name, 128) {
+    if !valid_metric_name(&sample.name, 128) {
         return bad(
             "name",
             format!(
@@ -108,7 +100,7 @@ pub fn validate(index: usize, sample: &Sample) -> Result<(), MetricsError> {
         );
     }
     for (name, value) in &sample.labels {
-        if !valid_name(name, 64) || name.starts_with("__") || name == "namespace" {
+        if !valid_metric_name(name, 64) || name.starts_with("__") || name == "namespace" {
             return bad(
                 "labels",
                 format!("{name:?} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not namespace)"),

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::instance::{duration_text, optional_duration_text, InvalidField};
 use crate::validate_name;
 
-fn name_ok(name: &str, max: usize) -> bool {
+/// Whether `name` is a metric or label name of at most `max` bytes: a letter or
+/// `_`, then letters, digits and `_` (as Prometheus allows, without `:`).
+pub fn valid_metric_name(name: &str, max: usize) -> bool {
     let mut chars = name.chars();
     chars
         .next()
@@ -25,7 +27,7 @@ fn check_labels(field: &str, labels: &BTreeMap<String, String>) -> Result<(), In
         return Err(InvalidField::new(field, "at most 16 labels"));
     }
     for (name, value) in labels {
-        if !name_ok(name, 64) {
+        if !valid_metric_name(name, 64) {
             return Err(InvalidField::new(
                 format!("{field}.{name}"),
                 format!("{name:?} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
@@ -63,7 +65,7 @@ pub fn validate_template(field: &str, template: &str) -> Result<(), InvalidField
         let known = TEMPLATE_FIELDS.contains(&name)
             || name
                 .strip_prefix("labels.")
-                .is_some_and(|label| name_ok(label, 64));
+                .is_some_and(|label| valid_metric_name(label, 64));
         if !known {
             return Err(InvalidField::new(
                 field,
@@ -296,7 +298,7 @@ pub fn template_rules() -> Vec<(&'static str, AlarmRuleSpec)> {
 impl AlarmRuleSpec {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), InvalidField> {
-        if !name_ok(&self.metric, 128) {
+        if !valid_metric_name(&self.metric, 128) {
             return Err(InvalidField::new(
                 "spec.metric",
                 format!("{:?} is not a metric name", self.metric),
@@ -305,7 +307,7 @@ impl AlarmRuleSpec {
         check_labels("spec.match", &self.matching)?;
         check_labels("spec.labels", &self.labels)?;
         if let Some(by) = &self.by {
-            if let Some(bad) = by.iter().find(|l| !name_ok(l, 64)) {
+            if let Some(bad) = by.iter().find(|l| !valid_metric_name(l, 64)) {
                 return Err(InvalidField::new(
                     "spec.by",
                     format!("{bad:?} is not a label name"),

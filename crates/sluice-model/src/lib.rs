@@ -13,9 +13,9 @@ mod resource;
 mod route;
 
 pub use alarm::{
-    error_template_rules, template_rules, validate_template, AlarmRuleSpec, AlertmanagerSpec,
-    ChangeRule, Direction, EmailSpec, ErrorProjectSpec, MuteSpec, NotifierSpec, Severity,
-    SmtpSecurity, WebhookFormat, WebhookSpec, TEMPLATE_FIELDS,
+    error_template_rules, template_rules, valid_metric_name, validate_template, AlarmRuleSpec,
+    AlertmanagerSpec, ChangeRule, Direction, EmailSpec, ErrorProjectSpec, MuteSpec, NotifierSpec,
+    Severity, SmtpSecurity, WebhookFormat, WebhookSpec, TEMPLATE_FIELDS,
 };
 pub use instance::{
     duration_text, validate_address, validate_labels, validate_weight, CheckKind, HealthCheck,

@@ -3,7 +3,7 @@
 # protoc (the etcd client compiles etcd's protobufs), etcd-server and etcdctl
 # (tests and benchmarks run a real etcd), prometheus (tests check that it discovers
 # Sluice's instances and scrapes its metrics), prometheus-alertmanager (a test forwards
-# alarms to it), python3 (a test upstream, an SMTP server), the Python Sentry SDK,
+# alarms to it), python3 (a test upstream), the Python Sentry SDK and aiosmtpd (an SMTP server),
 # chromium and chromium-driver (the console's browser tests drive headless Chromium over
 # WebDriver), and cargo-nextest.
 # Idempotent: installs only what is missing.
@@ -36,11 +36,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-# The official Sentry SDK for Python reports to Sluice in a test; it goes under target/
-# (rebuilt like the rest of target/, never committed).
-if ! [ -d target/pylib/sentry_sdk ]; then
-  echo "setup: installing sentry-sdk (PyPI) into target/pylib"
-  python3 -m pip install --quiet --disable-pip-version-check --target target/pylib 'sentry-sdk>=2,<3' 2>&1 | grep -v 'WARNING: Running pip as' || true
+# Python packages from PyPI that tests run: the official Sentry SDK reports to Sluice,
+# aiosmtpd receives its e-mail. They go under target/ (rebuilt like the rest of
+# target/, never committed).
+if ! [ -d target/pylib/sentry_sdk ] || ! [ -d target/pylib/aiosmtpd ]; then
+  echo "setup: installing sentry-sdk and aiosmtpd (PyPI) into target/pylib"
+  python3 -m pip install --quiet --disable-pip-version-check --target target/pylib \
+    'sentry-sdk>=2,<3' 'aiosmtpd>=1.4,<2' 2>&1 | grep -v 'WARNING: Running pip as' || true
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -10,7 +10,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::support::{block_on, until, Http, Peer, Sluice};
+use crate::support::{block_on, python_with, until, Http, Peer, Sluice};
 
 /// An HTTP receiver on `listener` collecting (path, JSON body) of every POST.
 fn receive_on(listener: tokio::net::TcpListener) -> Arc<Mutex<Vec<(String, Value)>>> {
@@ -184,6 +184,122 @@ async fn a_real_alertmanager_lists_the_forwarded_alert() {
     assert_eq!(alert["labels"]["severity"], "warning");
     assert_eq!(alert["annotations"]["summary"], "queue at 50");
     assert_eq!(alert["status"]["state"], "active");
+}
+
+/// Starts aiosmtpd (PyPI) on a free loopback port with `args` (TLS options); it
+/// prints every message it receives to `output`. Gives the server and its port.
+fn start_smtp_server(output: &std::path::Path, args: &[&str]) -> (Peer, u16) {
+    let port = sluice_testkit::free_port();
+    let server = Peer::spawn(
+        python_with("aiosmtpd")
+            .args(["-u", "-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(args)
+            .stdout(std::fs::File::create(output).unwrap())
+            .stderr(Stdio::null()),
+    );
+    assert!(
+        sluice_testkit::wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }),
+        "aiosmtpd did not start"
+    );
+    (server, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_mail_reaches_a_real_smtp_server_plain_over_starttls_and_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    // One self-signed certificate for 127.0.0.1, trusted through the notifier's `ca`.
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("smtp.pem"), dir.path().join("smtp.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let servers = [
+        ("plain", vec![]),
+        ("starttls", vec!["--tlscert", cert, "--tlskey", key]),
+        ("tls", vec!["--smtpscert", cert, "--smtpskey", key]),
+    ]
+    .map(|(security, args)| {
+        let output = dir.path().join(format!("{security}.out"));
+        let (server, port) = start_smtp_server(&output, &args);
+        (security, output, server, port)
+    });
+    let sluice = start(dir.path(), None);
+    let api = Http::new(&sluice.url);
+    let ca = serde_json::to_string(&certified.cert.pem()).unwrap();
+    for (security, _, _, port) in &servers {
+        let ca = if *security == "plain" {
+            String::new()
+        } else {
+            format!(r#", "ca": {ca}"#)
+        };
+        api.put(
+            &format!("/v1/namespaces/default/resources/Notifier/{security}"),
+            &format!(
+                r#"{{"spec": {{"email": {{"smtp": "127.0.0.1:{port}", "security": "{security}", "from": "sluice@example.com", "to": ["oncall@example.com"]{ca}}}}}}}"#
+            ),
+        )
+        .await;
+    }
+    api.put(
+        "/v1/namespaces/default/resources/AlarmRule/queue",
+        &RULE.replace(r#"["hook"]"#, r#"["plain", "starttls", "tls"]"#),
+    )
+    .await;
+    let _pusher = Pusher::start(&sluice.url);
+    for (security, output, _, _) in &servers {
+        let mail = until(&format!("the e-mail over {security}"), || {
+            let text = std::fs::read_to_string(output).unwrap_or_default();
+            text.contains("queue at 50").then_some(text)
+        })
+        .await;
+        assert!(
+            mail.contains("Subject: [FIRING] queue (1 alarm, default)"),
+            "{security}: {mail}"
+        );
+        assert!(
+            mail.contains("To: oncall@example.com"),
+            "{security}: {mail}"
+        );
+        assert!(
+            mail.contains("From: sluice@example.com"),
+            "{security}: {mail}"
+        );
+    }
+    // Without the CA, the self-signed certificate is refused and the failure is visible.
+    api.put(
+        "/v1/namespaces/default/resources/Notifier/tls",
+        &format!(
+            r#"{{"spec": {{"email": {{"smtp": "127.0.0.1:{}", "security": "tls", "from": "sluice@example.com", "to": ["oncall@example.com"]}}}}}}"#,
+            servers[2].3
+        ),
+    )
+    .await;
+    api.put(
+        "/v1/namespaces/default/resources/AlarmRule/queue2",
+        &RULE.replace(r#"["hook"]"#, r#"["tls"]"#),
+    )
+    .await;
+    let failing = until("a failed delivery without the CA", || {
+        let api = api.clone();
+        let listed =
+            block_on(async move { api.get("/v1/namespaces/default/notifications").await.1 });
+        listed["items"]
+            .as_array()?
+            .iter()
+            .find(|item| item["last_error"].is_string())
+            .cloned()
+    })
+    .await;
+    assert!(
+        failing["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("certificate"),
+        "{failing}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,9 +2,7 @@
 //! unmodified): an exception appears as a group with its stack, and the same
 //! exception again increments the group's count.
 
-use std::process::Command;
-
-use crate::support::{Http, Sluice};
+use crate::support::{python_with, Http, Sluice};
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 
@@ -25,17 +23,11 @@ sentry_sdk.flush(10)
 "#;
 
 fn report(dir: &std::path::Path, dsn: &str) {
-    let pylib = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/pylib");
-    assert!(
-        std::path::Path::new(pylib).join("sentry_sdk").exists(),
-        "sentry-sdk is not installed in target/pylib: run scripts/test.sh (scripts/setup.sh installs it)"
-    );
     let script = dir.join("report.py");
     std::fs::write(&script, SCRIPT).unwrap();
-    let out = Command::new(sluice_testkit::find_program("python3").expect("python3"))
+    let out = python_with("sentry_sdk")
         .arg(&script)
         .arg(dsn)
-        .env("PYTHONPATH", pylib)
         .output()
         .unwrap();
     assert!(

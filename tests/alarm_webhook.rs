@@ -264,6 +264,16 @@ async fn bad_rules_notifiers_and_mutes_are_refused_naming_the_field() {
             ),
             (
                 "Notifier",
+                r#"{"email": {"smtp": "mail:465", "security": "tls", "from": "a@b.c", "to": ["d@e.f"], "ca": "not a certificate"}}"#,
+                "spec.email.ca",
+            ),
+            (
+                "Notifier",
+                r#"{"email": {"smtp": "mail:25", "security": "plain", "from": "a@b.c", "to": ["d@e.f"], "ca": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"}}"#,
+                "spec.email.ca",
+            ),
+            (
+                "Notifier",
                 r#"{"alertmanager": {"url": "http://am:9093"}, "webhook": {"url": "http://x"}}"#,
                 "spec.webhook",
             ),

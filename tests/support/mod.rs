@@ -465,6 +465,20 @@ impl Drop for Peer {
     }
 }
 
+/// A `python3` command that can import the Python packages scripts/setup.sh installs
+/// under target/pylib (the Sentry SDK, aiosmtpd); panics naming the fix when
+/// `package` is not there.
+pub fn python_with(package: &str) -> Command {
+    let pylib = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/pylib");
+    assert!(
+        Path::new(pylib).join(package).exists(),
+        "{package} is not installed in target/pylib: run scripts/test.sh (scripts/setup.sh installs it)"
+    );
+    let mut python = Command::new(sluice_testkit::find_program("python3").expect("python3"));
+    python.env("PYTHONPATH", pylib);
+    python
+}
+
 /// Polls `check` every 100 ms until it gives a value (a hang guard of 30 s).
 pub async fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     for _ in 0..300 {

@@ -231,22 +231,27 @@ async fn send_email(
 ) -> Result<(), String> {
     use lettre::message::header::ContentType;
     use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
     let (host, port) = email
         .smtp
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
         .ok_or_else(|| format!("{:?} is not host:port", email.smtp))?;
+    // The server's certificate must name `host`; `ca` adds roots to the public ones.
+    let tls_parameters = || -> Result<TlsParameters, String> {
+        let mut parameters = TlsParameters::builder(host.to_owned());
+        if let Some(ca) = &email.ca {
+            let roots = Certificate::from_pem(ca.as_bytes()).map_err(|e| format!("ca: {e}"))?;
+            parameters = parameters.add_root_certificate(roots);
+        }
+        parameters.build_rustls().map_err(|e| format!("TLS: {e}"))
+    };
+    let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host);
     let builder = match email.security {
-        sluice_model::SmtpSecurity::Plain => {
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-        }
-        sluice_model::SmtpSecurity::Starttls => {
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(|e| e.to_string())?
-        }
-        sluice_model::SmtpSecurity::Tls => {
-            AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| e.to_string())?
-        }
+        sluice_model::SmtpSecurity::Plain => builder,
+        sluice_model::SmtpSecurity::Starttls => builder.tls(Tls::Required(tls_parameters()?)),
+        sluice_model::SmtpSecurity::Tls => builder.tls(Tls::Wrapper(tls_parameters()?)),
     };
     let mut builder = builder.port(port).timeout(Some(Duration::from_secs(10)));
     if let (Some(user), Some(password)) = (&email.username, &email.password) {

@@ -456,6 +456,42 @@ pub struct EmailSpec {
     /// SMTP password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// Extra root certificates (PEM) trusted for the server's certificate, beside the
+    /// public ones: for a relay whose certificate an internal CA signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+}
+
+/// Checks that `pem` holds one or more PEM certificates (`BEGIN CERTIFICATE` blocks
+/// with a base64 body), at most 64 KiB of them.
+fn check_certificates_pem(field: &str, pem: &str) -> Result<(), InvalidField> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let invalid = |why: &str| Err(InvalidField::new(field, why.to_owned()));
+    if pem.len() > 64 * 1024 {
+        return invalid("is longer than 64 KiB");
+    }
+    let mut rest = pem.trim();
+    if rest.is_empty() {
+        return invalid(
+            "holds no certificate: give PEM text starting with -----BEGIN CERTIFICATE-----",
+        );
+    }
+    while !rest.is_empty() {
+        let Some(body) = rest.strip_prefix(BEGIN) else {
+            return invalid("is not PEM: each certificate starts with -----BEGIN CERTIFICATE-----");
+        };
+        let Some((body, after)) = body.split_once(END) else {
+            return invalid("has a certificate without -----END CERTIFICATE-----");
+        };
+        let base64: Vec<u8> = body.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        let alphabet = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
+        if base64.is_empty() || !base64.len().is_multiple_of(4) || !base64.iter().all(alphabet) {
+            return invalid("has a certificate whose body is not base64");
+        }
+        rest = after.trim_start();
+    }
+    Ok(())
 }
 
 fn check_address(field: &str, address: &str) -> Result<(), InvalidField> {
@@ -505,6 +541,15 @@ impl EmailSpec {
                 "spec.email.username",
                 "give both username and password, or neither",
             ));
+        }
+        if let Some(ca) = &self.ca {
+            if self.security == SmtpSecurity::Plain {
+                return Err(InvalidField::new(
+                    "spec.email.ca",
+                    "is for security \"starttls\" or \"tls\"; a plain connection checks no certificate",
+                ));
+            }
+            check_certificates_pem("spec.email.ca", ca)?;
         }
         Ok(())
     }
@@ -718,6 +763,25 @@ mod tests {
     fn rule(json: &str) -> Result<(), String> {
         let spec: AlarmRuleSpec = serde_json::from_str(json).map_err(|e| e.to_string())?;
         spec.validate().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn certificate_pem_is_checked_for_shape() {
+        let block = "-----BEGIN CERTIFICATE-----\nMIIB\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(check_certificates_pem("ca", block).is_ok());
+        assert!(check_certificates_pem("ca", &format!("{block}\n{block}")).is_ok());
+        for bad in [
+            "",
+            "MIIB",
+            "-----BEGIN CERTIFICATE-----\nMIIB\n",
+            "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----",
+            "-----BEGIN CERTIFICATE-----\nMI*B\n-----END CERTIFICATE-----",
+            "-----BEGIN CERTIFICATE-----\nMIB\n-----END CERTIFICATE-----",
+            &format!("{block}trailing"),
+        ] {
+            let error = check_certificates_pem("spec.email.ca", bad).unwrap_err();
+            assert_eq!(error.field, "spec.email.ca", "{bad:?}");
+        }
     }
 
     #[test]

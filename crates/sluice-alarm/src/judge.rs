@@ -342,17 +342,36 @@ fn rules_in_force(db: &Db, resources: &RwLock<Resources>) -> Vec<(Id, AlarmRuleS
 
 /// Whether a firing alarm of another rule inhibits `alarm`: its rule lists
 /// `alarm`'s rule in `inhibits`, and `alarm` has the same values of its group labels.
-fn inhibited(alarm: &Alarm, current: &[(Alarm, Option<AlarmState>, AlarmRuleSpec)]) -> bool {
-    current.iter().any(|(source, _, spec)| {
-        source.state == AlarmState::Firing
-            && source.namespace == alarm.namespace
-            && spec.inhibits.contains(&alarm.rule)
-            && source
-                .labels
-                .iter()
-                .filter(|(k, _)| k.as_str() != "severity" && !spec.labels.contains_key(*k))
-                .all(|(k, v)| alarm.labels.get(k) == Some(v))
-    })
+fn inhibited(alarm: &Alarm, current: &[Judged]) -> bool {
+    current.iter().any(
+        |Judged {
+             alarm: source,
+             spec,
+             ..
+         }| {
+            source.state == AlarmState::Firing
+                && source.namespace == alarm.namespace
+                && spec.inhibits.contains(&alarm.rule)
+                && source
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "severity" && !spec.labels.contains_key(*k))
+                    .all(|(k, v)| alarm.labels.get(k) == Some(v))
+        },
+    )
+}
+
+/// An alarm as one evaluation left it.
+struct Judged {
+    alarm: Alarm,
+    /// The state it entered at this evaluation, if it changed.
+    event: Option<AlarmState>,
+    spec: AlarmRuleSpec,
+    /// Kept as it was because this node has no data for it (yet): it still
+    /// inhibits, but this node tells nobody about it — the node that has the data
+    /// does (with several control-plane nodes on one store, each judges the series
+    /// it records), so a receiver hears of an alarm once.
+    held: bool,
 }
 
 /// One evaluation of every rule at `now` (Unix seconds).
@@ -367,7 +386,7 @@ pub async fn evaluate(
     let started = *state.started.get_or_insert(now);
     let grace_s = db.tiers().first().map_or(10, |t| t.step_s).max(1) * NO_DATA_GRACE_STEPS;
     let mut stored = load_alarms(&**store).await;
-    let mut current: Vec<(Alarm, Option<AlarmState>, AlarmRuleSpec)> = Vec::new();
+    let mut current: Vec<Judged> = Vec::new();
     for ((namespace, rule), spec) in &rules {
         let observations = {
             let (db, namespace, spec) = (Arc::clone(db), namespace.clone(), spec.clone());
@@ -387,7 +406,12 @@ pub async fn evaluate(
                 .filter(|_| observation.value.is_none() && !observation.active)
                 .filter(|a| held_without_data(a, started, grace_s, now))
             {
-                current.push((alarm.clone(), None, spec.clone()));
+                current.push(Judged {
+                    alarm: alarm.clone(),
+                    event: None,
+                    spec: spec.clone(),
+                    held: true,
+                });
                 continue;
             }
             let step = advance(
@@ -405,7 +429,12 @@ pub async fn evaluate(
                     if step.changed {
                         save(&**store, &alarm).await;
                     }
-                    current.push((alarm, step.event, spec.clone()));
+                    current.push(Judged {
+                        alarm,
+                        event: step.event,
+                        spec: spec.clone(),
+                        held: false,
+                    });
                 }
                 None if had => {
                     let key = format!("{ALARMS_PREFIX}{namespace}/{id}");
@@ -427,7 +456,12 @@ pub async fn evaluate(
                 continue;
             };
             if held_without_data(&alarm, started, grace_s, now) {
-                current.push((alarm, None, spec.clone()));
+                current.push(Judged {
+                    alarm,
+                    event: None,
+                    spec: spec.clone(),
+                    held: true,
+                });
                 continue;
             }
             let labels = alarm.labels.clone();
@@ -437,7 +471,12 @@ pub async fn evaluate(
                     if step.changed {
                         save(&**store, &alarm).await;
                     }
-                    current.push((alarm, step.event, spec.clone()));
+                    current.push(Judged {
+                        alarm,
+                        event: step.event,
+                        spec: spec.clone(),
+                        held: false,
+                    });
                 }
                 None => {
                     let _ = store.delete(&key).await;
@@ -461,20 +500,26 @@ async fn notify(
     store: &Arc<dyn Store>,
     resources: &Arc<RwLock<Resources>>,
     state: &mut JudgeState,
-    current: Vec<(Alarm, Option<AlarmState>, AlarmRuleSpec)>,
+    current: Vec<Judged>,
     now: u64,
 ) {
     let now_ms = i64::try_from(now).unwrap_or(i64::MAX / 1000) * 1000;
     let mut alarms: HashMap<String, Alarm> = HashMap::new();
     let silenced: std::collections::HashSet<String> = current
         .iter()
-        .filter(|(alarm, _, _)| inhibited(alarm, &current))
-        .map(|(alarm, _, _)| alarm.id.clone())
+        .filter(|judged| inhibited(&judged.alarm, &current))
+        .map(|judged| judged.alarm.id.clone())
         .collect();
     {
         let resources = resources.read();
-        for (alarm, event, spec) in current {
-            if silenced.contains(&alarm.id) {
+        for Judged {
+            alarm,
+            event,
+            spec,
+            held,
+        } in current
+        {
+            if held || silenced.contains(&alarm.id) {
                 alarms.insert(alarm.id.clone(), alarm);
                 continue;
             }

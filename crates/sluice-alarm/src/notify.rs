@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sluice_model::{format_time, WebhookFormat};
-use sluice_store::{list_all, Store};
+use sluice_store::{list_all, Compare, Revision, Store, Txn, TxnOp};
 
 use crate::{Alarm, AlarmState, NOTIFY_PREFIX};
 
@@ -218,11 +218,57 @@ pub async fn pending(
         Some(ns) => format!("{NOTIFY_PREFIX}{ns}/"),
         None => NOTIFY_PREFIX.to_owned(),
     };
-    let (kvs, _) = list_all(store, &prefix).await?;
+    Ok(listed(store, &prefix)
+        .await?
+        .into_iter()
+        .map(|(key, _, notification)| (key, notification))
+        .collect())
+}
+
+/// The notifications under `prefix` with their keys and revisions, in key order.
+async fn listed(
+    store: &dyn Store,
+    prefix: &str,
+) -> sluice_store::Result<Vec<(String, Revision, Notification)>> {
+    let (kvs, _) = list_all(store, prefix).await?;
     Ok(kvs
         .into_iter()
-        .filter_map(|kv| Some((kv.key, serde_json::from_slice(&kv.value).ok()?)))
+        .filter_map(|kv| {
+            let notification = serde_json::from_slice(&kv.value).ok()?;
+            Some((kv.key, kv.mod_revision, notification))
+        })
         .collect())
+}
+
+/// How long a sender holds a notification it is delivering: no other sender
+/// (another control-plane node on the same store) takes it meanwhile, and if the
+/// holder dies, another one delivers it after this. Longer than a delivery can
+/// take (webhooks and SMTP commands time out after 10 s).
+pub const CLAIM_S: u64 = 60;
+
+/// Takes the notification at `key` for delivery, if it is still as listed at
+/// `revision`: its next attempt moves `CLAIM_S` ahead, so the other senders on
+/// the store pass it by. False when another sender changed or delivered it first.
+async fn claim(
+    store: &dyn Store,
+    key: &str,
+    revision: Revision,
+    notification: &Notification,
+    now: u64,
+) -> sluice_store::Result<bool> {
+    let claimed = Notification {
+        next_attempt: now + CLAIM_S,
+        ..notification.clone()
+    };
+    let txn = Txn::new()
+        .when(Compare::ModRevision(key.to_owned(), revision))
+        .when(Compare::Exists(key.to_owned()))
+        .then(TxnOp::Put {
+            key: key.to_owned(),
+            value: serde_json::to_vec(&claimed).unwrap_or_default(),
+            lease: None,
+        });
+    Ok(store.txn(txn).await?.succeeded)
 }
 
 async fn send_email(
@@ -316,13 +362,13 @@ pub async fn run_sender(
     };
     loop {
         let now = sluice_metrics::unix_now();
-        match pending(&*store, None).await {
+        match listed(&*store, NOTIFY_PREFIX).await {
             Ok(due) => {
                 // A group's notifications go out in the order they were made: one that is
                 // waiting for its retry holds back the later ones of its group, so a
                 // receiver never hears "resolved" before the "firing" it resolves.
                 let mut held: HashSet<(String, String, String)> = HashSet::new();
-                for (key, mut notification) in due {
+                for (key, revision, mut notification) in due {
                     let group = (
                         notification.namespace.clone(),
                         notification.notifier.clone(),
@@ -334,6 +380,19 @@ pub async fn run_sender(
                     if notification.next_attempt > now {
                         held.insert(group);
                         continue;
+                    }
+                    match claim(&*store, &key, revision, &notification, now).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            // Another node's sender has it (or has delivered it).
+                            held.insert(group);
+                            continue;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, key, "cannot claim a notification");
+                            held.insert(group);
+                            continue;
+                        }
                     }
                     match deliver(&http, &notification).await {
                         Ok(()) => {

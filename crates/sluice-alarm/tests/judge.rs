@@ -43,6 +43,25 @@ impl Bench {
         }
     }
 
+    /// Another control-plane node on the same store and resources, with its own
+    /// (empty) metrics store and judge.
+    fn another_node(&self) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(DbConfig {
+            dir: dir.path().to_owned(),
+            tiers: self.db.tiers().to_vec(),
+            max_series: 1000,
+        })
+        .unwrap();
+        Bench {
+            store: Arc::clone(&self.store),
+            db: Arc::new(db),
+            resources: Arc::clone(&self.resources),
+            state: JudgeState::default(),
+            _dir: dir,
+        }
+    }
+
     fn rule(&self, name: &str, json: &str) {
         let spec: AlarmRuleSpec = serde_json::from_str(json).unwrap();
         spec.validate().unwrap();
@@ -549,4 +568,36 @@ async fn unreadable_or_invalid_resources_in_the_store_are_skipped_not_fatal() {
     // The notifier it names is invalid: nothing is queued, and the judge goes on.
     assert!(bench.notifications().await.is_empty());
     bench.at(T0 + 20).await;
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_store_notify_an_alarm_once() {
+    // Node A records the series; node B, judging the same rules over its own
+    // (empty) metrics, keeps A's alarm as it is and tells nobody of it.
+    let mut a = Bench::new();
+    let mut b = a.another_node();
+    a.notifier(
+        "hook",
+        r#"{"webhook": {"url": "http://127.0.0.1:9/x"}, "group_wait": "30s", "group_interval": "60s", "repeat_interval": "1h"}"#,
+    );
+    a.rule(
+        "high",
+        r#"{"metric": "queue", "above": 100, "notify": ["hook"]}"#,
+    );
+    for i in 0..12 {
+        let time = T0 + i * 10;
+        a.gauge("queue", time, 150.0);
+        a.at(time + 10).await;
+        b.at(time + 10).await;
+    }
+    assert_eq!(
+        a.states().await,
+        vec![("high".into(), AlarmState::Firing, 1)]
+    );
+    let told = a.notifications().await;
+    assert_eq!(
+        told,
+        vec![(T0 + 40, "hook".into(), vec![AlarmState::Firing])],
+        "one firing notification, after the group wait"
+    );
 }

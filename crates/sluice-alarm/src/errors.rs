@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sluice_store::{list_all, Store};
+use sluice_store::{list_all, Compare, Store, Txn, TxnOp};
 
 /// Where error groups live.
 pub const ERRORS_PREFIX: &str = "errors/";
@@ -231,7 +231,20 @@ pub fn envelope_events(body: &[u8]) -> Result<Vec<Value>, String> {
     Ok(events)
 }
 
+/// How often [`ingest`] reads a group again when another writer changed it first.
+const INGEST_ATTEMPTS: usize = 50;
+
+/// Events of one group are added one at a time within a process (a burst of one
+/// exception would otherwise retry its compare-and-swap over and over); groups
+/// share these locks by a hash of the fingerprint.
+static INGEST_LOCKS: [tokio::sync::Mutex<()>; 64] =
+    [const { tokio::sync::Mutex::const_new(()) }; 64];
+
 /// Adds an event to its group; returns the group and whether it is new.
+///
+/// The group is updated with a compare-and-swap on its revision, read again when
+/// another control-plane node changed it first (within a process, one group's
+/// events are added one at a time), so a burst of one exception is counted in full.
 pub async fn ingest(
     store: &dyn Store,
     namespace: &str,
@@ -241,10 +254,6 @@ pub async fn ingest(
 ) -> sluice_store::Result<(ErrorGroup, bool)> {
     let fingerprint = fingerprint(&event);
     let key = format!("{ERRORS_PREFIX}{namespace}/{fingerprint}");
-    let held = store
-        .get(&key)
-        .await?
-        .and_then(|kv| serde_json::from_slice::<ErrorGroup>(&kv.value).ok());
     let culprit = event
         .frames
         .iter()
@@ -253,31 +262,54 @@ pub async fn ingest(
         .or(event.frames.last())
         .map(|f| format!("{} in {}", f.function, f.module))
         .unwrap_or_default();
-    let new = held.is_none();
-    let mut group = held.unwrap_or_else(|| ErrorGroup {
-        fingerprint: fingerprint.clone(),
-        project: project.to_owned(),
-        kind: event.kind.clone(),
-        message: String::new(),
-        culprit: String::new(),
-        count: 0,
-        first_seen: now,
-        last_seen: now,
-        frames: Vec::new(),
-        samples: VecDeque::new(),
+    let stripe = key.bytes().fold(0usize, |hash, b| {
+        hash.wrapping_mul(31).wrapping_add(usize::from(b))
     });
-    group.count += 1;
-    group.last_seen = now;
-    group.message = event.message;
-    group.culprit = culprit;
-    group.frames = event.frames;
-    group.samples.push_back(event.raw);
-    while group.samples.len() > SAMPLES {
-        group.samples.pop_front();
+    let _one_at_a_time = INGEST_LOCKS[stripe % INGEST_LOCKS.len()].lock().await;
+    for _ in 0..INGEST_ATTEMPTS {
+        let current = store.get(&key).await?;
+        // 0 stands for "absent" in the comparison below.
+        let revision = current.as_ref().map_or(0, |kv| kv.mod_revision);
+        let held = current.and_then(|kv| serde_json::from_slice::<ErrorGroup>(&kv.value).ok());
+        let new = held.is_none();
+        let mut group = held.unwrap_or_else(|| ErrorGroup {
+            fingerprint: fingerprint.clone(),
+            project: project.to_owned(),
+            kind: event.kind.clone(),
+            message: String::new(),
+            culprit: String::new(),
+            count: 0,
+            first_seen: now,
+            last_seen: now,
+            frames: Vec::new(),
+            samples: VecDeque::new(),
+        });
+        group.count += 1;
+        group.last_seen = group.last_seen.max(now);
+        group.message.clone_from(&event.message);
+        group.culprit.clone_from(&culprit);
+        group.frames.clone_from(&event.frames);
+        group.samples.push_back(event.raw.clone());
+        while group.samples.len() > SAMPLES {
+            group.samples.pop_front();
+        }
+        let txn = Txn::new()
+            .when(Compare::ModRevision(key.clone(), revision))
+            .then(TxnOp::Put {
+                key: key.clone(),
+                value: serde_json::to_vec(&group).unwrap_or_default(),
+                lease: None,
+            });
+        if store.txn(txn).await?.succeeded {
+            return Ok((group, new));
+        }
     }
-    let bytes = serde_json::to_vec(&group).unwrap_or_default();
-    store.put(&key, bytes, None).await?;
-    Ok((group, new))
+    Err(sluice_store::StoreError::Backend {
+        backend: "error reports",
+        message: format!(
+            "error group {key} changed {INGEST_ATTEMPTS} times while an event was added to it; send it again"
+        ),
+    })
 }
 
 /// The groups of a namespace, most recent first.
@@ -320,6 +352,35 @@ mod tests {
                 ]}
             }]}
         })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_burst_of_one_exception_is_counted_in_full() {
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(
+            sluice_store::LocalStore::memory(sluice_store::LocalStoreOptions::default()).unwrap(),
+        );
+        let reports: Vec<_> = (0..40)
+            .map(|i| {
+                let store = std::sync::Arc::clone(&store);
+                tokio::spawn(async move {
+                    let event = normalize(python_event(10 + i, "charge")).unwrap();
+                    ingest(&*store, "default", "42", event, 1_800_000_000 + i)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut new_groups = 0;
+        for report in reports {
+            let (_, new) = report.await.unwrap();
+            new_groups += usize::from(new);
+        }
+        let groups = groups(&*store, "default").await.unwrap();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].count, 40, "every event counted");
+        assert_eq!(new_groups, 1, "one report made the group");
+        assert_eq!(groups[0].last_seen, 1_800_000_039);
+        assert_eq!(groups[0].samples.len(), SAMPLES);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Error-report ingest rate: concurrent clients post Sentry envelopes (one event
 //! each; 1 in 100 a new kind of error) to a running Sluice for a while.
 //!
-//! Usage: `errors-bench ADMIN_URL KEY PROJECT [SECONDS] [CLIENTS]` → prints events/s.
+//! Usage: `errors-bench ADMIN_URL KEY PROJECT [SECONDS] [CLIENTS]` → prints events/s and
+//! how many of the accepted events the groups count (all of them, when none is lost).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -75,8 +76,21 @@ fn main() {
             task.await.unwrap();
         }
         let sent = sent.load(Ordering::Relaxed);
+        // Every accepted event must be counted in its group.
+        let listed: serde_json::Value = http
+            .get(format!("{url}/v1/namespaces/default/errors"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let counted: u64 = listed["items"]
+            .as_array()
+            .map(|groups| groups.iter().filter_map(|g| g["count"].as_u64()).sum())
+            .unwrap_or(0);
         println!(
-            "| error reports ingested ({clients} clients, {seconds} s) | {:.0} events/s ({} failed) |",
+            "| error reports ingested ({clients} clients, {seconds} s) | {:.0} events/s ({} failed; {counted} of {sent} counted in their groups) |",
             sent as f64 / seconds as f64,
             failed.load(Ordering::Relaxed)
         );

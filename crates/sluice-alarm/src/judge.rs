@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use sluice_metrics::query::{self, SeriesQuery};
 use sluice_metrics::Db;
 use sluice_model::{AlarmRuleSpec, MuteSpec, NotifierSpec, Resource};
-use sluice_store::{follow, list_all, EventKind, FollowUpdate, Store};
+use sluice_store::{follow, list_all, Compare, EventKind, FollowUpdate, Store, Txn, TxnOp};
 
 use crate::notify::{enqueue, Notification, Target};
 use crate::rules::{advance, alarm_labels, condition_holds};
@@ -284,20 +284,44 @@ pub fn alarm_key(alarm: &Alarm) -> String {
 }
 
 async fn save(store: &dyn Store, alarm: &Alarm) {
-    let mut alarm = alarm.clone();
-    // An acknowledgement written through the API since the judge read the alarm stays.
-    if let Ok(Some(kv)) = store.get(&alarm_key(&alarm)).await {
-        if let Ok(held) = serde_json::from_slice::<Alarm>(&kv.value) {
+    let key = alarm_key(alarm);
+    // An acknowledgement written through the API since the judge read the alarm
+    // stays: the write is a compare-and-swap against the alarm as read here.
+    for _ in 0..10 {
+        let mut alarm = alarm.clone();
+        let held = match store.get(&key).await {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::warn!(%error, alarm = alarm.id, "cannot read an alarm");
+                return;
+            }
+        };
+        let revision = held.as_ref().map_or(0, |kv| kv.mod_revision);
+        if let Some(held) = held.and_then(|kv| serde_json::from_slice::<Alarm>(&kv.value).ok()) {
             if held.acknowledged && held.fired_at == alarm.fired_at {
                 alarm.acknowledged = true;
             }
         }
+        let txn = Txn::new()
+            .when(Compare::ModRevision(key.clone(), revision))
+            .then(TxnOp::Put {
+                key: key.clone(),
+                value: serde_json::to_vec(&alarm).unwrap_or_default(),
+                lease: None,
+            });
+        match store.txn(txn).await {
+            Ok(outcome) if outcome.succeeded => return,
+            Ok(_) => continue,
+            Err(error) => {
+                tracing::warn!(%error, alarm = alarm.id, "cannot save an alarm");
+                return;
+            }
+        }
     }
-    let alarm = &alarm;
-    let bytes = serde_json::to_vec(alarm).unwrap_or_default();
-    if let Err(error) = store.put(&alarm_key(alarm), bytes, None).await {
-        tracing::warn!(%error, alarm = alarm.id, "cannot save an alarm");
-    }
+    tracing::warn!(
+        alarm = alarm.id,
+        "an alarm kept changing while it was saved; saved next step"
+    );
 }
 
 /// The rules to evaluate: every enabled `AlarmRule`, and the templates for each
@@ -691,15 +715,25 @@ pub async fn acknowledge(
     id: &str,
 ) -> sluice_store::Result<Option<Alarm>> {
     let key = format!("{ALARMS_PREFIX}{namespace}/{id}");
-    let Some(kv) = store.get(&key).await? else {
-        return Ok(None);
-    };
-    let Ok(mut alarm) = serde_json::from_slice::<Alarm>(&kv.value) else {
-        return Ok(None);
-    };
-    alarm.acknowledged = true;
-    store
-        .put(&key, serde_json::to_vec(&alarm).unwrap_or_default(), None)
-        .await?;
-    Ok(Some(alarm))
+    // A compare-and-swap, read again when the judge saved the alarm meanwhile: an
+    // acknowledgement never writes back an older state of the alarm.
+    loop {
+        let Some(kv) = store.get(&key).await? else {
+            return Ok(None);
+        };
+        let Ok(mut alarm) = serde_json::from_slice::<Alarm>(&kv.value) else {
+            return Ok(None);
+        };
+        alarm.acknowledged = true;
+        let txn = Txn::new()
+            .when(Compare::ModRevision(key.clone(), kv.mod_revision))
+            .then(TxnOp::Put {
+                key: key.clone(),
+                value: serde_json::to_vec(&alarm).unwrap_or_default(),
+                lease: None,
+            });
+        if store.txn(txn).await?.succeeded {
+            return Ok(Some(alarm));
+        }
+    }
 }

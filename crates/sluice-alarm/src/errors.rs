@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sluice_store::{list_all, Compare, Store, Txn, TxnOp};
+use sluice_store::{list_all, Store};
 
 /// Where error groups live.
 pub const ERRORS_PREFIX: &str = "errors/";
@@ -293,14 +293,8 @@ pub async fn ingest(
         while group.samples.len() > SAMPLES {
             group.samples.pop_front();
         }
-        let txn = Txn::new()
-            .when(Compare::ModRevision(key.clone(), revision))
-            .then(TxnOp::Put {
-                key: key.clone(),
-                value: serde_json::to_vec(&group).unwrap_or_default(),
-                lease: None,
-            });
-        if store.txn(txn).await?.succeeded {
+        let value = serde_json::to_vec(&group).unwrap_or_default();
+        if store.put_if_unchanged(&key, value, revision).await? {
             return Ok((group, new));
         }
     }

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use sluice_metrics::query::{self, SeriesQuery};
 use sluice_metrics::Db;
 use sluice_model::{AlarmRuleSpec, MuteSpec, NotifierSpec, Resource};
-use sluice_store::{follow, list_all, Compare, EventKind, FollowUpdate, Store, Txn, TxnOp};
+use sluice_store::{follow, list_all, EventKind, FollowUpdate, Store};
 
 use crate::notify::{enqueue, Notification, Target};
 use crate::rules::{advance, alarm_labels, condition_holds};
@@ -302,16 +302,10 @@ async fn save(store: &dyn Store, alarm: &Alarm) {
                 alarm.acknowledged = true;
             }
         }
-        let txn = Txn::new()
-            .when(Compare::ModRevision(key.clone(), revision))
-            .then(TxnOp::Put {
-                key: key.clone(),
-                value: serde_json::to_vec(&alarm).unwrap_or_default(),
-                lease: None,
-            });
-        match store.txn(txn).await {
-            Ok(outcome) if outcome.succeeded => return,
-            Ok(_) => continue,
+        let value = serde_json::to_vec(&alarm).unwrap_or_default();
+        match store.put_if_unchanged(&key, value, revision).await {
+            Ok(true) => return,
+            Ok(false) => continue,
             Err(error) => {
                 tracing::warn!(%error, alarm = alarm.id, "cannot save an alarm");
                 return;
@@ -367,22 +361,17 @@ fn rules_in_force(db: &Db, resources: &RwLock<Resources>) -> Vec<(Id, AlarmRuleS
 /// Whether a firing alarm of another rule inhibits `alarm`: its rule lists
 /// `alarm`'s rule in `inhibits`, and `alarm` has the same values of its group labels.
 fn inhibited(alarm: &Alarm, current: &[Judged]) -> bool {
-    current.iter().any(
-        |Judged {
-             alarm: source,
-             spec,
-             ..
-         }| {
-            source.state == AlarmState::Firing
-                && source.namespace == alarm.namespace
-                && spec.inhibits.contains(&alarm.rule)
-                && source
-                    .labels
-                    .iter()
-                    .filter(|(k, _)| k.as_str() != "severity" && !spec.labels.contains_key(*k))
-                    .all(|(k, v)| alarm.labels.get(k) == Some(v))
-        },
-    )
+    current.iter().any(|judged| {
+        let (source, spec) = (&judged.alarm, &judged.spec);
+        source.state == AlarmState::Firing
+            && source.namespace == alarm.namespace
+            && spec.inhibits.contains(&alarm.rule)
+            && source
+                .labels
+                .iter()
+                .filter(|(k, _)| k.as_str() != "severity" && !spec.labels.contains_key(*k))
+                .all(|(k, v)| alarm.labels.get(k) == Some(v))
+    })
 }
 
 /// An alarm as one evaluation left it.
@@ -725,14 +714,8 @@ pub async fn acknowledge(
             return Ok(None);
         };
         alarm.acknowledged = true;
-        let txn = Txn::new()
-            .when(Compare::ModRevision(key.clone(), kv.mod_revision))
-            .then(TxnOp::Put {
-                key: key.clone(),
-                value: serde_json::to_vec(&alarm).unwrap_or_default(),
-                lease: None,
-            });
-        if store.txn(txn).await?.succeeded {
+        let value = serde_json::to_vec(&alarm).unwrap_or_default();
+        if store.put_if_unchanged(&key, value, kv.mod_revision).await? {
             return Ok(Some(alarm));
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sluice_model::{format_time, WebhookFormat};
-use sluice_store::{list_all, Compare, Revision, Store, Txn, TxnOp};
+use sluice_store::{list_all, Revision, Store};
 
 use crate::{Alarm, AlarmState, NOTIFY_PREFIX};
 
@@ -260,15 +260,8 @@ async fn claim(
         next_attempt: now + CLAIM_S,
         ..notification.clone()
     };
-    let txn = Txn::new()
-        .when(Compare::ModRevision(key.to_owned(), revision))
-        .when(Compare::Exists(key.to_owned()))
-        .then(TxnOp::Put {
-            key: key.to_owned(),
-            value: serde_json::to_vec(&claimed).unwrap_or_default(),
-            lease: None,
-        });
-    Ok(store.txn(txn).await?.succeeded)
+    let value = serde_json::to_vec(&claimed).unwrap_or_default();
+    store.put_if_unchanged(key, value, revision).await
 }
 
 async fn send_email(

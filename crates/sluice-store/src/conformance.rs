@@ -180,6 +180,27 @@ pub async fn txn_compare_and_swap(store: Arc<dyn Store>) {
         store.txn(zero_revision).await.unwrap().succeeded,
         "a missing key has mod revision 0"
     );
+
+    // The read-modify-write helper: 0 creates only, a stale revision writes nothing.
+    let fresh = b"fresh".to_vec();
+    assert!(store
+        .put_if_unchanged("cas/rmw", b"a".to_vec(), 0)
+        .await
+        .unwrap());
+    assert!(!store
+        .put_if_unchanged("cas/rmw", fresh.clone(), 0)
+        .await
+        .unwrap());
+    let read = store.get("cas/rmw").await.unwrap().unwrap();
+    assert!(!store
+        .put_if_unchanged("cas/rmw", fresh.clone(), read.mod_revision - 1)
+        .await
+        .unwrap());
+    assert!(store
+        .put_if_unchanged("cas/rmw", fresh.clone(), read.mod_revision)
+        .await
+        .unwrap());
+    assert_eq!(store.get("cas/rmw").await.unwrap().unwrap().value, fresh);
 }
 
 pub async fn txn_applies_all_or_nothing_at_one_revision(store: Arc<dyn Store>) {

@@ -69,6 +69,25 @@ pub trait Store: Send + Sync + 'static {
         Ok(self.txn(txn).await?.revision)
     }
 
+    /// Sets a key only if its `mod_revision` is still `revision` (0: only if it is
+    /// absent) — the write half of a read-modify-write. False when another writer
+    /// changed the key since it was read; read it again and retry.
+    async fn put_if_unchanged(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        revision: Revision,
+    ) -> Result<bool> {
+        let txn = Txn::new()
+            .when(Compare::ModRevision(key.to_owned(), revision))
+            .then(TxnOp::Put {
+                key: key.to_owned(),
+                value,
+                lease: None,
+            });
+        Ok(self.txn(txn).await?.succeeded)
+    }
+
     /// Deletes a key. Returns the revision of the delete, or `None` when the key was absent.
     async fn delete(&self, key: &str) -> Result<Option<Revision>> {
         let txn = Txn::new()

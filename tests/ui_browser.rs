@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::browser::Browser;
-use crate::support::{echo_upstream, until_status, Http, Sluice};
+use crate::support::{until_status, Http, Sluice};
 
 const ADMIN: &str = "admin-token-0123456789";
 
@@ -59,13 +59,7 @@ async fn the_console_in_headless_chromium() {
 
     // Seed: a service with two instances, two routes (one rate-limited), protection,
     // an alarm that fires on any traffic, and an error report.
-    api.register("echo", "e1", &echo_upstream("e1").await).await;
-    api.register("echo", "e2", &echo_upstream("e2").await).await;
-    api.route(
-        "echo",
-        r#"{"match": {"path_prefix": "/echo"}, "service": "echo"}"#,
-    )
-    .await;
+    api.echo_service_with_two_instances().await;
     api.route(
         "limited",
         r#"{"match": {"path_prefix": "/limited"}, "service": "echo"}"#,

@@ -39,13 +39,7 @@ async fn pages_render_and_drain_changes_the_instance() {
     let dir = tempfile::tempdir().unwrap();
     let sluice = Sluice::up(dir.path());
     let api = Http::new(&sluice.url);
-    api.register("echo", "e1", &echo_upstream("e1").await).await;
-    api.register("echo", "e2", &echo_upstream("e2").await).await;
-    api.route(
-        "echo",
-        r#"{"match": {"path_prefix": "/echo"}, "service": "echo"}"#,
-    )
-    .await;
+    api.echo_service_with_two_instances().await;
     let gateway = sluice.gateway.clone().unwrap();
     let client = no_redirects();
     until_status(&client, &format!("{gateway}/echo"), 200).await;

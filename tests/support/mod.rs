@@ -350,6 +350,20 @@ impl Http {
         self.put(&path, &format!(r#"{{"spec": {spec}}}"#)).await;
     }
 
+    /// Seeds the `echo` service with two instances (`e1`, `e2`, each an
+    /// [`echo_upstream`] answering with its name) and the route `echo` for `/echo`.
+    pub async fn echo_service_with_two_instances(&self) {
+        self.register("echo", "e1", &echo_upstream("e1").await)
+            .await;
+        self.register("echo", "e2", &echo_upstream("e2").await)
+            .await;
+        self.route(
+            "echo",
+            r#"{"match": {"path_prefix": "/echo"}, "service": "echo"}"#,
+        )
+        .await;
+    }
+
     /// PUT a JSON body, expecting 200 or 201.
     pub async fn put(&self, path: &str, body: &str) -> Value {
         let (status, _, value) = self.send("PUT", path, Some(body)).await;

@@ -1,29 +1,69 @@
 #!/usr/bin/env bash
-# Installs what building and testing Sluice needs and a fresh Debian machine lacks:
-# protoc (the etcd client compiles etcd's protobufs), etcd-server and etcdctl
-# (tests and benchmarks run a real etcd), prometheus (tests check that it discovers
-# Sluice's instances and scrapes its metrics), prometheus-alertmanager (a test forwards
-# alarms to it), python3 (a test upstream), the Python Sentry SDK and aiosmtpd (an SMTP server),
-# chromium and chromium-driver (the console's browser tests drive headless Chromium over
-# WebDriver), and cargo-nextest.
-# Idempotent: installs only what is missing.
+# Installs what building and testing Sluice needs and a fresh Debian machine lacks.
+# Each need is checked by the file or command the build or the tests really use —
+# not by a command that usually comes along with it — and installed only when missing:
+#
+#   protoc + google/protobuf/*.proto   the etcd client compiles etcd's protobufs, which
+#                                      import the well-known types (libprotobuf-dev)
+#   cc                                 crates that build C (ring)
+#   etcd, etcdctl                      tests and benchmarks run a real etcd
+#   prometheus, alertmanager           tests scrape / discover / forward alarms with them
+#   python3 with pip                   a test upstream; the PyPI packages below
+#   /usr/bin/chromium, chromedriver    the console's browser tests (WebDriver)
+#   sentry-sdk, aiosmtpd, schemathesis PyPI, into target/pylib: a Sentry SDK reports to
+#                                      Sluice, an SMTP server receives its e-mail,
+#                                      schemathesis fuzzes the admin API from its OpenAPI
+#   cargo-nextest                      runs the tests
+#
+# Idempotent. `scripts/setup.sh --check` only reports what is missing (exit 1 if any).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+check_only=false
+[ "${1:-}" = "--check" ] && check_only=true
+
 need_apt=()
-command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
-command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
-command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
-command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
-command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
-# A gateway test runs Python's http.server as an upstream it can kill.
-command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
-# The console's browser tests.
-command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+missing=()
+# need PACKAGE WHAT TEST...: when TEST fails, PACKAGE is installed (WHAT names it).
+need() {
+  local package=$1 what=$2
+  shift 2
+  if ! "$@" >/dev/null 2>&1; then
+    missing+=("$what")
+    need_apt+=("$package")
+  fi
+}
+has() { command -v "$1"; }
+is_file() { [ -f "$1" ]; }
+# protoc finds the well-known types where the etcd client's build looks for them.
+protoc_finds_descriptor() {
+  local dir
+  dir=$(mktemp -d)
+  printf 'syntax = "proto3";\nimport "google/protobuf/descriptor.proto";\n' >"$dir/probe.proto"
+  protoc --proto_path="$dir" -o /dev/null "$dir/probe.proto"
+  local status=$?
+  rm -rf "$dir"
+  return $status
+}
+
+need build-essential "a C compiler (cc)" has cc
+need protobuf-compiler "protoc" has protoc
+need libprotobuf-dev "/usr/include/google/protobuf/descriptor.proto" is_file /usr/include/google/protobuf/descriptor.proto
+need etcd-server "etcd" has etcd
+need etcd-client "etcdctl" has etcdctl
+need prometheus "prometheus" has prometheus
+need prometheus-alertmanager "prometheus-alertmanager" has prometheus-alertmanager
+need python3 "python3" has python3
+need python3-pip "python3 -m pip" python3 -m pip --version
+need chromium "/usr/bin/chromium" is_file /usr/bin/chromium
+need chromium-driver "chromedriver" has chromedriver
 
 if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "setup: installing ${need_apt[*]}"
+  echo "setup: missing: ${missing[*]}"
+  if $check_only; then
+    exit 1
+  fi
+  echo "setup: installing ${need_apt[*]} (Debian packages)"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
@@ -35,14 +75,30 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     done
   fi
 fi
+if has protoc >/dev/null 2>&1 && ! protoc_finds_descriptor >/dev/null 2>&1; then
+  echo "setup: protoc does not find google/protobuf/descriptor.proto after installing libprotobuf-dev" >&2
+  exit 1
+fi
 
-# Python packages from PyPI that tests run: the official Sentry SDK reports to Sluice,
-# aiosmtpd receives its e-mail. They go under target/ (rebuilt like the rest of
-# target/, never committed).
-if ! [ -d target/pylib/sentry_sdk ] || ! [ -d target/pylib/aiosmtpd ]; then
-  echo "setup: installing sentry-sdk and aiosmtpd (PyPI) into target/pylib"
-  python3 -m pip install --quiet --disable-pip-version-check --target target/pylib \
-    'sentry-sdk>=2,<3' 'aiosmtpd>=1.4,<2' 2>&1 | grep -v 'WARNING: Running pip as' || true
+# Python packages from PyPI that tests run. They go under target/ (rebuilt like
+# the rest of target/, never committed); tests put target/pylib on PYTHONPATH.
+pylib=target/pylib
+pip_packages=()
+[ -d $pylib/sentry_sdk ] || pip_packages+=('sentry-sdk>=2,<3')
+[ -d $pylib/aiosmtpd ] || pip_packages+=('aiosmtpd>=1.4,<2')
+[ -d $pylib/schemathesis ] || pip_packages+=('schemathesis>=4.3,<5')
+if [ ${#pip_packages[@]} -gt 0 ]; then
+  echo "setup: missing: ${pip_packages[*]} (PyPI)"
+  if $check_only; then
+    exit 1
+  fi
+  echo "setup: installing ${pip_packages[*]} into $pylib"
+  # (--target is not the system's site-packages: Debian's PEP 668 guard allows it.)
+  python3 -m pip install --quiet --disable-pip-version-check \
+    --target $pylib "${pip_packages[@]}" 2>&1 | grep -v 'WARNING: Running pip as' || true
+  for module in sentry_sdk aiosmtpd schemathesis; do
+    [ -d $pylib/$module ] || { echo "setup: $module did not install into $pylib" >&2; exit 1; }
+  done
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -50,6 +106,10 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "setup: missing: cargo-nextest"
+  if $check_only; then
+    exit 1
+  fi
   echo "setup: installing cargo-nextest"
   cargo install --locked cargo-nextest
 fi

@@ -165,7 +165,7 @@ until curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1; do
   sleep 5
 done
 echo "   sluice up answers: $(curl -fsS "http://127.0.0.1:$admin_port/readyz")"
-curl -fsS -o /dev/null -w '   GET / -> %{http_code} %{redirect_url}\n' "http://127.0.0.1:$admin_port/"
+curl -sS -o /dev/null -w '   GET / -> %{http_code} %{redirect_url}\n' "http://127.0.0.1:$admin_port/" || true
 kill $up_pid 2>/dev/null || true
 wait $up_pid 2>/dev/null || true
 

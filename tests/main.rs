@@ -20,6 +20,7 @@ mod gateway_tls;
 mod gateway_websocket;
 mod guard_protection;
 mod guard_rate_limit;
+mod metrics_api_names;
 mod metrics_custom;
 mod metrics_health;
 mod metrics_prometheus;

@@ -53,7 +53,7 @@ fn assert_board(board: &serde_json::Value, client_p98_a: f64) {
     assert_eq!(board["codes"]["503"], 10);
     let top = board["top_apis"].as_array().unwrap();
     let names: Vec<&str> = top.iter().map(|a| a["api"].as_str().unwrap()).collect();
-    assert_eq!(names, ["a GET", "b POST", "c GET"], "{board}");
+    assert_eq!(names, ["GET /a", "POST /b", "GET /c"], "{board}");
     close(&top[0]["qps"], 0.5);
     close(&top[1]["error_rate"], 0.5);
     close(&top[2]["qps"], 10.0 / 60.0);
@@ -162,7 +162,7 @@ async fn the_health_board_reports_known_traffic_and_survives_kill_9() {
     // The CLI prints the board.
     let printed = sluice.cli(&["health", "--window", "60s"]);
     assert!(
-        printed.contains("a GET") && printed.contains("app-1"),
+        printed.contains("GET /a") && printed.contains("app-1"),
         "{printed}"
     );
 
@@ -228,7 +228,7 @@ async fn a_standalone_gateway_pushes_its_requests_to_the_board() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(board["codes"]["200"], 10, "{board}");
-    assert_eq!(board["top_apis"][0]["api"], "a GET");
+    assert_eq!(board["top_apis"][0]["api"], "GET /a");
     assert!(board["p50_ms"].as_f64().unwrap() >= 20.0 * 0.968, "{board}");
 }
 

@@ -46,7 +46,7 @@ async fn prometheus_scrapes_the_gateways_request_counts() {
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sluice\n    honor_labels: true\n    static_configs:\n      - targets: ['{target}']\n"
         ),
     );
-    let query = r#"sluice_gateway_requests_total{api="echo POST",service="echo",code="200"}"#;
+    let query = r#"sluice_gateway_requests_total{api="POST /echo/x",route="echo",service="echo",code="200"}"#;
     let mut last = serde_json::Value::Null;
     for _ in 0..300 {
         tokio::time::sleep(Duration::from_millis(100)).await;

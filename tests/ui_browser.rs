@@ -282,3 +282,91 @@ async fn the_console_in_headless_chromium() {
     running.store(false, Ordering::Relaxed);
     traffic.await.unwrap();
 }
+
+/// For each chart: `[metric, points, lone dots, coloured pixels on its canvas, the
+/// "no data" note or null]`, once every chart is drawn (or failed).
+const CHART_PIXELS: &str = r#"
+    const charts = Array.from(document.querySelectorAll('.chart'));
+    if (charts.some(c => c.dataset.points === undefined && c.dataset.error === undefined)) return null;
+    return charts.map(c => {
+        const canvas = c.querySelector('canvas');
+        let coloured = 0;
+        if (canvas) {
+            const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+            for (let i = 0; i < pixels.length; i += 4) {
+                const [r, g, b, a] = [pixels[i], pixels[i + 1], pixels[i + 2], pixels[i + 3]];
+                // Any clearly saturated pixel: a curve or a dot (axes and grid are grey).
+                if (a > 0 && Math.max(r, g, b) - Math.min(r, g, b) > 80) coloured += 1;
+            }
+        }
+        const note = c.querySelector('.no-data');
+        return [c.dataset.metric, Number(c.dataset.points || 0), Number(c.dataset.dots || 0),
+                coloured, note ? note.textContent : null];
+    });
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_address_opens_the_console_and_one_step_of_traffic_is_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Sluice::up_with(dir.path(), &crate::support::FAST_METRICS);
+    let api = Http::new(&sluice.url);
+    api.echo_service_with_two_instances().await;
+    let browser = Browser::start().await;
+
+    // The admin address in a browser: the console, whose charts say there is no data yet.
+    browser.goto(&format!("{}/", sluice.url)).await;
+    assert!(
+        browser.url().await.ends_with("/ui/"),
+        "{}",
+        browser.url().await
+    );
+    let drawn = browser.until("the overview's charts", CHART_PIXELS).await;
+    for chart in drawn.as_array().unwrap() {
+        let note = chart[4].as_str().unwrap_or_default();
+        assert!(note.starts_with("no data yet"), "{chart}");
+    }
+
+    // One short burst of traffic: a single step holds data.
+    let gateway = sluice.gateway.clone().unwrap();
+    let client = reqwest::Client::new();
+    until_status(&client, &format!("{gateway}/echo"), 200).await;
+    for _ in 0..20 {
+        let _ = client.get(format!("{gateway}/echo/a")).send().await;
+    }
+    crate::support::until("the burst's step flushed", || {
+        let api = api.clone();
+        let (_, answer) = crate::support::block_on(async move {
+            api.get("/v1/query?metric=qps&from=-5m&by=service").await
+        });
+        let points = answer["series"][0]["points"].as_array()?;
+        points
+            .iter()
+            .any(|p| p[1].as_f64() > Some(0.0))
+            .then_some(())
+    })
+    .await;
+
+    // Each chart shows its one point as a visible dot.
+    browser.goto(&format!("{}/ui/", sluice.url)).await;
+    let drawn = browser.until("the overview's charts", CHART_PIXELS).await;
+    for metric in ["qps", "p98_ms", "error_rate"] {
+        let chart = drawn
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c[0] == metric)
+            .unwrap_or_else(|| panic!("no {metric} chart: {drawn}"));
+        assert!(chart[1].as_u64() >= Some(1), "{metric}: {chart}");
+        assert!(
+            chart[2].as_u64() >= Some(1),
+            "{metric}: a lone dot: {chart}"
+        );
+        assert!(
+            chart[3].as_u64() > Some(10),
+            "{metric}: visible on the canvas: {chart}"
+        );
+        assert!(chart[4].is_null(), "{metric}: {chart}");
+    }
+    let errors = browser.errors().await;
+    assert!(errors.is_empty(), "console errors {errors:?}");
+}

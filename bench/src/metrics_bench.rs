@@ -1,5 +1,6 @@
 //! Metrics benchmarks: the health-board query over many APIs, disk bytes per series
-//! per day, and the recorder's cost per request.
+//! per day, the recorder's cost per request, and the gateway's cost of naming the
+//! API a request called (a declared template, an automatic name).
 //!
 //! Usage: `metrics-bench [APIS]` (default 10000). Prints a Markdown table.
 
@@ -16,6 +17,42 @@ use sluice_metrics::{query, Db, DbConfig};
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
+}
+
+/// Nanoseconds per request to name its API: through a declared template (four on
+/// the route), and through a known automatic name (a UUID segment normalised).
+fn naming_ns() -> (f64, f64) {
+    use sluice_gateway::api_names::{ApiNamer, NamingSettings};
+    let namer = ApiNamer::new(
+        "default/articles".into(),
+        NamingSettings {
+            apis: [
+                "/static/{*path}",
+                "/articles/new",
+                "/articles/{id}",
+                "/articles/{id}/comments",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            max_apis: 200,
+            strip_prefix: None,
+        },
+    );
+    let method = hyper::Method::GET;
+    let templated: Vec<String> = (0..1000).map(|i| format!("/articles/{i}")).collect();
+    let automatic: Vec<String> = (0..1000)
+        .map(|i| format!("/users/6f1c2d3e-4b5a-4c6d-8e7f-{i:012}/orders"))
+        .collect();
+    let time = |paths: &[String]| {
+        let rounds = 2_000_000;
+        let started = Instant::now();
+        for i in 0..rounds {
+            std::hint::black_box(namer.name(&method, &paths[i % paths.len()]));
+        }
+        started.elapsed().as_nanos() as f64 / rounds as f64
+    };
+    time(&automatic);
+    (time(&templated), time(&automatic))
 }
 
 fn main() {
@@ -35,11 +72,14 @@ fn main() {
     // Recording: one thread, requests spread over all APIs.
     let recorder = Recorder::new(apis + 100);
     let routes: Vec<String> = (0..apis).map(|i| format!("r{i}")).collect();
+    let names: Vec<String> = (0..apis)
+        .map(|i| format!("GET /r{i}/items/{{id}}"))
+        .collect();
     let services: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
     let sample = |i: usize| RequestSample {
         namespace: "default",
         route: &routes[i % apis],
-        method: "GET",
+        api: &names[i % apis],
         service: &services[i % 100],
         instance: "i1",
         status: if i.is_multiple_of(50) { 503 } else { 200 },
@@ -56,6 +96,7 @@ fn main() {
         recorder.record(&sample(i));
     }
     let record_ns = started.elapsed().as_nanos() as f64 / requests as f64;
+    let (template_ns, automatic_ns) = naming_ns();
 
     // Five minutes of 10 s steps for every API.
     let now = sluice_metrics::unix_now();
@@ -131,6 +172,10 @@ fn main() {
     println!("| measure | value |");
     println!("|---|---:|");
     println!("| recording one request (one thread, {apis} APIs) | {record_ns:.0} ns |");
+    println!(
+        "| naming its API: a declared template (`/articles/{{id}}` of 4) | {template_ns:.0} ns |"
+    );
+    println!("| naming its API: a known automatic name (`/users/{{id}}/orders`) | {automatic_ns:.0} ns |");
     println!("| series after 5 minutes of {apis} APIs | {series} |");
     println!(
         "| writing 30 steps of them | {write_s:.1} s ({:.0} µs per series-step) |",

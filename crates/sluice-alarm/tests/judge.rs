@@ -357,7 +357,7 @@ fn traffic(bench: &Bench, time: u64, ok: u64, errors: u64, latency_ms: f64) {
             [
                 ("namespace", "default"),
                 ("service", "echo"),
-                ("api", "echo GET"),
+                ("api", "GET /echo"),
                 ("instance", "i1"),
             ],
         );

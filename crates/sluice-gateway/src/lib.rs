@@ -11,6 +11,7 @@
 //! requests in flight keep the one they started with and new requests see the change.
 //! Inside `sluice up` the snapshot is fed from the store and the registry directly.
 
+pub mod api_names;
 mod health;
 mod limit;
 mod protect;
@@ -104,6 +105,10 @@ pub struct RequestRecord<'a> {
     pub instance: Option<&'a str>,
     /// The request method.
     pub method: &'a hyper::Method,
+    /// The API the request called: its method and path template (`GET
+    /// /articles/{id}`), from the route's `apis` or automatic normalisation;
+    /// `{other}` past the route's `max_apis`; `None` when no route matched.
+    pub api: Option<&'a str>,
     /// The status sent to the client.
     pub status: u16,
     /// From the request's arrival to the response head.
@@ -258,6 +263,18 @@ impl Gateway {
             .load()
             .table
             .protection(namespace, service)
+    }
+
+    /// Requests counted under the API `{other}` because their route already had
+    /// `max_apis` API names, summed over the current routes.
+    pub fn api_name_overflow(&self) -> u64 {
+        self.shared
+            .snapshot
+            .load()
+            .table
+            .routes()
+            .map(|route| route.apis.overflow())
+            .sum()
     }
 
     /// A receiver that changes each time a new snapshot is in force.
@@ -447,6 +464,8 @@ async fn rebuild_loop(
     let mut clients: BTreeMap<Duration, UpstreamClient> = BTreeMap::new();
     // Failure state per instance address, kept across snapshots.
     let mut healths: HashMap<String, Arc<health::EndpointHealth>> = HashMap::new();
+    // API names per route, kept across snapshots while its naming settings are unchanged.
+    let mut namers: HashMap<(String, String), Arc<api_names::ApiNamer>> = HashMap::new();
     let mut generation = 0u64;
     loop {
         let Some(shared) = shared.upgrade() else {
@@ -479,9 +498,21 @@ async fn rebuild_loop(
                         })
                         .collect()
                 };
-                CompiledRoute::compile(namespace, name, spec, &mut endpoints, client)
+                let settings = CompiledRoute::naming_settings(spec);
+                let id = (namespace.clone(), name.clone());
+                let namer = match namers.get(&id) {
+                    Some(namer) if *namer.settings() == settings => Arc::clone(namer),
+                    _ => {
+                        let route = format!("{namespace}/{name}");
+                        let namer = Arc::new(api_names::ApiNamer::new(route, settings));
+                        namers.insert(id, Arc::clone(&namer));
+                        namer
+                    }
+                };
+                CompiledRoute::compile(namespace, name, spec, &mut endpoints, client, namer)
             })
             .collect();
+        namers.retain(|id, _| specs.contains_key(id));
         healths.retain(|address, _| live.contains(address));
         guards.retain_breakers(&live);
         for route in &mut compiled {

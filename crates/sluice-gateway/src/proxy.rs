@@ -141,7 +141,10 @@ pub(crate) async fn handle(
         return Ok(response);
     }
     let snapshot = shared.snapshot.load_full();
-    let mut observed = Observed::default();
+    let mut observed = Observed {
+        name_api: shared.observer.is_some(),
+        ..Observed::default()
+    };
     // Only an observer needs the start time and method.
     let watched = shared
         .observer
@@ -171,6 +174,7 @@ pub(crate) async fn handle(
         service: target.map(|t| (t.namespace.as_str(), t.service.as_str())),
         instance: endpoint.map(|e| e.id.as_str()),
         method: &method,
+        api: observed.api.as_deref(),
         status: response.status().as_u16(),
         latency: started.elapsed(),
         attempts: observed.attempts,
@@ -182,6 +186,10 @@ pub(crate) async fn handle(
 /// Where a request went, as indices into its snapshot (cheap to keep).
 #[derive(Default)]
 struct Observed {
+    /// Whether to name the API (only an observer needs it).
+    name_api: bool,
+    /// The API the request called (`GET /articles/{id}`), once a route matched.
+    api: Option<Arc<str>>,
     route: Option<usize>,
     target: Option<usize>,
     endpoint: Option<usize>,
@@ -207,6 +215,9 @@ async fn forward(
         ));
     };
     observed.route = Some(route_index);
+    if observed.name_api {
+        observed.api = Some(route.apis.name(&parts.method, parts.uri.path()));
+    }
     let guards = &route.guards;
     let mut refuse = |reason: Reason, status: StatusCode| {
         observed.rejected = Some(reason);

@@ -245,6 +245,8 @@ pub(crate) struct CompiledRoute {
     /// The service to send to when the upstream cannot answer.
     pub fallback_target: Option<Target>,
     pub client: UpstreamClient,
+    /// Names the API each request calls (kept across snapshots; see `api_names`).
+    pub apis: Arc<crate::api_names::ApiNamer>,
     /// Precedence: lower sorts first.
     rank: (u8, u8, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>),
 }
@@ -257,6 +259,7 @@ impl CompiledRoute {
         spec: &RouteSpec,
         endpoints: &mut dyn FnMut(&str, &str) -> Vec<Endpoint>,
         client: UpstreamClient,
+        apis: Arc<crate::api_names::ApiNamer>,
     ) -> Option<Self> {
         let m = &spec.matcher;
         let host = match &m.host {
@@ -355,6 +358,7 @@ impl CompiledRoute {
             fallback,
             fallback_target,
             client,
+            apis,
             rank: (
                 host_rank,
                 path_rank,
@@ -420,6 +424,17 @@ impl CompiledRoute {
         self.targets.get(index).map(|target| (index, target))
     }
 
+    /// What decides how `spec`'s requests are named: a route's namer is kept while
+    /// these are unchanged.
+    pub fn naming_settings(spec: &RouteSpec) -> crate::api_names::NamingSettings {
+        let strips = spec.rewrite.as_ref().is_some_and(|r| r.strip_prefix);
+        crate::api_names::NamingSettings {
+            apis: spec.apis.clone(),
+            max_apis: spec.max_apis,
+            strip_prefix: spec.matcher.path_prefix.clone().filter(|_| strips),
+        }
+    }
+
     /// The path the upstream gets.
     pub fn upstream_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
         let Some(rewrite) = &self.rewrite else {
@@ -466,6 +481,11 @@ impl RouteTable {
             .iter()
             .enumerate()
             .find(|(_, route)| route.matches(parts, host))
+    }
+
+    /// Every route, in precedence order.
+    pub fn routes(&self) -> impl Iterator<Item = &CompiledRoute> {
+        self.routes.iter()
     }
 
     /// The route at `index` (as returned by [`find`](Self::find)).
@@ -589,6 +609,10 @@ mod tests {
             &spec,
             &mut endpoints,
             UpstreamClient::new(Duration::from_secs(1)),
+            Arc::new(crate::api_names::ApiNamer::new(
+                name.to_owned(),
+                CompiledRoute::naming_settings(&spec),
+            )),
         )
         .unwrap()
     }

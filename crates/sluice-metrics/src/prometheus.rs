@@ -85,7 +85,7 @@ impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let mut family = encoder.encode_descriptor(
             "sluice_gateway_requests",
-            "Requests answered by the gateway, by namespace, service, API (route and method), instance and status code.",
+            "Requests answered by the gateway, by namespace, route, service, API (method and path template), instance and status code.",
             None,
             MetricType::Counter,
         )?;
@@ -94,7 +94,7 @@ impl Collector for Snapshot {
         }
         let mut family = encoder.encode_descriptor(
             "sluice_gateway_request_duration_seconds",
-            "Time from a request's arrival to its response head, by namespace, service, API and instance.",
+            "Time from a request's arrival to its response head, by namespace, route, service, API and instance.",
             None,
             MetricType::Histogram,
         )?;
@@ -197,7 +197,7 @@ mod tests {
             recorder.record(&RequestSample {
                 namespace: "default",
                 route: "echo",
-                method: "GET",
+                api: "GET /echo",
                 service: "echo",
                 instance: "i1",
                 status: 200,
@@ -214,24 +214,24 @@ mod tests {
         };
         let text = exposition.render();
         assert!(
-            text.contains(r#"sluice_gateway_requests_total{api="echo GET",code="200",instance="i1",namespace="default",service="echo"} 3"#),
+            text.contains(r#"sluice_gateway_requests_total{api="GET /echo",code="200",instance="i1",namespace="default",route="echo",service="echo"} 3"#),
             "{text}"
         );
         assert!(
             text.contains(
-                r#"le="0.01",api="echo GET",instance="i1",namespace="default",service="echo"} 1"#
+                r#"le="0.01",api="GET /echo",instance="i1",namespace="default",route="echo",service="echo"} 1"#
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                r#"le="0.05",api="echo GET",instance="i1",namespace="default",service="echo"} 2"#
+                r#"le="0.05",api="GET /echo",instance="i1",namespace="default",route="echo",service="echo"} 2"#
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                r#"le="+Inf",api="echo GET",instance="i1",namespace="default",service="echo"} 3"#
+                r#"le="+Inf",api="GET /echo",instance="i1",namespace="default",route="echo",service="echo"} 3"#
             ),
             "{text}"
         );

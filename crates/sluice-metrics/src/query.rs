@@ -42,7 +42,7 @@ pub struct Signals {
 /// One API in a top list.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApiHealth {
-    /// `route METHOD`.
+    /// Method and path template: `GET /articles/{id}`.
     pub api: String,
     /// Its service.
     pub service: String,
@@ -459,7 +459,7 @@ mod tests {
                 recorder.record(&RequestSample {
                     namespace: "default",
                     route: "a",
-                    method: "GET",
+                    api: "GET /a",
                     service: "echo",
                     instance: "i1",
                     status: if i == 0 { 500 } else { 200 },
@@ -471,7 +471,7 @@ mod tests {
                 recorder.record(&RequestSample {
                     namespace: "default",
                     route: "b",
-                    method: "POST",
+                    api: "POST /b",
                     service: "echo",
                     instance: "i2",
                     status: 201,
@@ -495,10 +495,10 @@ mod tests {
         let p99 = board.signals.p99_ms.unwrap();
         assert!((p99 - 50.0).abs() <= 50.0 / 32.0, "{p99}");
         let top = &board.signals.top_apis;
-        assert_eq!(top[0].api, "a GET");
+        assert_eq!(top[0].api, "GET /a");
         assert!((top[0].qps - 10.0).abs() < 1e-9);
         assert!((top[0].error_rate - 0.1).abs() < 1e-9);
-        assert_eq!(top[1].api, "b POST");
+        assert_eq!(top[1].api, "POST /b");
         assert_eq!(board.instances.len(), 2);
         assert_eq!(board.services[0].signals.requests, 150);
         // A service filter and an empty namespace.
@@ -534,7 +534,7 @@ mod tests {
         let a = errors
             .series
             .iter()
-            .find(|s| s.labels["api"] == "a GET")
+            .find(|s| s.labels["api"] == "GET /a")
             .unwrap();
         assert_eq!(a.points[0].1, Some(0.1));
         let p98 = series(&db, &query("p98_ms", None), now).unwrap();

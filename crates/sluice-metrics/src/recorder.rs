@@ -1,8 +1,9 @@
 //! Per-request recording for the gateway, and the step flush.
 //!
-//! One cell per (namespace, service, API, instance), where the API is the route's
-//! name and the request method (`echo GET`) — never the raw path, so cardinality is
-//! bounded by configuration. Recording a request is a hash of those strings, a
+//! One cell per (namespace, route, service, API, instance), where the API is the
+//! method and path template the gateway named (`GET /articles/{id}`) — never the raw
+//! path: each route keeps a bounded number of API names, so cardinality stays
+//! bounded. Recording a request is a hash of those strings, a
 //! lookup in a copy-on-write map read through `ArcSwap` (no lock), and a few atomic
 //! adds; only the first request of a new cell takes a lock. Cells beyond
 //! `max_cells` are not created; their requests are counted as overflow.
@@ -10,7 +11,7 @@
 //! Every step the flusher drains each cell into series: `requests` (a counter, with
 //! a `code` label), `latency_ms` (a histogram) and `rejections` (a counter of the
 //! requests the gateway refused, with a `reason` label), all labelled `namespace`,
-//! `service`, `api`, `instance`.
+//! `route`, `service`, `api`, `instance`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -46,8 +47,9 @@ pub struct RequestSample<'a> {
     pub namespace: &'a str,
     /// The route's name ("" when none matched).
     pub route: &'a str,
-    /// The request method.
-    pub method: &'a str,
+    /// The API called: method and path template, `GET /articles/{id}` ("" when no
+    /// route matched).
+    pub api: &'a str,
     /// The target service ("" when none was chosen).
     pub service: &'a str,
     /// The instance that answered ("" when none did).
@@ -70,7 +72,7 @@ pub trait StepSource: Send + Sync {
 struct Cell {
     namespace: String,
     route: String,
-    method: String,
+    api: String,
     service: String,
     instance: String,
     codes: [(AtomicU16, AtomicU64); CODE_SLOTS],
@@ -84,25 +86,25 @@ struct Cell {
 
 impl Cell {
     fn matches(&self, s: &RequestSample<'_>) -> bool {
-        self.route == s.route
-            && self.method == s.method
+        self.api == s.api
+            && self.route == s.route
             && self.service == s.service
             && self.instance == s.instance
             && self.namespace == s.namespace
     }
 
-    fn api(&self) -> String {
+    fn api(&self) -> &str {
         if self.route.is_empty() {
-            "(no route)".to_owned()
+            "(no route)"
         } else {
-            format!("{} {}", self.route, self.method)
+            &self.api
         }
     }
 }
 
 fn hash_of(s: &RequestSample<'_>) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [s.namespace, s.route, s.method, s.service, s.instance] {
+    for part in [s.namespace, s.route, s.api, s.service, s.instance] {
         for byte in part.bytes().chain([0xff]) {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
@@ -206,7 +208,7 @@ impl Recorder {
         let cell = Arc::new(Cell {
             namespace: sample.namespace.to_owned(),
             route: sample.route.to_owned(),
-            method: sample.method.to_owned(),
+            api: sample.api.to_owned(),
             service: sample.service.to_owned(),
             instance: sample.instance.to_owned(),
             codes: std::array::from_fn(|_| (AtomicU16::new(0), AtomicU64::new(0))),
@@ -254,8 +256,9 @@ impl StepSource for Recorder {
                     "",
                     [
                         ("namespace", cell.namespace.as_str()),
+                        ("route", cell.route.as_str()),
                         ("service", cell.service.as_str()),
-                        ("api", api.as_str()),
+                        ("api", api),
                         ("instance", cell.instance.as_str()),
                     ],
                 );
@@ -411,7 +414,7 @@ mod tests {
         RequestSample {
             namespace: "default",
             route,
-            method: "GET",
+            api: "GET /a",
             service: "echo",
             instance: "i1",
             status,
@@ -441,9 +444,9 @@ mod tests {
                 .map(|(_, a)| a.clone())
                 .unwrap()
         };
-        assert_eq!(find("requests", "a GET", Some("200")).count, 3);
-        assert_eq!(find("requests", "a GET", Some("503")).count, 1);
-        let latency = find("latency_ms", "a GET", None);
+        assert_eq!(find("requests", "GET /a", Some("200")).count, 3);
+        assert_eq!(find("requests", "GET /a", Some("503")).count, 1);
+        let latency = find("latency_ms", "GET /a", None);
         assert_eq!(latency.count, 4);
         assert_eq!(latency.sum, 60.0);
         assert_eq!((latency.min, latency.max), (10.0, 30.0));
@@ -456,7 +459,7 @@ mod tests {
         let totals = recorder.totals();
         let total_200 = totals
             .iter()
-            .find(|(k, _)| k.label("api") == "a GET" && k.label("code") == "200")
+            .find(|(k, _)| k.label("api") == "GET /a" && k.label("code") == "200")
             .unwrap();
         assert_eq!(total_200.1.count, 4);
     }
@@ -561,7 +564,7 @@ pub struct StepBatch {
 }
 
 /// Labels a gateway series may carry.
-const GATEWAY_LABELS: [&str; 5] = ["namespace", "service", "api", "instance", "code"];
+const GATEWAY_LABELS: [&str; 6] = ["namespace", "route", "service", "api", "instance", "code"];
 /// Most series in one pushed step.
 pub const MAX_STEP_SERIES: usize = 100_000;
 

@@ -6,6 +6,7 @@
 //! same clear message wherever it enters.
 
 mod alarm;
+pub mod api_template;
 mod instance;
 mod name;
 mod protect;

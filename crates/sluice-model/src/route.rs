@@ -53,6 +53,19 @@ pub struct RouteSpec {
     /// rejection, timeout, no healthy instance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<crate::Fallback>,
+    /// The APIs behind this route, as path templates (`/articles/{id}`,
+    /// `/static/{*path}`), matched against the path after the route's prefix
+    /// handling (`strip_prefix`); requests matching none are named automatically
+    /// (see [`crate::api_template`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apis: Vec<String>,
+    /// Most automatic API names this route keeps; later ones count as `{other}`.
+    #[serde(default = "default_max_apis")]
+    pub max_apis: usize,
+}
+
+fn default_max_apis() -> usize {
+    crate::api_template::DEFAULT_MAX_APIS
 }
 
 /// When and how often the gateway retries. Only requests with an idempotent method
@@ -392,6 +405,8 @@ impl RouteSpec {
         if let Some(fallback) = &self.fallback {
             fallback.validate()?;
         }
+        crate::api_template::validate_api_templates(&self.apis, self.max_apis)
+            .map_err(|(field, reason)| InvalidField::new(field, reason))?;
         match &self.lb {
             LoadBalancing::HashHeader(name) if !is_header_name(name) => Err(InvalidField::new(
                 "spec.lb.hash_header",

@@ -1,7 +1,8 @@
 // Sluice console: draws every `.chart` element's curves with uPlot from the JSON
 // at its `data-src` (/ui/series), on load and again when htmx swaps in a
 // refreshed page body. Each chart records how many points it holds in
-// `data-points` (the browser tests read it).
+// `data-points` and how many of them are drawn as lone dots in `data-dots`
+// (the browser tests read both).
 (function () {
   "use strict";
 
@@ -27,6 +28,19 @@
     return Math.abs(v) >= 1e4 ? fmt(v) : String(+v.toFixed(6));
   }
 
+  // Indices of the points with no neighbour (null or missing on both sides):
+  // uPlot draws no line through them, so they are drawn as dots.
+  function lonePoints(values) {
+    var lone = [];
+    for (var i = 0; i < values.length; i++) {
+      if (values[i] == null) continue;
+      var before = i > 0 ? values[i - 1] : null;
+      var after = i + 1 < values.length ? values[i + 1] : null;
+      if (before == null && after == null) lone.push(i);
+    }
+    return lone;
+  }
+
   function draw(el) {
     if (el.dataset.drawn) return;
     el.dataset.drawn = "1";
@@ -39,12 +53,21 @@
         var holder = document.createElement("div");
         holder.className = "plot";
         el.appendChild(holder);
+        var dots = 0;
         var series = [{}].concat(data.series.map(function (s, i) {
+          var lone = lonePoints(s.values);
+          dots += lone.length;
           return {
             label: s.label,
             stroke: palette[i % palette.length],
             width: 1.5,
-            value: function (u, v) { return fmt(v) + (data.unit ? " " + data.unit : ""); }
+            value: function (u, v) { return fmt(v) + (data.unit ? " " + data.unit : ""); },
+            // Where uPlot shows no points by itself (dense data), still show the lone ones.
+            points: {
+              size: 7,
+              fill: palette[i % palette.length],
+              filter: function (u, seriesIdx, show) { return show || lone.length === 0 ? null : lone; }
+            }
           };
         }));
         var options = {
@@ -61,7 +84,15 @@
           s.values.forEach(function (v) { if (v != null) points += 1; });
         });
         el.dataset.points = String(points);
-        if (points === 0) el.classList.add("empty");
+        el.dataset.dots = String(dots);
+        if (points === 0) {
+          el.classList.add("empty");
+          var note = document.createElement("p");
+          note.className = "no-data";
+          note.textContent = "no data yet: the first step is written after " +
+            (data.first_step_s || 10) + " s";
+          el.appendChild(note);
+        }
       })
       .catch(function (error) {
         el.dataset.error = String(error);

@@ -186,6 +186,7 @@ pub(crate) async fn series(
         "metric": params.metric,
         "unit": params.unit,
         "step": answer.step,
+        "first_step_s": finest,
         "x": x,
         "series": curves
             .into_iter()

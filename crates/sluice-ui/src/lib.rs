@@ -40,13 +40,16 @@ pub struct UiState {
     pub auth: std::sync::Arc<Auth>,
 }
 
-/// The console's routes, under `/ui`.
+/// The console's routes, under `/ui` (and `/`, which redirects there).
 pub fn router(app: AppState, auth: Auth) -> Router {
     let state = UiState {
         app,
         auth: std::sync::Arc::new(auth),
     };
     Router::new()
+        // A person who opens the admin address in a browser lands on the console;
+        // API clients use /v1/... and are unaffected.
+        .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(pages::overview))
         .route("/ui/login", get(pages::login_page).post(actions::login))

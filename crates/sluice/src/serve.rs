@@ -37,7 +37,7 @@ impl RequestObserver for GatewayRecorder {
         self.0.record(&RequestSample {
             namespace,
             route,
-            method: record.method.as_str(),
+            api: record.api.unwrap_or(""),
             service: record.service.map_or("", |(_, service)| service),
             instance: record.instance.unwrap_or(""),
             status: record.status,
@@ -96,27 +96,41 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
         let delivery = Arc::clone(&delivery);
         Box::new(move || read(&delivery)) as sluice_metrics::prometheus::CounterValue
     };
+    let mut counters: Vec<(
+        &'static str,
+        &'static str,
+        sluice_metrics::prometheus::CounterValue,
+    )> = Vec::new();
+    if let Some((gateway, _)) = &gateway {
+        let gateway = gateway.clone();
+        counters.push((
+            "sluice_gateway_api_names_overflow",
+            "Requests counted under the API {other}: their route already had max_apis API names.",
+            Box::new(move || gateway.api_name_overflow()),
+        ));
+    }
+    counters.extend([
+        (
+            "sluice_notifications_delivered",
+            "Alarm notifications delivered.",
+            counter(|d| d.delivered.load(std::sync::atomic::Ordering::Relaxed)),
+        ),
+        (
+            "sluice_notifications_failed_attempts",
+            "Alarm notification deliveries that failed (and are retried).",
+            counter(|d| d.failed_attempts.load(std::sync::atomic::Ordering::Relaxed)),
+        ),
+        (
+            "sluice_notifications_given_up",
+            "Alarm notifications given up after a day of failures.",
+            counter(|d| d.given_up.load(std::sync::atomic::Ordering::Relaxed)),
+        ),
+    ]);
     let exposition = Arc::new(Exposition {
         recorder: gateway.as_ref().map(|_| Arc::clone(&recorder)),
         db: Some(Arc::clone(&metrics_db)),
         rejections,
-        counters: vec![
-            (
-                "sluice_notifications_delivered",
-                "Alarm notifications delivered.",
-                counter(|d| d.delivered.load(std::sync::atomic::Ordering::Relaxed)),
-            ),
-            (
-                "sluice_notifications_failed_attempts",
-                "Alarm notification deliveries that failed (and are retried).",
-                counter(|d| d.failed_attempts.load(std::sync::atomic::Ordering::Relaxed)),
-            ),
-            (
-                "sluice_notifications_given_up",
-                "Alarm notifications given up after a day of failures.",
-                counter(|d| d.given_up.load(std::sync::atomic::Ordering::Relaxed)),
-            ),
-        ],
+        counters,
     });
     let mut sources: Vec<Arc<dyn StepSource>> = vec![
         Arc::clone(&recorder) as Arc<dyn StepSource>,

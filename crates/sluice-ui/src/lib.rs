@@ -49,8 +49,8 @@ pub fn router(app: AppState, auth: Auth) -> Router {
     Router::new()
         // A person who opens the admin address in a browser lands on the console;
         // API clients use /v1/... and are unaffected.
-        .route("/", get(|| async { Redirect::to("/ui/") }))
-        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/", get(to_console).fallback(only_get))
+        .route("/ui", get(to_console).fallback(only_get))
         .route("/ui/", get(pages::overview))
         .route("/ui/login", get(pages::login_page).post(actions::login))
         .route("/ui/logout", post(actions::logout))
@@ -75,6 +75,19 @@ pub fn router(app: AppState, auth: Auth) -> Router {
         .route("/ui/assets/{name}", get(assets::serve))
         .with_state(state)
         .layer(axum::middleware::from_fn(server_timing))
+}
+
+async fn to_console() -> Redirect {
+    Redirect::to("/ui/")
+}
+
+/// Other methods on the console's redirects get the admin API's JSON 405.
+async fn only_get() -> sluice_api::ApiError {
+    sluice_api::ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "only GET: this address redirects to the console at /ui/",
+    )
 }
 
 /// Adds `Server-Timing: app;dur=MS` (the time the console spent on the request),

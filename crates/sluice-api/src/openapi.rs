@@ -1,6 +1,11 @@
 //! The OpenAPI 3.1 document served at `GET /v1/openapi.json`, built from [`ENDPOINTS`],
-//! the same table the tests check against the router.
+//! the same table the tests check against the router. Request bodies are described
+//! by JSON Schemas generated from the Rust types the handlers parse them into
+//! (schemars, from the same serde attributes), and the generic resource endpoints
+//! are listed once per kind, each with its own `spec` schema.
 
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 /// An endpoint: method, path (OpenAPI template), summary, query parameters, whether it takes a body.
@@ -60,10 +65,84 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "post", path: "/v1/hosts/{host}/metrics", summary: "An agent's host metrics: {values: {host_cpu_percent: 12.5, ...}}.", query: &[], body: true },
 ];
 
+/// Each resource kind and its spec's schema (a reference into `components`).
+fn kind_schemas(generator: &mut SchemaGenerator) -> Vec<(&'static str, Value)> {
+    fn reference<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
+        generator.subschema_for::<T>().to_value()
+    }
+    vec![
+        ("Service", reference::<crate::ServiceSpec>(generator)),
+        ("Route", reference::<sluice_model::RouteSpec>(generator)),
+        (
+            "RateLimit",
+            reference::<sluice_model::RateLimitSpec>(generator),
+        ),
+        (
+            "ConnLimit",
+            reference::<sluice_model::ConnLimitSpec>(generator),
+        ),
+        ("Acl", reference::<sluice_model::AclSpec>(generator)),
+        ("Ban", reference::<sluice_model::BanSpec>(generator)),
+        (
+            "Concurrency",
+            reference::<sluice_model::ConcurrencySpec>(generator),
+        ),
+        ("Breaker", reference::<sluice_model::BreakerSpec>(generator)),
+        (
+            "AlarmRule",
+            reference::<sluice_model::AlarmRuleSpec>(generator),
+        ),
+        (
+            "Notifier",
+            reference::<sluice_model::NotifierSpec>(generator),
+        ),
+        ("Mute", reference::<sluice_model::MuteSpec>(generator)),
+        (
+            "ErrorProject",
+            reference::<sluice_model::ErrorProjectSpec>(generator),
+        ),
+    ]
+}
+
+/// The request body of `PUT .../resources/{kind}/{name}` for a kind whose spec is `spec`.
+fn resource_body(spec: &Value, metadata: &Value) -> Value {
+    json!({
+        "type": "object",
+        "required": ["spec"],
+        "additionalProperties": false,
+        "properties": {"spec": spec, "metadata": metadata},
+    })
+}
+
 /// The document.
 pub fn document() -> Value {
+    let mut generator = SchemaSettings::draft2020_12()
+        .with(|settings| settings.definitions_path = "/components/schemas/".into())
+        .into_generator();
+    let kinds = kind_schemas(&mut generator);
+    let metadata = generator
+        .subschema_for::<crate::resources::BodyMetadata>()
+        .to_value();
+    let instance = generator
+        .subschema_for::<sluice_model::InstanceSpec>()
+        .to_value();
+    let resource = generator
+        .subschema_for::<sluice_model::Resource>()
+        .to_value();
     let mut paths = Map::new();
-    for endpoint in ENDPOINTS {
+    let per_kind = ENDPOINTS.iter().flat_map(|endpoint| {
+        let kinds: Vec<Option<&(&str, Value)>> = if endpoint.path.contains("{kind}") {
+            kinds.iter().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        kinds.into_iter().map(move |kind| (endpoint, kind))
+    });
+    for (endpoint, kind) in per_kind {
+        let path = match kind {
+            Some((name, _)) => endpoint.path.replace("{kind}", name),
+            None => endpoint.path.to_owned(),
+        };
         let mut parameters: Vec<Value> = endpoint
             .path
             .split('/')
@@ -86,18 +165,37 @@ pub fn document() -> Value {
             "security": [{"bearer": []}, {}],
         });
         if endpoint.body {
-            operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+            let schema = match (kind, endpoint.method, endpoint.path) {
+                (Some((_, spec)), "put", _) => resource_body(spec, &metadata),
+                (None, "put", "/v1/namespaces/{ns}/services/{svc}/instances/{id}") => {
+                    instance.clone()
+                }
+                _ => json!({"type": "object"}),
+            };
+            operation["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": schema}}});
         }
-        let item = paths.entry(endpoint.path).or_insert_with(|| json!({}));
+        if let (Some(_), "get") = (kind, endpoint.method) {
+            if endpoint.path.ends_with("{name}") {
+                operation["responses"]["200"]["content"]["application/json"] =
+                    json!({"schema": resource});
+            }
+        }
+        let item = paths.entry(path).or_insert_with(|| json!({}));
         item[endpoint.method] = operation;
     }
+    let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    schemas.insert(
+        "Error".into(),
+        json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Sluice admin API", "version": env!("CARGO_PKG_VERSION")},
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}},
+            "schemas": schemas,
         },
     })
 }
@@ -107,7 +205,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_document_lists_every_endpoint_once() {
+    fn the_document_lists_every_endpoint_once_and_resource_endpoints_per_kind() {
         let document = document();
         let mut count = 0;
         for (path, item) in document["paths"].as_object().unwrap() {
@@ -116,6 +214,38 @@ mod tests {
                 count += 1;
             }
         }
-        assert_eq!(count, ENDPOINTS.len());
+        let generic = ENDPOINTS
+            .iter()
+            .filter(|e| e.path.contains("{kind}"))
+            .count();
+        let kinds = crate::Kinds::builtin().names().len();
+        assert_eq!(kinds, 12);
+        assert_eq!(count, ENDPOINTS.len() - generic + generic * kinds);
+    }
+
+    #[test]
+    fn every_kind_has_its_spec_schema_and_bodies_refer_to_it() {
+        let document = document();
+        let schemas = &document["components"]["schemas"];
+        for kind in crate::Kinds::builtin().names() {
+            let path = format!("/v1/namespaces/{{ns}}/resources/{kind}/{{name}}");
+            let body = &document["paths"][&path]["put"]["requestBody"]["content"]
+                ["application/json"]["schema"];
+            let reference = body["properties"]["spec"]["$ref"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{kind}: {body}"));
+            let name = reference.trim_start_matches("#/components/schemas/");
+            assert!(schemas[name].is_object(), "{kind}: {reference}");
+        }
+        let route = &schemas["RouteSpec"];
+        assert_eq!(route["additionalProperties"], false, "{route}");
+        assert!(route["properties"]["apis"].is_object(), "{route}");
+        assert!(route["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("match")));
+        let register = &document["paths"]["/v1/namespaces/{ns}/services/{svc}/instances/{id}"]
+            ["put"]["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(register["$ref"], "#/components/schemas/InstanceSpec");
     }
 }

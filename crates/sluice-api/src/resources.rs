@@ -99,13 +99,17 @@ impl Kinds {
 }
 
 /// The spec of a `Service` resource: settings of a service in the naming service.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ServiceSpec {
+pub struct ServiceSpec {
+    /// Below this healthy share (0–1), queries return the unhealthy instances too.
     #[serde(default)]
-    protect_threshold: Option<f64>,
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub protect_threshold: Option<f64>,
+    /// What the service is for (at most 1024 bytes).
     #[serde(default)]
-    description: Option<String>,
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
 }
 
 /// Reads a spec into its type; a field of the wrong type or an unknown field is
@@ -184,7 +188,7 @@ pub struct ResourceBody {
 }
 
 /// The metadata a client may set.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BodyMetadata {
     /// Labels for selection.

@@ -84,7 +84,9 @@ pub fn validate_template(field: &str, template: &str) -> Result<(), InvalidField
 }
 
 /// Which way a change must go to count.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Either way.
@@ -97,7 +99,7 @@ pub enum Direction {
 }
 
 /// A change against the same time a while ago (msec's DIFF / DIFF_PERCENT).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRule {
     /// Fires when the value moved by more than this share (percent of the earlier value).
@@ -110,6 +112,7 @@ pub struct ChangeRule {
     #[serde(default)]
     pub direction: Direction,
     /// Compared with the value this long ago (default 1d: the same time yesterday).
+    #[schemars(with = "String")]
     #[serde(default = "one_day", with = "duration_text")]
     pub compared_to: Duration,
 }
@@ -119,7 +122,19 @@ fn one_day() -> Duration {
 }
 
 /// Alarm severities.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// For the record.
@@ -147,7 +162,7 @@ fn default_agg() -> String {
 }
 
 /// The spec of an `AlarmRule`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlarmRuleSpec {
     /// A series: `qps`, `error_rate`, `p50_ms`, `p98_ms`, `p99_ms`, or a stored metric
@@ -172,6 +187,7 @@ pub struct AlarmRuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<ChangeRule>,
     /// Fires when the series has had no data this long.
+    #[schemars(with = "Option<String>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -179,9 +195,11 @@ pub struct AlarmRuleSpec {
     )]
     pub absent: Option<Duration>,
     /// How long the condition must hold before the alarm fires (default 0s).
+    #[schemars(with = "String")]
     #[serde(default, rename = "for", with = "duration_text")]
     pub for_duration: Duration,
     /// The span each evaluation reads (default: one step).
+    #[schemars(with = "Option<String>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -394,7 +412,9 @@ impl AlarmRuleSpec {
 }
 
 /// Text formats of a webhook.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookFormat {
     /// Sluice's JSON (rule, state, labels, value, ... per alarm).
@@ -411,7 +431,7 @@ pub enum WebhookFormat {
 }
 
 /// A webhook notifier.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSpec {
     /// `http://` or `https://` URL.
@@ -425,7 +445,9 @@ pub struct WebhookSpec {
 }
 
 /// How an e-mail notifier talks to its SMTP server.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SmtpSecurity {
     /// STARTTLS after connecting (port 587; the default).
@@ -438,7 +460,7 @@ pub enum SmtpSecurity {
 }
 
 /// An e-mail notifier.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailSpec {
     /// The SMTP server, `host:port`.
@@ -556,7 +578,7 @@ impl EmailSpec {
 }
 
 /// Forwarding to Alertmanager's v2 API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertmanagerSpec {
     /// Alertmanager's base URL (`http://host:9093`).
@@ -572,7 +594,7 @@ fn default_repeat_interval() -> Duration {
 
 /// The spec of a `Notifier`: one way of delivery, and how notifications to it are
 /// grouped and throttled (Alertmanager's semantics, per rule).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotifierSpec {
     /// A webhook.
@@ -585,12 +607,15 @@ pub struct NotifierSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailSpec>,
     /// How long a new group waits for more alarms before its first notification (default 0s).
+    #[schemars(with = "String")]
     #[serde(default, with = "duration_text")]
     pub group_wait: Duration,
     /// Least time between notifications of one group (default 1m).
+    #[schemars(with = "String")]
     #[serde(default = "default_group_interval", with = "duration_text")]
     pub group_interval: Duration,
     /// A still-firing alarm is notified again after this long (default 4h).
+    #[schemars(with = "String")]
     #[serde(default = "default_repeat_interval", with = "duration_text")]
     pub repeat_interval: Duration,
     /// Receives the notifications of the built-in template rules.
@@ -673,7 +698,7 @@ impl NotifierSpec {
 
 /// The spec of a `Mute`: alarms whose labels (and `rule`) match every matcher are not
 /// notified between `starts_at` and `ends_at`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MuteSpec {
     /// Label matchers: exact values (`rule` matches the rule's name).
@@ -726,7 +751,7 @@ impl MuteSpec {
 
 /// The spec of an `ErrorProject`: where an application's Sentry SDK reports. Its
 /// DSN is `http://KEY@SLUICE_ADMIN/ID`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorProjectSpec {
     /// The numeric project ID in the DSN (unique across namespaces).

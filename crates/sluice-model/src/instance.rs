@@ -19,7 +19,7 @@ pub const MAX_LABEL_VALUE: usize = 256;
 pub const MAX_METADATA_VALUE: usize = 4096;
 
 /// A registration request: `PUT .../instances/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceSpec {
     /// `host:port`: an IPv4 address, a bracketed IPv6 address or a DNS name, and a port.
@@ -44,6 +44,7 @@ pub struct InstanceSpec {
     pub draining: bool,
     /// For ephemeral instances: unhealthy after this long without a heartbeat, and
     /// removed after twice as long (default: the server's `unhealthy_after` and `remove_after`).
+    #[schemars(with = "Option<String>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -57,7 +58,7 @@ fn default_weight() -> u32 {
 }
 
 /// How the control plane checks a persistent instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
     /// `http` (GET `path`, 2xx and 3xx pass) or `tcp` (a connection opens).
@@ -67,9 +68,11 @@ pub struct HealthCheck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Time between checks (default 10s).
+    #[schemars(with = "String")]
     #[serde(default = "default_interval", with = "duration_text")]
     pub interval: Duration,
     /// Time one check may take (default 2s).
+    #[schemars(with = "String")]
     #[serde(default = "default_timeout", with = "duration_text")]
     pub timeout: Duration,
     /// Consecutive passes that make an unhealthy instance healthy (default 2).
@@ -79,6 +82,7 @@ pub struct HealthCheck {
     #[serde(default = "default_unhealthy_threshold")]
     pub unhealthy_threshold: u32,
     /// Remove the instance after it has been unhealthy this long (default: never).
+    #[schemars(with = "Option<String>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -88,7 +92,7 @@ pub struct HealthCheck {
 }
 
 /// The kind of an active check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckKind {
     /// An HTTP GET.

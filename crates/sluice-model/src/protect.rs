@@ -99,7 +99,7 @@ fn default_403() -> u16 {
 }
 
 /// The spec of a `ConnLimit` resource: at most `max` requests in flight per key on a route.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnLimitSpec {
     /// The route (in the same namespace).
@@ -127,7 +127,7 @@ impl ConnLimitSpec {
 /// The spec of an `Acl` resource: who may use a route (or, without `route`, every
 /// route of the namespace). A client in `deny` is refused; when `allow` is not
 /// empty, a client must be in it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AclSpec {
     /// The route; absent: every route of the namespace.
@@ -173,7 +173,7 @@ impl AclSpec {
 
 /// The spec of a `Ban` resource: an IP (or CIDR block) or a header value refused
 /// until `expires_at`, on one route or every route of the namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BanSpec {
     /// The client address or CIDR block banned.
@@ -349,7 +349,9 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 /// Adaptive concurrency algorithms.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ConcurrencyAlgorithm {
     /// brpc's auto concurrency limiter (the default).
@@ -362,7 +364,7 @@ pub enum ConcurrencyAlgorithm {
 /// The spec of a `Concurrency` resource: an adaptive limit on the requests in
 /// flight to a route or to a service (over every route that sends to it). No
 /// capacity is configured: the limiter learns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConcurrencySpec {
     /// The route (in the same namespace); give this or `service`.
@@ -417,7 +419,7 @@ fn default_slow_percent() -> u32 {
 
 /// The spec of a `Breaker` resource: a circuit breaker (Hystrix semantics) on the
 /// calls to a service, or on each of its instances.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerSpec {
     /// The upstream service (in the same namespace).
@@ -427,6 +429,7 @@ pub struct BreakerSpec {
     #[serde(default)]
     pub per_instance: bool,
     /// The rolling window (default 10s).
+    #[schemars(with = "String")]
     #[serde(default = "default_window", with = "duration_text")]
     pub window: Duration,
     /// Buckets in the window (default 10).
@@ -440,9 +443,11 @@ pub struct BreakerSpec {
     #[serde(default = "default_error_percent")]
     pub error_percent: u32,
     /// How long it stays open before one trial call (default 5s).
+    #[schemars(with = "String")]
     #[serde(default = "default_sleep", with = "duration_text")]
     pub sleep: Duration,
     /// A call slower than this is slow; absent: no slow-call rule.
+    #[schemars(with = "Option<String>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -493,15 +498,17 @@ impl BreakerSpec {
 
 /// Automatic bans on a `RateLimit`: a key rejected more than `after` times within
 /// `within` is banned for `for`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AutoBanSpec {
     /// Rejections tolerated in the window.
     pub after: u32,
     /// The window.
+    #[schemars(with = "String")]
     #[serde(with = "duration_text")]
     pub within: Duration,
     /// How long the ban lasts.
+    #[schemars(with = "String")]
     #[serde(rename = "for", with = "duration_text")]
     pub ban_for: Duration,
 }
@@ -531,7 +538,19 @@ impl AutoBanSpec {
 /// fewer than its guaranteed share of the limit in flight: `high` 100 %, `normal`
 /// 50 %, `low` none — so `low` routes are shed first, then `normal`, and `high`
 /// last.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     /// Shed first.
@@ -557,7 +576,7 @@ impl Priority {
 
 /// What a route answers instead when its upstream cannot: an open breaker, a
 /// concurrency rejection, a timeout, or no healthy instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fallback {
     /// Send the request to this service instead (same namespace). Requests with a
@@ -642,7 +661,7 @@ mod tests {
 /// What a gateway's protection holds for one service right now: its adaptive
 /// concurrency limits and its circuit breakers (served by the admin API and shown
 /// on the console's service page).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProtectionStatus {
     /// Routes that send to the service.
     pub routes: Vec<String>,
@@ -653,7 +672,7 @@ pub struct ProtectionStatus {
 }
 
 /// An adaptive concurrency limit as it stands.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LimiterStatus {
     /// `service` or `route NAME`.
     pub scope: String,
@@ -666,7 +685,7 @@ pub struct LimiterStatus {
 }
 
 /// A circuit breaker as it stands.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BreakerStatus {
     /// The instance's address, or `None` for the service's breaker.
     pub instance: Option<String>,

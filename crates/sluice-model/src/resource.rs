@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Where a resource lives and which version of it this is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceMetadata {
     /// The tenant namespace (`default` unless said).
@@ -23,7 +23,7 @@ pub struct ResourceMetadata {
 /// A configured object: a route, a rate limit, an alarm rule, ...
 ///
 /// `spec` is kept as JSON here; each kind validates and types its own spec.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resource {
     /// The resource kind, such as `Route` or `AlarmRule`.

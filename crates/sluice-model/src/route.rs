@@ -16,7 +16,7 @@ use crate::instance::{duration_text, InvalidField};
 use crate::{validate_name, MAX_WEIGHT};
 
 /// The spec of a `Route`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
     /// Which requests this route takes.
@@ -71,7 +71,7 @@ fn default_max_apis() -> usize {
 /// When and how often the gateway retries. Only requests with an idempotent method
 /// (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) and no body are retried — bodies are
 /// streamed, never buffered — each time on another instance when there is one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retries {
     /// Retries after the first attempt (0 turns retries off; at most 5). Default 1.
@@ -89,7 +89,7 @@ pub struct Retries {
 }
 
 /// Conditions that allow a retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RetryOn {
     /// The connection to the instance could not be made.
@@ -130,13 +130,14 @@ impl Default for Retries {
 }
 
 /// Passive outlier detection (Envoy's consecutive-errors ejection).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutlierDetection {
     /// Connect failures, resets or 5xx in a row that eject an instance (0 turns ejection off). Default 5.
     #[serde(default = "default_consecutive_failures")]
     pub consecutive_failures: u32,
     /// The first ejection's length; the n-th lasts n times as long. Default 30s.
+    #[schemars(with = "String")]
     #[serde(default = "default_base_ejection", with = "duration_text")]
     pub base_ejection: Duration,
     /// At most this share of a service's instances is ejected at once (default 50 %).
@@ -165,7 +166,7 @@ impl Default for OutlierDetection {
 }
 
 /// Conditions a request must meet; all given ones must hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteMatch {
     /// `api.example.com` or `*.example.com` (port ignored).
@@ -192,7 +193,7 @@ pub struct RouteMatch {
 }
 
 /// A service with a share of the route's traffic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeightedService {
     /// `name` or `namespace/name`.
@@ -202,7 +203,7 @@ pub struct WeightedService {
 }
 
 /// Request rewrites.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rewrite {
     /// Remove the matched `path_prefix` from the path (what remains starts with `/`).
@@ -220,13 +221,15 @@ pub struct Rewrite {
 }
 
 /// Timeouts of a route.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Timeouts {
     /// Connecting to an instance (default 2s).
+    #[schemars(with = "String")]
     #[serde(default = "default_connect", with = "duration_text")]
     pub connect: Duration,
     /// From sending the request to the response's headers (default 30s).
+    #[schemars(with = "String")]
     #[serde(default = "default_request", with = "duration_text")]
     pub request: Duration,
 }
@@ -248,7 +251,7 @@ fn default_request() -> Duration {
 }
 
 /// Load-balancing policies.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum LoadBalancing {
     /// Smooth weighted round robin (the default).
@@ -551,7 +554,7 @@ mod tests {
 }
 
 /// The spec of a `RateLimit` resource: nginx `limit_req` on a route.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSpec {
     /// The route (in the same namespace) this limit applies to.

@@ -282,7 +282,7 @@ pub async fn exposition(State(state): State<AppState>) -> Result<Response, ApiEr
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        HeaderValue::from_static(crate::openapi::OPENMETRICS_CONTENT_TYPE),
     );
     Ok(response)
 }

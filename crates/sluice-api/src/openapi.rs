@@ -65,6 +65,10 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "post", path: "/v1/hosts/{host}/metrics", summary: "An agent's host metrics: {values: {host_cpu_percent: 12.5, ...}}.", query: &[], body: true },
 ];
 
+/// What `GET /metrics` answers with: the OpenMetrics text format.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// Each resource kind and its spec's schema (a reference into `components`).
 fn kind_schemas(generator: &mut SchemaGenerator) -> Vec<(&'static str, Value)> {
     fn reference<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
@@ -143,8 +147,7 @@ pub fn document() -> Value {
             Some((name, _)) => endpoint.path.replace("{kind}", name),
             None => endpoint.path.to_owned(),
         };
-        let mut parameters: Vec<Value> = endpoint
-            .path
+        let mut parameters: Vec<Value> = path
             .split('/')
             .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"}}))
@@ -164,6 +167,15 @@ pub fn document() -> Value {
             },
             "security": [{"bearer": []}, {}],
         });
+        if endpoint.method == "put" {
+            // Creating answers 201, replacing 200.
+            operation["responses"]["201"] = operation["responses"]["200"].clone();
+        }
+        if endpoint.path == "/metrics" {
+            operation["responses"]["200"]["content"] = json!({
+                OPENMETRICS_CONTENT_TYPE: {"schema": {"type": "string"}},
+            });
+        }
         if endpoint.body {
             let schema = match (kind, endpoint.method, endpoint.path) {
                 (Some((_, spec)), "put", _) => resource_body(spec, &metadata),
@@ -247,5 +259,13 @@ mod tests {
         let register = &document["paths"]["/v1/namespaces/{ns}/services/{svc}/instances/{id}"]
             ["put"]["requestBody"]["content"]["application/json"]["schema"];
         assert_eq!(register["$ref"], "#/components/schemas/InstanceSpec");
+        // Per-kind paths declare only the parameters they hold.
+        let list = &document["paths"]["/v1/resources/Route"]["get"]["parameters"];
+        assert!(
+            list.as_array().unwrap().iter().all(|p| p["in"] != "path"),
+            "{list}"
+        );
+        let metrics = &document["paths"]["/metrics"]["get"]["responses"]["200"]["content"];
+        assert!(metrics[OPENMETRICS_CONTENT_TYPE].is_object(), "{metrics}");
     }
 }

@@ -25,7 +25,7 @@ pub use auth::{Access, Auth, Role, TokenConfig};
 pub use error::ApiError;
 pub use json::{BodyLimit, DEFAULT_BODY_LIMIT};
 pub use metrics::MetricsHandle;
-pub use resources::{Kinds, ResourceBody, Resources, ServiceSpec, SpecValidator};
+pub use resources::{Kinds, ResourceBody, Resources, ServiceSpec, SpecSchema, SpecValidator};
 
 /// What every handler shares.
 #[derive(Clone)]

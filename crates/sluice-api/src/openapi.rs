@@ -5,7 +5,6 @@
 //! are listed once per kind, each with its own `spec` schema.
 
 use schemars::generate::SchemaSettings;
-use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 /// An endpoint: method, path (OpenAPI template), summary, query parameters, whether it takes a body.
@@ -69,45 +68,6 @@ pub const ENDPOINTS: &[Endpoint] = &[
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Each resource kind and its spec's schema (a reference into `components`).
-fn kind_schemas(generator: &mut SchemaGenerator) -> Vec<(&'static str, Value)> {
-    fn reference<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
-        generator.subschema_for::<T>().to_value()
-    }
-    vec![
-        ("Service", reference::<crate::ServiceSpec>(generator)),
-        ("Route", reference::<sluice_model::RouteSpec>(generator)),
-        (
-            "RateLimit",
-            reference::<sluice_model::RateLimitSpec>(generator),
-        ),
-        (
-            "ConnLimit",
-            reference::<sluice_model::ConnLimitSpec>(generator),
-        ),
-        ("Acl", reference::<sluice_model::AclSpec>(generator)),
-        ("Ban", reference::<sluice_model::BanSpec>(generator)),
-        (
-            "Concurrency",
-            reference::<sluice_model::ConcurrencySpec>(generator),
-        ),
-        ("Breaker", reference::<sluice_model::BreakerSpec>(generator)),
-        (
-            "AlarmRule",
-            reference::<sluice_model::AlarmRuleSpec>(generator),
-        ),
-        (
-            "Notifier",
-            reference::<sluice_model::NotifierSpec>(generator),
-        ),
-        ("Mute", reference::<sluice_model::MuteSpec>(generator)),
-        (
-            "ErrorProject",
-            reference::<sluice_model::ErrorProjectSpec>(generator),
-        ),
-    ]
-}
-
 /// The request body of `PUT .../resources/{kind}/{name}` for a kind whose spec is `spec`.
 fn resource_body(spec: &Value, metadata: &Value) -> Value {
     json!({
@@ -123,7 +83,11 @@ pub fn document() -> Value {
     let mut generator = SchemaSettings::draft2020_12()
         .with(|settings| settings.definitions_path = "/components/schemas/".into())
         .into_generator();
-    let kinds = kind_schemas(&mut generator);
+    let kinds: Vec<(String, Value)> = crate::Kinds::builtin()
+        .schemas(&mut generator)
+        .into_iter()
+        .map(|(kind, schema)| (kind, schema.to_value()))
+        .collect();
     let metadata = generator
         .subschema_for::<crate::resources::BodyMetadata>()
         .to_value();
@@ -135,7 +99,7 @@ pub fn document() -> Value {
         .to_value();
     let mut paths = Map::new();
     let per_kind = ENDPOINTS.iter().flat_map(|endpoint| {
-        let kinds: Vec<Option<&(&str, Value)>> = if endpoint.path.contains("{kind}") {
+        let kinds: Vec<Option<&(String, Value)>> = if endpoint.path.contains("{kind}") {
             kinds.iter().map(Some).collect()
         } else {
             vec![None]

@@ -30,71 +30,105 @@ pub const DEFAULT_HISTORY_LIMIT: usize = 20;
 /// Checks a kind's spec; the error names the field.
 pub type SpecValidator = fn(&Value) -> Result<(), InvalidField>;
 
-/// The kinds the API accepts, each with its validation.
+/// A kind's spec as a JSON Schema (for the OpenAPI document).
+pub type SpecSchema = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+/// A kind: how its spec is checked and described.
+#[derive(Clone, Copy)]
+struct Kind {
+    validator: SpecValidator,
+    schema: SpecSchema,
+}
+
+/// The kinds the API accepts, each with its validation and the schema of its spec.
 #[derive(Clone)]
 pub struct Kinds {
-    validators: BTreeMap<String, SpecValidator>,
+    kinds: BTreeMap<String, Kind>,
 }
 
 impl Kinds {
     /// The kinds built into this Sluice.
     pub fn builtin() -> Self {
-        let mut kinds = Kinds {
-            validators: BTreeMap::new(),
+        use sluice_model::{
+            AlarmRuleSpec, BreakerSpec, ConcurrencySpec, ConnLimitSpec, ErrorProjectSpec, MuteSpec,
+            NotifierSpec,
         };
-        kinds.register("Service", validate_service_spec);
-        kinds.register("Route", validate_route_spec);
-        kinds.register("RateLimit", validate_rate_limit_spec);
-        kinds.register("ConnLimit", |spec| {
-            parse_spec::<sluice_model::ConnLimitSpec>(spec)?.validate()
+        let mut kinds = Kinds {
+            kinds: BTreeMap::new(),
+        };
+        kinds.register_typed::<ServiceSpec>("Service", validate_service_spec);
+        kinds.register_typed::<sluice_model::RouteSpec>("Route", validate_route_spec);
+        kinds.register_typed::<sluice_model::RateLimitSpec>("RateLimit", validate_rate_limit_spec);
+        kinds.register_typed::<ConnLimitSpec>("ConnLimit", |spec| {
+            parse_spec::<ConnLimitSpec>(spec)?.validate()
         });
-        kinds.register("Acl", validate_acl_spec);
-        kinds.register("Ban", validate_ban_spec);
-        kinds.register("Concurrency", |spec| {
-            parse_spec::<sluice_model::ConcurrencySpec>(spec)?.validate()
+        kinds.register_typed::<sluice_model::AclSpec>("Acl", validate_acl_spec);
+        kinds.register_typed::<sluice_model::BanSpec>("Ban", validate_ban_spec);
+        kinds.register_typed::<ConcurrencySpec>("Concurrency", |spec| {
+            parse_spec::<ConcurrencySpec>(spec)?.validate()
         });
-        kinds.register("AlarmRule", |spec| {
-            parse_spec::<sluice_model::AlarmRuleSpec>(spec)?.validate()
+        kinds.register_typed::<AlarmRuleSpec>("AlarmRule", |spec| {
+            parse_spec::<AlarmRuleSpec>(spec)?.validate()
         });
-        kinds.register("Notifier", |spec| {
-            parse_spec::<sluice_model::NotifierSpec>(spec)?.validate()
+        kinds.register_typed::<NotifierSpec>("Notifier", |spec| {
+            parse_spec::<NotifierSpec>(spec)?.validate()
         });
-        kinds.register("ErrorProject", |spec| {
-            parse_spec::<sluice_model::ErrorProjectSpec>(spec)?.validate()
+        kinds.register_typed::<ErrorProjectSpec>("ErrorProject", |spec| {
+            parse_spec::<ErrorProjectSpec>(spec)?.validate()
         });
-        kinds.register("Mute", |spec| {
-            parse_spec::<sluice_model::MuteSpec>(spec)?
-                .validate()
-                .map(|_| ())
+        kinds.register_typed::<MuteSpec>("Mute", |spec| {
+            parse_spec::<MuteSpec>(spec)?.validate().map(|_| ())
         });
-        kinds.register("Breaker", |spec| {
-            parse_spec::<sluice_model::BreakerSpec>(spec)?.validate()
+        kinds.register_typed::<BreakerSpec>("Breaker", |spec| {
+            parse_spec::<BreakerSpec>(spec)?.validate()
         });
         kinds
     }
 
-    /// Adds (or replaces) a kind.
+    /// Adds (or replaces) a kind whose spec is described only as a JSON object.
     pub fn register(&mut self, kind: &str, validator: SpecValidator) {
-        self.validators.insert(kind.to_owned(), validator);
+        let schema: SpecSchema = |_| schemars::json_schema!({"type": "object"});
+        self.kinds
+            .insert(kind.to_owned(), Kind { validator, schema });
+    }
+
+    /// Adds (or replaces) a kind whose spec is `T`: the OpenAPI document describes
+    /// it with `T`'s schema.
+    pub fn register_typed<T: schemars::JsonSchema>(
+        &mut self,
+        kind: &str,
+        validator: SpecValidator,
+    ) {
+        let schema: SpecSchema = |generator| generator.subschema_for::<T>();
+        self.kinds
+            .insert(kind.to_owned(), Kind { validator, schema });
+    }
+
+    /// Each kind's name and the schema of its spec (a reference into the
+    /// generator's definitions for typed kinds).
+    pub fn schemas(
+        &self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Vec<(String, schemars::Schema)> {
+        self.kinds
+            .iter()
+            .map(|(name, kind)| (name.clone(), (kind.schema)(generator)))
+            .collect()
     }
 
     /// The kind's validator, or a 404 listing the known kinds.
     pub fn validator(&self, kind: &str) -> Result<SpecValidator, ApiError> {
-        self.validators.get(kind).copied().ok_or_else(|| {
+        self.kinds.get(kind).map(|k| k.validator).ok_or_else(|| {
             ApiError::not_found(format!(
                 "unknown resource kind {kind:?}; known kinds: {}",
-                self.validators
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                self.kinds.keys().cloned().collect::<Vec<_>>().join(", ")
             ))
         })
     }
 
     /// Every known kind.
     pub fn names(&self) -> Vec<String> {
-        self.validators.keys().cloned().collect()
+        self.kinds.keys().cloned().collect()
     }
 }
 

@@ -125,13 +125,10 @@ impl ApiNamer {
         let Some(prefix) = &self.settings.strip_prefix else {
             return path;
         };
-        match path.strip_prefix(prefix.as_str()) {
-            // The rest keeps its leading slash (`/api/x` → `/x`); `/api` alone is `/`.
-            Some(rest) if rest.starts_with('/') => rest,
-            Some("") => "/",
-            // `/apix` under prefix `/api`: the upstream gets `/x`; name it as `x`.
-            Some(rest) => rest,
-            None => path,
+        // As the upstream sees it, but borrowed: `/api` alone is `/`.
+        match crate::table::after_prefix(path, prefix) {
+            "" => "/",
+            rest => rest,
         }
     }
 

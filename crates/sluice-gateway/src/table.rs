@@ -445,7 +445,7 @@ impl CompiledRoute {
         }
         if rewrite.strip_prefix {
             if let PathMatch::Prefix(prefix) = &self.path {
-                let rest = path.strip_prefix(prefix.as_str()).unwrap_or(path);
+                let rest = after_prefix(path, prefix);
                 return std::borrow::Cow::Owned(if rest.starts_with('/') {
                     rest.to_owned()
                 } else {
@@ -455,6 +455,12 @@ impl CompiledRoute {
         }
         std::borrow::Cow::Borrowed(path)
     }
+}
+
+/// What `strip_prefix` leaves of `path` under `prefix` (possibly without a leading
+/// slash: `/apix` under `/api` leaves `x`); the whole path when it lacks the prefix.
+pub(crate) fn after_prefix<'a>(path: &'a str, prefix: &str) -> &'a str {
+    path.strip_prefix(prefix).unwrap_or(path)
 }
 
 /// Every route, in precedence order.

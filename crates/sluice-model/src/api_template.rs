@@ -147,9 +147,10 @@ impl ApiTemplate {
                 unequal => return unequal,
             }
         }
-        // More segments are more specific (`/a/{x}` before `/a`... only one can match
-        // a path unless a catch-all is involved, which sorts last anyway).
-        other.segments.len().cmp(&self.segments.len())
+        // Equal over the shorter one: both match a path only when the longer one's
+        // extra segment is a catch-all matching nothing, so the shorter one is the
+        // more specific (`/a` before `/a/{*rest}` for the path `/a`).
+        self.segments.len().cmp(&other.segments.len())
     }
 }
 
@@ -323,6 +324,11 @@ mod tests {
         let mut list = [rest.clone(), article.clone(), new.clone()];
         list.sort_by(ApiTemplate::specificity_cmp);
         assert_eq!(list, [new, article, rest]);
+        // `/a` is matched by both; the exact one comes first.
+        let exact = ApiTemplate::parse("/a").unwrap();
+        let below = ApiTemplate::parse("/a/{*rest}").unwrap();
+        assert!(exact.matches("/a") && below.matches("/a"));
+        assert_eq!(exact.specificity_cmp(&below), std::cmp::Ordering::Less);
     }
 
     #[test]

@@ -230,10 +230,11 @@ pub async fn push(
 }
 
 /// An agent's push.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostPush {
     /// `host_*` values.
+    #[schemars(extend("propertyNames" = {"pattern": "^host_[A-Za-z0-9_]{0,123}$"}))]
     pub values: BTreeMap<String, f64>,
 }
 

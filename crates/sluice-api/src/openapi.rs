@@ -68,13 +68,66 @@ pub const ENDPOINTS: &[Endpoint] = &[
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// A duration as the API writes it: `500ms`, `10s`, `1h30m`.
+const DURATION_PATTERN: &str = "^([0-9]{1,9}(ms|s|m|h|d))+$";
+/// A name: namespaces, services, instances, resources.
+const NAME_PATTERN: &str = "^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$";
+
+/// The schema of path parameter `name`, as the handlers parse it.
+fn path_schema(name: &str, path: &str) -> Value {
+    match name {
+        // An alarm's ID: a hash of namespace, rule and labels.
+        "id" if path.contains("/alarms/") => {
+            json!({"type": "string", "pattern": "^[0-9A-Fa-f]{16}$"})
+        }
+        "project" => json!({"type": "string", "pattern": "^[0-9]{1,18}$"}),
+        "endpoint" => json!({"type": "string", "enum": ["envelope", "store"]}),
+        "host" => json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,253}$"}),
+        _ => json!({"type": "string", "pattern": NAME_PATTERN}),
+    }
+}
+
+/// The schema of query parameter `name`, as the handlers parse it.
+fn query_schema(name: &str) -> Value {
+    match name {
+        "index" => json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
+        "revision" => json!({"type": "integer", "minimum": 1, "maximum": u64::MAX}),
+        "all" => json!({"type": "string", "enum": ["true", "false", "1", "0", ""]}),
+        "wait" | "window" | "step" => json!({"type": "string", "pattern": DURATION_PATTERN}),
+        "namespace" | "service" => json!({"type": "string", "pattern": NAME_PATTERN}),
+        "state" => json!({"type": "string", "enum": ["firing", "pending", "resolved", "all"]}),
+        "metric" => json!({"type": "string", "pattern": "^[A-Za-z0-9_]{1,128}$"}),
+        "agg" => {
+            json!({"type": "string", "enum": ["avg", "sum", "count", "min", "max", "rate", "p50", "p98", "p99"]})
+        }
+        "from" | "to" => {
+            json!({"type": "string", "pattern": "^(now|-([0-9]{1,9}(ms|s|m|h|d))+|[0-9]{1,10}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2}))$"})
+        }
+        "match" => {
+            json!({"type": "string", "pattern": "^([A-Za-z_][A-Za-z0-9_]*=[^,=]*)(,[A-Za-z_][A-Za-z0-9_]*=[^,=]*)*$"})
+        }
+        "by" => {
+            json!({"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*$"})
+        }
+        _ => json!({"type": "string"}),
+    }
+}
+
+/// Schemas of the request bodies that are not resources.
+struct Bodies {
+    patch: Value,
+    push: Value,
+    host: Value,
+    step: Value,
+}
+
 /// The request body of `PUT .../resources/{kind}/{name}` for a kind whose spec is `spec`.
 fn resource_body(spec: &Value, metadata: &Value) -> Value {
     json!({
         "type": "object",
         "required": ["spec"],
         "additionalProperties": false,
-        "properties": {"spec": spec, "metadata": metadata},
+        "properties": {"spec": spec, "metadata": {"anyOf": [metadata, {"type": "null"}]}},
     })
 }
 
@@ -97,6 +150,20 @@ pub fn document() -> Value {
     let resource = generator
         .subschema_for::<sluice_model::Resource>()
         .to_value();
+    let bodies = Bodies {
+        patch: generator
+            .subschema_for::<sluice_registry::InstancePatch>()
+            .to_value(),
+        push: generator
+            .subschema_for::<sluice_metrics::custom::Push>()
+            .to_value(),
+        host: generator
+            .subschema_for::<crate::metrics::HostPush>()
+            .to_value(),
+        step: generator
+            .subschema_for::<sluice_metrics::recorder::StepBatch>()
+            .to_value(),
+    };
     let mut paths = Map::new();
     let per_kind = ENDPOINTS.iter().flat_map(|endpoint| {
         let kinds: Vec<Option<&(String, Value)>> = if endpoint.path.contains("{kind}") {
@@ -114,14 +181,18 @@ pub fn document() -> Value {
         let mut parameters: Vec<Value> = path
             .split('/')
             .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"}}))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": path_schema(name, endpoint.path)}))
             .collect();
-        parameters.extend(
-            endpoint
-                .query
-                .iter()
-                .map(|(name, description)| json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})),
-        );
+        parameters.extend(endpoint.query.iter().map(|(name, description)| {
+            json!({
+                "name": name,
+                "in": "query",
+                "required": (endpoint.path == "/v1/query" && *name == "metric")
+                    || (endpoint.path.ends_with("/rollback") && *name == "revision"),
+                "description": description,
+                "schema": query_schema(name),
+            })
+        }));
         let mut operation = json!({
             "summary": endpoint.summary,
             "parameters": parameters,
@@ -143,9 +214,20 @@ pub fn document() -> Value {
         if endpoint.body {
             let schema = match (kind, endpoint.method, endpoint.path) {
                 (Some((_, spec)), "put", _) => resource_body(spec, &metadata),
-                (None, "put", "/v1/namespaces/{ns}/services/{svc}/instances/{id}") => {
-                    instance.clone()
+                (None, method, "/v1/namespaces/{ns}/services/{svc}/instances/{id}") => {
+                    if method == "put" {
+                        instance.clone()
+                    } else {
+                        bodies.patch.clone()
+                    }
                 }
+                (None, _, "/v1/namespaces/{ns}/metrics") => bodies.push.clone(),
+                (None, _, "/v1/hosts/{host}/metrics") => bodies.host.clone(),
+                // A step is refused when it is more than a minute ahead of this node's clock.
+                (None, _, "/v1/metrics/steps") => json!({"allOf": [
+                    bodies.step,
+                    {"properties": {"time": {"maximum": sluice_metrics::unix_now() + 60}}},
+                ]}),
                 _ => json!({"type": "object"}),
             };
             operation["requestBody"] =

@@ -251,6 +251,11 @@ pub async fn prometheus_sd(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let params = query(raw, &["namespace", "service"])?;
+    for name in ["namespace", "service"] {
+        if let Some(value) = params.get(name) {
+            validate_name(name, value)?;
+        }
+    }
     let groups: Vec<Value> = state
         .registry
         .all_instances()

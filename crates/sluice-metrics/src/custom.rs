@@ -29,7 +29,7 @@ const RESERVED: [&str; 7] = [
 ];
 
 /// A metric's type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricType {
     /// Increments (read with `sum` or `rate`).
@@ -41,10 +41,11 @@ pub enum MetricType {
 }
 
 /// One pushed value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sample {
     /// The metric's name (`[a-zA-Z_][a-zA-Z0-9_]*`, up to 128 characters).
+    #[schemars(with = "sluice_model::schema::MetricName")]
     pub name: String,
     /// Its type.
     #[serde(rename = "type")]
@@ -53,14 +54,16 @@ pub struct Sample {
     pub value: f64,
     /// Labels (at most 8).
     #[serde(default)]
+    #[schemars(extend("maxProperties" = 8, "propertyNames" = {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"}, "additionalProperties" = {"type": "string", "minLength": 1, "maxLength": 256}))]
     pub labels: BTreeMap<String, String>,
 }
 
 /// A push: `{"metrics": [...]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Push {
     /// The values.
+    #[schemars(length(max = 1000))]
     pub metrics: Vec<Sample>,
 }
 

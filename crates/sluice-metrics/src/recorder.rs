@@ -533,12 +533,14 @@ mod tests {
 }
 
 /// One series of a step on the wire (a standalone gateway's push).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WireSeries {
     /// `requests` or `latency_ms`.
+    #[schemars(extend("enum" = ["requests", "latency_ms"]))]
     pub name: String,
     /// Its labels.
+    #[schemars(extend("propertyNames" = {"enum": ["namespace", "route", "service", "api", "instance", "code"]}, "additionalProperties" = {"type": "string", "maxLength": 512}))]
     pub labels: std::collections::BTreeMap<String, String>,
     /// Samples.
     pub count: u64,
@@ -554,7 +556,7 @@ pub struct WireSeries {
 }
 
 /// A step of a gateway's recording, pushed to the control plane.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepBatch {
     /// The step's start, Unix seconds.

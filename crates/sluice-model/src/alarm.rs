@@ -112,7 +112,7 @@ pub struct ChangeRule {
     #[serde(default)]
     pub direction: Direction,
     /// Compared with the value this long ago (default 1d: the same time yesterday).
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::schema::DurationText")]
     #[serde(default = "one_day", with = "duration_text")]
     pub compared_to: Duration,
 }
@@ -164,12 +164,15 @@ fn default_agg() -> String {
 /// The spec of an `AlarmRule`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("anyOf" = [{"required": ["above"], "properties": {"above": {"not": {"type": "null"}}}}, {"required": ["below"], "properties": {"below": {"not": {"type": "null"}}}}, {"required": ["change"], "properties": {"change": {"not": {"type": "null"}}}}, {"required": ["absent"], "properties": {"absent": {"not": {"type": "null"}}}}]))]
 pub struct AlarmRuleSpec {
     /// A series: `qps`, `error_rate`, `p50_ms`, `p98_ms`, `p99_ms`, or a stored metric
     /// (business metrics, `host_*`, `requests`, `latency_ms`).
+    #[schemars(with = "crate::schema::MetricName")]
     pub metric: String,
     /// Labels the series must have (the namespace is the rule's own).
     #[serde(default, rename = "match")]
+    #[schemars(extend("propertyNames" = {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}))]
     pub matching: BTreeMap<String, String>,
     /// One alarm per value of these labels (default: the labels in `match`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,7 +190,7 @@ pub struct AlarmRuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<ChangeRule>,
     /// Fires when the series has had no data this long.
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::schema::DurationText>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -195,11 +198,11 @@ pub struct AlarmRuleSpec {
     )]
     pub absent: Option<Duration>,
     /// How long the condition must hold before the alarm fires (default 0s).
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::schema::DurationText")]
     #[serde(default, rename = "for", with = "duration_text")]
     pub for_duration: Duration,
     /// The span each evaluation reads (default: one step).
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::schema::DurationText>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -435,6 +438,7 @@ pub enum WebhookFormat {
 #[serde(deny_unknown_fields)]
 pub struct WebhookSpec {
     /// `http://` or `https://` URL.
+    #[schemars(regex(pattern = r"^https?://[^\s/?#]+([/?#]\S*)?$"))]
     pub url: String,
     /// The body's format.
     #[serde(default)]
@@ -464,6 +468,7 @@ pub enum SmtpSecurity {
 #[serde(deny_unknown_fields)]
 pub struct EmailSpec {
     /// The SMTP server, `host:port`.
+    #[schemars(with = "crate::schema::AddressText")]
     pub smtp: String,
     /// How to secure the connection.
     #[serde(default)]
@@ -582,6 +587,7 @@ impl EmailSpec {
 #[serde(deny_unknown_fields)]
 pub struct AlertmanagerSpec {
     /// Alertmanager's base URL (`http://host:9093`).
+    #[schemars(regex(pattern = r"^https?://[^\s/?#]+([/?#]\S*)?$"))]
     pub url: String,
 }
 
@@ -596,6 +602,7 @@ fn default_repeat_interval() -> Duration {
 /// grouped and throttled (Alertmanager's semantics, per rule).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["webhook"], "properties": {"webhook": {"not": {"type": "null"}}}}, {"required": ["alertmanager"], "properties": {"alertmanager": {"not": {"type": "null"}}}}, {"required": ["email"], "properties": {"email": {"not": {"type": "null"}}}}]))]
 pub struct NotifierSpec {
     /// A webhook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -607,15 +614,15 @@ pub struct NotifierSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailSpec>,
     /// How long a new group waits for more alarms before its first notification (default 0s).
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::schema::DurationText")]
     #[serde(default, with = "duration_text")]
     pub group_wait: Duration,
     /// Least time between notifications of one group (default 1m).
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::schema::DurationText")]
     #[serde(default = "default_group_interval", with = "duration_text")]
     pub group_interval: Duration,
     /// A still-firing alarm is notified again after this long (default 4h).
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::schema::DurationText")]
     #[serde(default = "default_repeat_interval", with = "duration_text")]
     pub repeat_interval: Duration,
     /// Receives the notifications of the built-in template rules.
@@ -703,11 +710,13 @@ impl NotifierSpec {
 pub struct MuteSpec {
     /// Label matchers: exact values (`rule` matches the rule's name).
     #[serde(rename = "match")]
+    #[schemars(extend("minProperties" = 1, "propertyNames" = {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}))]
     pub matching: BTreeMap<String, String>,
     /// When it starts (RFC 3339; default: at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starts_at: Option<String>,
     /// When it ends (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
     pub ends_at: String,
     /// Who muted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -755,8 +764,10 @@ impl MuteSpec {
 #[serde(deny_unknown_fields)]
 pub struct ErrorProjectSpec {
     /// The numeric project ID in the DSN (unique across namespaces).
+    #[schemars(range(min = 1, max = 1_000_000_000))]
     pub id: u64,
     /// The DSN's public key: 16 to 64 letters and digits.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]{16,64}$"))]
     pub key: String,
 }
 

@@ -23,6 +23,7 @@ pub const MAX_METADATA_VALUE: usize = 4096;
 #[serde(deny_unknown_fields)]
 pub struct InstanceSpec {
     /// `host:port`: an IPv4 address, a bracketed IPv6 address or a DNS name, and a port.
+    #[schemars(with = "crate::schema::AddressText")]
     pub address: String,
     /// Kept alive by heartbeats (`true`) or checked by the control plane (`false`, the default).
     #[serde(default)]
@@ -44,7 +45,7 @@ pub struct InstanceSpec {
     pub draining: bool,
     /// For ephemeral instances: unhealthy after this long without a heartbeat, and
     /// removed after twice as long (default: the server's `unhealthy_after` and `remove_after`).
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::schema::DurationText>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -68,11 +69,11 @@ pub struct HealthCheck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Time between checks (default 10s).
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::schema::DurationText")]
     #[serde(default = "default_interval", with = "duration_text")]
     pub interval: Duration,
     /// Time one check may take (default 2s).
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::schema::DurationText")]
     #[serde(default = "default_timeout", with = "duration_text")]
     pub timeout: Duration,
     /// Consecutive passes that make an unhealthy instance healthy (default 2).
@@ -82,7 +83,7 @@ pub struct HealthCheck {
     #[serde(default = "default_unhealthy_threshold")]
     pub unhealthy_threshold: u32,
     /// Remove the instance after it has been unhealthy this long (default: never).
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::schema::DurationText>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

@@ -12,6 +12,7 @@ mod name;
 mod protect;
 mod resource;
 mod route;
+pub mod schema;
 
 pub use alarm::{
     error_template_rules, template_rules, valid_metric_name, validate_template, AlarmRuleSpec,

@@ -103,6 +103,7 @@ fn default_403() -> u16 {
 #[serde(deny_unknown_fields)]
 pub struct ConnLimitSpec {
     /// The route (in the same namespace).
+    #[schemars(with = "crate::schema::NameText")]
     pub route: String,
     /// Requests in flight per key.
     pub max: u32,
@@ -111,6 +112,7 @@ pub struct ConnLimitSpec {
     pub key: String,
     /// The status of a rejection (400–599; default 503).
     #[serde(default = "default_503")]
+    #[schemars(range(min = 400, max = 599))]
     pub status: u16,
 }
 
@@ -129,18 +131,23 @@ impl ConnLimitSpec {
 /// empty, a client must be in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("anyOf" = [{"required": ["allow"], "properties": {"allow": {"minItems": 1}}}, {"required": ["deny"], "properties": {"deny": {"minItems": 1}}}]))]
 pub struct AclSpec {
     /// The route; absent: every route of the namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::schema::NameText>")]
     pub route: Option<String>,
     /// CIDR blocks (or addresses) admitted.
     #[serde(default)]
+    #[schemars(with = "Vec<crate::schema::CidrText>")]
     pub allow: Vec<String>,
     /// CIDR blocks (or addresses) refused.
     #[serde(default)]
+    #[schemars(with = "Vec<crate::schema::CidrText>")]
     pub deny: Vec<String>,
     /// The status of a refusal (400–599; default 403).
     #[serde(default = "default_403")]
+    #[schemars(range(min = 400, max = 599))]
     pub status: u16,
 }
 
@@ -175,9 +182,11 @@ impl AclSpec {
 /// until `expires_at`, on one route or every route of the namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["ip"], "properties": {"ip": {"not": {"type": "null"}}}}, {"required": ["header", "value"], "properties": {"header": {"not": {"type": "null"}}, "value": {"not": {"type": "null"}}}}]))]
 pub struct BanSpec {
     /// The client address or CIDR block banned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::schema::CidrText>")]
     pub ip: Option<String>,
     /// A header whose value is banned (with `value`), such as an API key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,6 +196,7 @@ pub struct BanSpec {
     pub value: Option<String>,
     /// The route; absent: every route of the namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::schema::NameText>")]
     pub route: Option<String>,
     /// When the ban ends (RFC 3339); absent: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -366,18 +376,22 @@ pub enum ConcurrencyAlgorithm {
 /// capacity is configured: the limiter learns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["route"], "properties": {"route": {"not": {"type": "null"}}}}, {"required": ["service"], "properties": {"service": {"not": {"type": "null"}}}}]))]
 pub struct ConcurrencySpec {
     /// The route (in the same namespace); give this or `service`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::schema::NameText>")]
     pub route: Option<String>,
     /// The service (in the same namespace); give this or `route`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::schema::NameText>")]
     pub service: Option<String>,
     /// `auto` (brpc) or `gradient` (Envoy).
     #[serde(default)]
     pub algorithm: ConcurrencyAlgorithm,
     /// The status of a rejection (400–599; default 503).
     #[serde(default = "default_503")]
+    #[schemars(range(min = 400, max = 599))]
     pub status: u16,
 }
 
@@ -423,13 +437,14 @@ fn default_slow_percent() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct BreakerSpec {
     /// The upstream service (in the same namespace).
+    #[schemars(with = "crate::schema::NameText")]
     pub service: String,
     /// One breaker per instance instead of one for the service: an open instance
     /// takes no traffic while others do.
     #[serde(default)]
     pub per_instance: bool,
     /// The rolling window (default 10s).
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::schema::DurationText")]
     #[serde(default = "default_window", with = "duration_text")]
     pub window: Duration,
     /// Buckets in the window (default 10).
@@ -443,11 +458,11 @@ pub struct BreakerSpec {
     #[serde(default = "default_error_percent")]
     pub error_percent: u32,
     /// How long it stays open before one trial call (default 5s).
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::schema::DurationText")]
     #[serde(default = "default_sleep", with = "duration_text")]
     pub sleep: Duration,
     /// A call slower than this is slow; absent: no slow-call rule.
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::schema::DurationText>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -504,11 +519,11 @@ pub struct AutoBanSpec {
     /// Rejections tolerated in the window.
     pub after: u32,
     /// The window.
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::schema::DurationText")]
     #[serde(with = "duration_text")]
     pub within: Duration,
     /// How long the ban lasts.
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::schema::DurationText")]
     #[serde(rename = "for", with = "duration_text")]
     pub ban_for: Duration,
 }

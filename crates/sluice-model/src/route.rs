@@ -18,15 +18,18 @@ use crate::{validate_name, MAX_WEIGHT};
 /// The spec of a `Route`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["service"], "properties": {"service": {"not": {"type": "null"}}}}, {"required": ["services"], "properties": {"services": {"not": {"type": "null"}}}}]))]
 pub struct RouteSpec {
     /// Which requests this route takes.
     #[serde(rename = "match")]
     pub matcher: RouteMatch,
     /// The target service: `name` (in the route's namespace) or `namespace/name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::schema::ServiceRef>")]
     pub service: Option<String>,
     /// Or several services, traffic split by weight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
     pub services: Option<Vec<WeightedService>>,
     /// Changes made to the request before it goes upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,6 +64,7 @@ pub struct RouteSpec {
     pub apis: Vec<String>,
     /// Most automatic API names this route keeps; later ones count as `{other}`.
     #[serde(default = "default_max_apis")]
+    #[schemars(range(min = 1, max = 10000))]
     pub max_apis: usize,
 }
 
@@ -137,7 +141,7 @@ pub struct OutlierDetection {
     #[serde(default = "default_consecutive_failures")]
     pub consecutive_failures: u32,
     /// The first ejection's length; the n-th lasts n times as long. Default 30s.
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::schema::DurationText")]
     #[serde(default = "default_base_ejection", with = "duration_text")]
     pub base_ejection: Duration,
     /// At most this share of a service's instances is ejected at once (default 50 %).
@@ -171,12 +175,18 @@ impl Default for OutlierDetection {
 pub struct RouteMatch {
     /// `api.example.com` or `*.example.com` (port ignored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$"),
+        length(max = 255)
+    )]
     pub host: Option<String>,
     /// The path, exactly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/[^ ?#\x00-\x1f\x7f-\x9f]{0,2047}$"))]
     pub path: Option<String>,
     /// A path prefix, matched on whole segments' characters (`/echo` matches `/echo` and `/echo/x`, and `/echoes`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/[^ ?#\x00-\x1f\x7f-\x9f]{0,2047}$"))]
     pub path_prefix: Option<String>,
     /// A regular expression the whole path must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,6 +207,7 @@ pub struct RouteMatch {
 #[serde(deny_unknown_fields)]
 pub struct WeightedService {
     /// `name` or `namespace/name`.
+    #[schemars(with = "crate::schema::ServiceRef")]
     pub service: String,
     /// Relative weight, 0–1000.
     pub weight: u32,
@@ -225,11 +236,11 @@ pub struct Rewrite {
 #[serde(deny_unknown_fields)]
 pub struct Timeouts {
     /// Connecting to an instance (default 2s).
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::schema::DurationText")]
     #[serde(default = "default_connect", with = "duration_text")]
     pub connect: Duration,
     /// From sending the request to the response's headers (default 30s).
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::schema::DurationText")]
     #[serde(default = "default_request", with = "duration_text")]
     pub request: Duration,
 }
@@ -558,8 +569,10 @@ mod tests {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSpec {
     /// The route (in the same namespace) this limit applies to.
+    #[schemars(with = "crate::schema::NameText")]
     pub route: String,
     /// `Nr/s` or `Nr/m`.
+    #[schemars(regex(pattern = r"^[1-9][0-9]{0,5}r/[sm]$"))]
     pub rate: String,
     /// Requests that may queue beyond the rate.
     #[serde(default)]

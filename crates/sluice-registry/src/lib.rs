@@ -105,7 +105,7 @@ pub enum RegistryError {
 }
 
 /// A partial update of an instance: `PATCH .../instances/{id}`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstancePatch {
     /// New weight.

@@ -9,6 +9,7 @@ mod alarm_delivery;
 mod alarm_errors;
 mod alarm_webhook;
 mod api_bad_input;
+mod api_openapi;
 mod cli_basics;
 mod gateway_bad_input;
 mod gateway_control_loss;

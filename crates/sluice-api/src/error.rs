@@ -102,6 +102,10 @@ impl From<RegistryError> for ApiError {
             RegistryError::Conflict => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
             }
+            // The request is well formed; the instance's kind rules it out.
+            RegistryError::NotEphemeral { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "not_ephemeral", error.to_string())
+            }
         }
     }
 }

@@ -83,6 +83,12 @@ pub(crate) fn window_param(
     }
 }
 
+/// The times a pushed step may have: from the oldest the stored tiers hold to a
+/// minute ahead of `now`.
+pub(crate) fn step_times(metrics: &MetricsHandle, now: u64) -> (u64, u64) {
+    (now.saturating_sub(longest_retention(&metrics.db)), now + 60)
+}
+
 /// `GET /v1/namespaces/{ns}/health?window=5m&service=S`
 pub async fn health(
     State(state): State<AppState>,
@@ -131,7 +137,12 @@ fn parse_when(name: &str, text: &str, now: u64) -> Result<u64, ApiError> {
         })
 }
 
-/// Parses `k=v,k=v`.
+/// Whether `name` is a label name: `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_label_name(name: &str) -> bool {
+    sluice_model::valid_metric_name(name, 128)
+}
+
+/// Parses `k=v,k=v` (empty pairs skipped, names trimmed).
 fn parse_labels(name: &str, text: &str) -> Result<BTreeMap<String, String>, ApiError> {
     let mut labels = BTreeMap::new();
     for pair in text.split(',').filter(|p| !p.is_empty()) {
@@ -140,7 +151,13 @@ fn parse_labels(name: &str, text: &str) -> Result<BTreeMap<String, String>, ApiE
                 "query parameter {name}: {pair:?} is not label=value"
             ))
         })?;
-        labels.insert(key.trim().to_owned(), value.trim().to_owned());
+        let key = key.trim();
+        if !is_label_name(key) {
+            return Err(ApiError::bad_request(format!(
+                "query parameter {name}: {key:?} is not a label name ([A-Za-z_][A-Za-z0-9_]*)"
+            )));
+        }
+        labels.insert(key.to_owned(), value.trim().to_owned());
     }
     Ok(labels)
 }
@@ -194,12 +211,23 @@ pub async fn series(
             .max(1),
         None => (to.saturating_sub(from) / 300).max(1),
     };
-    let by = params.get("by").map(|text| {
-        text.split(',')
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-    });
+    let by = params
+        .get("by")
+        .map(|text| {
+            text.split(',')
+                .filter(|l| !l.is_empty())
+                .map(|label| {
+                    if is_label_name(label) {
+                        Ok(label.to_owned())
+                    } else {
+                        Err(ApiError::bad_request(format!(
+                            "query parameter by: {label:?} is not a label name ([A-Za-z_][A-Za-z0-9_]*)"
+                        )))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
     let query = SeriesQuery {
         metric,
         matching,
@@ -297,7 +325,7 @@ pub async fn push_step(
 ) -> Result<Json<Value>, ApiError> {
     let metrics = metrics(&state)?;
     let now = unix_now();
-    let oldest = now.saturating_sub(longest_retention(&metrics.db));
+    let (oldest, _) = step_times(metrics, now);
     let (time, series) = batch.validate(oldest, now).map_err(metrics_error)?;
     if let Some(allowed) = &access.namespaces {
         if let Some((key, _)) = series

@@ -93,7 +93,11 @@ fn query_schema(name: &str) -> Value {
         "index" => json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
         "revision" => json!({"type": "integer", "minimum": 1, "maximum": u64::MAX}),
         "all" => json!({"type": "string", "enum": ["true", "false", "1", "0", ""]}),
-        "wait" | "window" | "step" => json!({"type": "string", "pattern": DURATION_PATTERN}),
+        "wait" | "step" => json!({"type": "string", "pattern": DURATION_PATTERN}),
+        // At least a second: one component of seconds or more that is not zero.
+        "window" => {
+            json!({"type": "string", "pattern": "^([0-9]{1,9}(ms|s|m|h|d))*[1-9][0-9]{0,8}(s|m|h|d)([0-9]{1,9}(ms|s|m|h|d))*$"})
+        }
         "namespace" | "service" => json!({"type": "string", "pattern": NAME_PATTERN}),
         "state" => json!({"type": "string", "enum": ["firing", "pending", "resolved", "all"]}),
         "metric" => json!({"type": "string", "pattern": "^[A-Za-z0-9_]{1,128}$"}),
@@ -101,13 +105,14 @@ fn query_schema(name: &str) -> Value {
             json!({"type": "string", "enum": ["avg", "sum", "count", "min", "max", "rate", "p50", "p98", "p99"]})
         }
         "from" | "to" => {
-            json!({"type": "string", "pattern": "^(now|-([0-9]{1,9}(ms|s|m|h|d))+|[0-9]{1,10}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2}))$"})
+            json!({"type": "string", "pattern": "^(now|-([0-9]{1,9}(ms|s|m|h|d))+|[0-9]{1,20}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2}))$"})
         }
+        // Pairs separated by commas (empty ones skipped); names trimmed, values up to the next comma.
         "match" => {
-            json!({"type": "string", "pattern": "^([A-Za-z_][A-Za-z0-9_]*=[^,=]*)(,[A-Za-z_][A-Za-z0-9_]*=[^,=]*)*$"})
+            json!({"type": "string", "pattern": "^(\\s*[A-Za-z_][A-Za-z0-9_]*\\s*=[^,]*)?(,(\\s*[A-Za-z_][A-Za-z0-9_]*\\s*=[^,]*)?)*$"})
         }
         "by" => {
-            json!({"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*$"})
+            json!({"type": "string", "pattern": "^([A-Za-z_][A-Za-z0-9_]*)?(,([A-Za-z_][A-Za-z0-9_]*)?)*$"})
         }
         _ => json!({"type": "string"}),
     }
@@ -131,8 +136,14 @@ fn resource_body(spec: &Value, metadata: &Value) -> Value {
     })
 }
 
-/// The document.
+/// The document, without the time range of pushed steps.
 pub fn document() -> Value {
+    document_with(None)
+}
+
+/// The document; `step_times` is the range of times a pushed gateway step may
+/// have on this node (oldest, latest), when it keeps metrics.
+pub fn document_with(step_times: Option<(u64, u64)>) -> Value {
     let mut generator = SchemaSettings::draft2020_12()
         .with(|settings| settings.definitions_path = "/components/schemas/".into())
         .into_generator();
@@ -223,15 +234,34 @@ pub fn document() -> Value {
                 }
                 (None, _, "/v1/namespaces/{ns}/metrics") => bodies.push.clone(),
                 (None, _, "/v1/hosts/{host}/metrics") => bodies.host.clone(),
-                // A step is refused when it is more than a minute ahead of this node's clock.
-                (None, _, "/v1/metrics/steps") => json!({"allOf": [
-                    bodies.step,
-                    {"properties": {"time": {"maximum": sluice_metrics::unix_now() + 60}}},
-                ]}),
+                (None, _, "/v1/metrics/steps") => match step_times {
+                    Some((oldest, latest)) => json!({"allOf": [
+                        bodies.step,
+                        {"properties": {"time": {"minimum": oldest, "maximum": latest}}},
+                    ]}),
+                    None => bodies.step.clone(),
+                },
+                // A plain report or a Sentry event: an object with an exception type or a message.
+                (None, _, "/v1/namespaces/{ns}/errors") => json!({
+                    "type": "object",
+                    "anyOf": [
+                        {"required": ["type"], "properties": {"type": {"type": "string", "minLength": 1, "maxLength": 256}}},
+                        {"required": ["message"], "properties": {"message": {"anyOf": [
+                            {"type": "string", "minLength": 1},
+                            {"type": "object", "required": ["formatted"], "properties": {"formatted": {"type": "string", "minLength": 1}}},
+                        ]}}},
+                        {"required": ["exception"]},
+                    ],
+                }),
                 _ => json!({"type": "object"}),
             };
             operation["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": schema}}});
+            if endpoint.path.starts_with("/api/") {
+                // Sentry SDKs send envelopes (newline-separated JSON) or single events.
+                operation["requestBody"]["content"]["application/x-sentry-envelope"] =
+                    json!({"schema": {"type": "string"}});
+            }
         }
         if let (Some(_), "get") = (kind, endpoint.method) {
             if endpoint.path.ends_with("{name}") {

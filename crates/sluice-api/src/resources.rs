@@ -227,6 +227,7 @@ pub struct ResourceBody {
 pub struct BodyMetadata {
     /// Labels for selection.
     #[serde(default)]
+    #[schemars(with = "sluice_model::schema::LabelsMap")]
     pub labels: BTreeMap<String, String>,
 }
 

@@ -131,8 +131,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-pub async fn openapi() -> Json<Value> {
-    Json(crate::openapi::document())
+pub async fn openapi(State(state): State<AppState>) -> Json<Value> {
+    let step_times = state
+        .metrics
+        .as_ref()
+        .map(|metrics| crate::metrics::step_times(metrics, sluice_metrics::unix_now()));
+    Json(crate::openapi::document_with(step_times))
 }
 
 pub async fn kinds(State(state): State<AppState>) -> Json<Value> {

@@ -30,12 +30,15 @@ pub struct InstanceSpec {
     pub ephemeral: bool,
     /// 0 to 1000; 0 takes no traffic. Default 100.
     #[serde(default = "default_weight")]
+    #[schemars(range(max = 1000))]
     pub weight: u32,
     /// Routing labels: version, zone, lane, ...
     #[serde(default)]
+    #[schemars(with = "crate::schema::LabelsMap")]
     pub labels: BTreeMap<String, String>,
     /// Free-form metadata.
     #[serde(default)]
+    #[schemars(with = "crate::schema::MetadataMap")]
     pub metadata: BTreeMap<String, String>,
     /// Active health check run by the control plane (persistent instances only).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -190,6 +190,9 @@ pub struct BanSpec {
     pub ip: Option<String>,
     /// A header whose value is banned (with `value`), such as an API key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^(client_ip|route|service|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$"
+    ))]
     pub header: Option<String>,
     /// The banned value of `header`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -172,6 +172,7 @@ impl Default for OutlierDetection {
 /// Conditions a request must meet; all given ones must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("not" = {"anyOf": [{"required": ["path", "path_prefix"], "properties": {"path": {"type": "string"}, "path_prefix": {"type": "string"}}}, {"required": ["path", "path_regex"], "properties": {"path": {"type": "string"}, "path_regex": {"type": "string"}}}, {"required": ["path_prefix", "path_regex"], "properties": {"path_prefix": {"type": "string"}, "path_regex": {"type": "string"}}}]}))]
 pub struct RouteMatch {
     /// `api.example.com` or `*.example.com` (port ignored).
     #[serde(default, skip_serializing_if = "Option::is_none")]

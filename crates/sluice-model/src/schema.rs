@@ -53,7 +53,7 @@ text_schema!(
     /// The schema of an instance address: `host:port`, `[v6]:port`.
     AddressText,
     "Address",
-    {"type": "string", "pattern": "^([A-Za-z0-9.-]{1,253}|\\[[0-9A-Fa-f:.]+\\]):[0-9]{1,5}$", "description": "host:port, IPv4:port or [IPv6]:port"}
+    {"type": "string", "pattern": "^(([0-9]{1,3}\\.){3}[0-9]{1,3}|[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\]):[1-9][0-9]{0,4}$", "description": "host:port, IPv4:port or [IPv6]:port"}
 );
 
 text_schema!(
@@ -68,4 +68,22 @@ text_schema!(
     MetricName,
     "MetricName",
     {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"}
+);
+
+text_schema!(
+    /// The schema of labels: at most 64, keys of `a-z A-Z 0-9 _ - . /`, values up to 256 bytes.
+    LabelsMap,
+    "Labels",
+    {"type": "object", "maxProperties": 64,
+     "propertyNames": {"pattern": "^[A-Za-z0-9_./-]{1,63}$"},
+     "additionalProperties": {"type": "string", "maxLength": 256}}
+);
+
+text_schema!(
+    /// The schema of an instance's metadata: as labels, with values up to 4096 bytes.
+    MetadataMap,
+    "Metadata",
+    {"type": "object", "maxProperties": 64,
+     "propertyNames": {"pattern": "^[A-Za-z0-9_./-]{1,63}$"},
+     "additionalProperties": {"type": "string", "maxLength": 4096}}
 );

@@ -102,6 +102,12 @@ pub enum RegistryError {
     /// Concurrent updates kept conflicting.
     #[error("the instance changed concurrently too often; try again")]
     Conflict,
+    /// A heartbeat for a persistent instance (the control plane checks those).
+    #[error("instance {id:?} is persistent: the control plane checks it, heartbeats are for ephemeral instances")]
+    NotEphemeral {
+        /// Instance ID.
+        id: String,
+    },
 }
 
 /// A partial update of an instance: `PATCH .../instances/{id}`.
@@ -109,14 +115,17 @@ pub enum RegistryError {
 #[serde(deny_unknown_fields)]
 pub struct InstancePatch {
     /// New weight.
+    #[schemars(range(max = 1000))]
     pub weight: Option<u32>,
     /// Drain (`true`) or undrain.
     pub draining: Option<bool>,
     /// Mark a persistent instance healthy or not (until its next check says otherwise).
     pub healthy: Option<bool>,
     /// Replace the labels.
+    #[schemars(with = "Option<sluice_model::schema::LabelsMap>")]
     pub labels: Option<BTreeMap<String, String>>,
     /// Replace the metadata.
+    #[schemars(with = "Option<sluice_model::schema::MetadataMap>")]
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
@@ -416,11 +425,7 @@ impl Registry {
             }
         };
         if !ephemeral {
-            return Err(InvalidField::new(
-                "heartbeat",
-                format!("instance {id:?} is persistent: the control plane checks it, heartbeats are for ephemeral instances"),
-            )
-            .into());
+            return Err(RegistryError::NotEphemeral { id: id.to_owned() });
         }
         let removal = removal.ok_or_else(not_found)?;
         match store.keep_alive(removal).await {

@@ -20,7 +20,7 @@ pub const MAX_SAMPLE_BYTES: usize = 64 * 1024;
 const FINGERPRINT_FRAMES: usize = 5;
 
 /// One stack frame.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Frame {
     /// Function name.
     pub function: String,

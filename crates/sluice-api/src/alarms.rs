@@ -3,12 +3,12 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
-use serde_json::{json, Value};
 use sluice_alarm::{judge, notify, Alarm, AlarmState};
 use sluice_model::{format_time, validate_name};
 
 use crate::error::ApiError;
 use crate::routes::query as parse_query;
+use crate::views::{AlarmView, Items, NotificationView, Told};
 use crate::AppState;
 
 fn store_error(error: sluice_store::StoreError) -> ApiError {
@@ -23,23 +23,33 @@ fn time(seconds: u64) -> String {
     format_time(i64::try_from(seconds).unwrap_or(0).saturating_mul(1000))
 }
 
-fn view(alarm: &Alarm) -> Value {
-    json!({
-        "id": alarm.id,
-        "rule": alarm.rule,
-        "state": alarm.state.as_str(),
-        "labels": alarm.labels,
-        "value": alarm.value,
-        "threshold": alarm.threshold,
-        "message": alarm.message,
-        "count": alarm.count,
-        "first_seen": time(alarm.first_seen),
-        "last_seen": time(alarm.last_seen),
-        "fired_at": alarm.fired_at.map(time),
-        "resolved_at": alarm.resolved_at.map(time),
-        "acknowledged": alarm.acknowledged,
-        "notified": alarm.notified.iter().map(|(n, (at, state))| (n.clone(), json!({"at": time(*at), "state": state.as_str()}))).collect::<serde_json::Map<_, _>>(),
-    })
+fn view(alarm: &Alarm) -> AlarmView {
+    AlarmView {
+        id: alarm.id.clone(),
+        rule: alarm.rule.clone(),
+        state: alarm.state.as_str(),
+        labels: alarm.labels.clone(),
+        value: alarm.value,
+        threshold: alarm.threshold,
+        message: alarm.message.clone(),
+        count: alarm.count,
+        first_seen: time(alarm.first_seen),
+        last_seen: time(alarm.last_seen),
+        fired_at: alarm.fired_at.map(time),
+        resolved_at: alarm.resolved_at.map(time),
+        acknowledged: alarm.acknowledged,
+        notified: alarm
+            .notified
+            .iter()
+            .map(|(notifier, (at, state))| {
+                let told = Told {
+                    at: time(*at),
+                    state: state.as_str(),
+                };
+                (notifier.clone(), told)
+            })
+            .collect(),
+    }
 }
 
 /// `GET /v1/namespaces/{ns}/alarms?state=firing|pending|resolved|all`
@@ -47,7 +57,7 @@ pub async fn list(
     State(state): State<AppState>,
     Path(ns): Path<String>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Items<AlarmView>>, ApiError> {
     validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let params = parse_query(raw, &["state"])?;
     let wanted = match params.get("state").map(String::as_str) {
@@ -64,19 +74,22 @@ pub async fn list(
     let alarms = judge::alarms(&*state.store, &ns)
         .await
         .map_err(store_error)?;
-    let items: Vec<Value> = alarms
+    let items = alarms
         .iter()
         .filter(|a| wanted.is_none_or(|w| a.state == w))
         .map(view)
         .collect();
-    Ok(Json(json!({ "namespace": ns, "items": items })))
+    Ok(Json(Items {
+        namespace: ns,
+        items,
+    }))
 }
 
 /// `POST /v1/namespaces/{ns}/alarms/{id}/ack`: no repeats while it keeps firing.
 pub async fn acknowledge(
     State(state): State<AppState>,
     Path((ns, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlarmView>, ApiError> {
     validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::bad_request(format!("{id:?} is not an alarm ID")));
@@ -92,25 +105,26 @@ pub async fn acknowledge(
 pub async fn notifications(
     State(state): State<AppState>,
     Path(ns): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Items<NotificationView>>, ApiError> {
     validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let pending = notify::pending(&*state.store, Some(&ns))
         .await
         .map_err(store_error)?;
-    let items: Vec<Value> = pending
+    let items = pending
         .iter()
-        .map(|(_, n)| {
-            json!({
-                "notifier": n.notifier,
-                "rule": n.rule,
-                "state": n.state().as_str(),
-                "created_at": time(n.created_at),
-                "attempts": n.attempts,
-                "next_attempt": time(n.next_attempt),
-                "last_error": n.last_error,
-                "alarms": n.alarms.len(),
-            })
+        .map(|(_, n)| NotificationView {
+            notifier: n.notifier.clone(),
+            rule: n.rule.clone(),
+            state: n.state().as_str(),
+            created_at: time(n.created_at),
+            attempts: n.attempts,
+            next_attempt: time(n.next_attempt),
+            last_error: n.last_error.clone(),
+            alarms: n.alarms.len(),
         })
         .collect();
-    Ok(Json(json!({ "namespace": ns, "items": items })))
+    Ok(Json(Items {
+        namespace: ns,
+        items,
+    }))
 }

@@ -7,13 +7,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sluice_alarm::errors::{self, ErrorGroup};
 use sluice_metrics::custom::{MetricType, Push, Sample};
 use sluice_model::{format_time, validate_name, ErrorProjectSpec, Resource};
 use sluice_store::list_all;
 
 use crate::error::ApiError;
+use crate::views::{ErrorGroupView, Items, ReportAccepted, SentryAccepted};
 use crate::AppState;
 
 /// Largest decompressed report.
@@ -152,7 +153,7 @@ pub async fn sentry(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SentryAccepted>, ApiError> {
     let (namespace, spec) = project(&state, &id).await?;
     let key = presented_key(&headers, raw.as_deref())
         .ok_or_else(|| unauthorized("send the DSN key: X-Sentry-Auth: Sentry sentry_key=KEY"))?;
@@ -167,7 +168,9 @@ pub async fn sentry(
         other => return Err(ApiError::not_found(format!("no Sentry endpoint {other:?}"))),
     };
     let ids = take_events(&state, &namespace, &id, events).await?;
-    Ok(Json(json!({ "id": ids.first() })))
+    Ok(Json(SentryAccepted {
+        id: ids.first().cloned(),
+    }))
 }
 
 /// `POST /v1/namespaces/{ns}/errors`: a plain report
@@ -176,51 +179,53 @@ pub async fn plain(
     State(state): State<AppState>,
     Path(ns): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReportAccepted>, ApiError> {
     validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let event: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the report is not JSON: {e}")))?;
     let ids = take_events(&state, &ns, "plain", vec![event]).await?;
-    Ok(Json(json!({ "group": ids.first() })))
+    Ok(Json(ReportAccepted {
+        group: ids.first().cloned(),
+    }))
 }
 
-fn view(group: &ErrorGroup, with_samples: bool) -> Value {
+fn view(group: &ErrorGroup, with_samples: bool) -> ErrorGroupView {
     let time = |s: u64| format_time(i64::try_from(s).unwrap_or(0).saturating_mul(1000));
-    let mut view = json!({
-        "fingerprint": group.fingerprint,
-        "project": group.project,
-        "type": group.kind,
-        "message": group.message,
-        "culprit": group.culprit,
-        "count": group.count,
-        "first_seen": time(group.first_seen),
-        "last_seen": time(group.last_seen),
-        "frames": group.frames,
-    });
-    if with_samples {
-        view["samples"] = json!(group.samples);
+    ErrorGroupView {
+        fingerprint: group.fingerprint.clone(),
+        project: group.project.clone(),
+        kind: group.kind.clone(),
+        message: group.message.clone(),
+        culprit: group.culprit.clone(),
+        count: group.count,
+        first_seen: time(group.first_seen),
+        last_seen: time(group.last_seen),
+        frames: group.frames.clone(),
+        samples: with_samples.then(|| group.samples.iter().cloned().collect()),
     }
-    view
 }
 
 /// `GET /v1/namespaces/{ns}/errors`: groups, most recent first.
 pub async fn list(
     State(state): State<AppState>,
     Path(ns): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Items<ErrorGroupView>>, ApiError> {
     validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let groups = errors::groups(&*state.store, &ns)
         .await
         .map_err(store_error)?;
-    let items: Vec<Value> = groups.iter().map(|g| view(g, false)).collect();
-    Ok(Json(json!({ "namespace": ns, "items": items })))
+    let items = groups.iter().map(|g| view(g, false)).collect();
+    Ok(Json(Items {
+        namespace: ns,
+        items,
+    }))
 }
 
 /// `GET /v1/namespaces/{ns}/errors/{fingerprint}`: one group with its sample events.
 pub async fn get(
     State(state): State<AppState>,
     Path((ns, fingerprint)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ErrorGroupView>, ApiError> {
     validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let groups = errors::groups(&*state.store, &ns)
         .await

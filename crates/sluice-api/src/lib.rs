@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod protection;
 mod resources;
 mod routes;
+pub mod views;
 
 use std::sync::Arc;
 

@@ -9,7 +9,6 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use sluice_metrics::custom::{CustomMetrics, Push};
 use sluice_metrics::host::AgentMetrics;
 use sluice_metrics::prometheus::Exposition;
@@ -21,6 +20,7 @@ use crate::auth::Access;
 use crate::error::ApiError;
 use crate::json::ApiJson;
 use crate::routes::query as parse_query;
+use crate::views;
 use crate::AppState;
 
 /// The metrics parts of a node.
@@ -94,7 +94,7 @@ pub async fn health(
     State(state): State<AppState>,
     Path(ns): Path<String>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<query::Board>, ApiError> {
     let metrics = metrics(&state)?;
     let params = parse_query(raw, &["window", "service"])?;
     validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -112,7 +112,7 @@ pub async fn health(
     let db = Arc::clone(&metrics.db);
     let board =
         blocking(move || query::health(&db, &ns, service.as_deref(), window, unix_now())).await?;
-    Ok(Json(serde_json::to_value(board).unwrap_or(Value::Null)))
+    Ok(Json(board))
 }
 
 /// Parses a time: Unix seconds, RFC 3339, `now`, or `-DURATION` (before now).
@@ -167,7 +167,7 @@ pub async fn series(
     State(state): State<AppState>,
     Extension(access): Extension<Access>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<query::SeriesAnswer>, ApiError> {
     let metrics = metrics(&state)?;
     let params = parse_query(raw, &["metric", "match", "from", "to", "step", "by", "agg"])?;
     let metric = params
@@ -242,7 +242,7 @@ pub async fn series(
     };
     let db = Arc::clone(&metrics.db);
     let answer = blocking(move || query::series(&db, &query, now)).await?;
-    Ok(Json(serde_json::to_value(answer).unwrap_or(Value::Null)))
+    Ok(Json(answer))
 }
 
 /// `POST /v1/namespaces/{ns}/metrics` with `{"metrics": [{name, type, value, labels}]}`.
@@ -250,11 +250,11 @@ pub async fn push(
     State(state): State<AppState>,
     Path(ns): Path<String>,
     ApiJson(body): ApiJson<Push>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::Accepted>, ApiError> {
     let metrics = metrics(&state)?;
     validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let accepted = metrics.custom.push(&ns, &body).map_err(metrics_error)?;
-    Ok(Json(json!({ "accepted": accepted })))
+    Ok(Json(views::Accepted { accepted }))
 }
 
 /// An agent's push.
@@ -271,34 +271,38 @@ pub async fn push_host(
     State(state): State<AppState>,
     Path(host): Path<String>,
     ApiJson(body): ApiJson<HostPush>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::Accepted>, ApiError> {
     let metrics = metrics(&state)?;
     let accepted = metrics
         .agents
         .push(&host, &body.values)
         .map_err(metrics_error)?;
-    Ok(Json(json!({ "accepted": accepted })))
+    Ok(Json(views::Accepted { accepted }))
 }
 
 /// `GET /v1/metrics/usage`: series, bytes, and the tiers.
-pub async fn usage(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn usage(State(state): State<AppState>) -> Result<Json<views::Usage>, ApiError> {
     let metrics = metrics(&state)?;
     let usage = metrics.db.disk_use();
-    let tiers: Vec<Value> = metrics
+    let tiers = metrics
         .db
         .tiers()
         .iter()
-        .map(|t| json!({"step_s": t.step_s, "slots": t.slots, "retention_s": t.retention_s()}))
+        .map(|t| views::TierView {
+            step_s: t.step_s,
+            slots: t.slots,
+            retention_s: t.retention_s(),
+        })
         .collect();
-    Ok(Json(json!({
-        "dir": metrics.db.dir().display().to_string(),
-        "series": usage.series,
-        "bytes": usage.bytes,
-        "bytes_at_limit": usage.bytes_at_limit,
-        "dropped_series": usage.dropped,
-        "tiers": tiers,
-        "metrics": metrics.db.names(),
-    })))
+    Ok(Json(views::Usage {
+        dir: metrics.db.dir().display().to_string(),
+        series: usage.series,
+        bytes: usage.bytes,
+        bytes_at_limit: usage.bytes_at_limit,
+        dropped_series: usage.dropped,
+        tiers,
+        metrics: metrics.db.names().into_iter().collect(),
+    }))
 }
 
 /// `GET /metrics`: the OpenMetrics exposition.
@@ -322,7 +326,7 @@ pub async fn push_step(
     State(state): State<AppState>,
     Extension(access): Extension<Access>,
     ApiJson(batch): ApiJson<sluice_metrics::recorder::StepBatch>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::Accepted>, ApiError> {
     let metrics = metrics(&state)?;
     let now = unix_now();
     let (oldest, _) = step_times(metrics, now);
@@ -351,5 +355,5 @@ pub async fn push_step(
         Ok(())
     })
     .await?;
-    Ok(Json(json!({ "accepted": accepted })))
+    Ok(Json(views::Accepted { accepted }))
 }

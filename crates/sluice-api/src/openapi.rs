@@ -5,6 +5,7 @@
 //! are listed once per kind, each with its own `spec` schema.
 
 use schemars::generate::SchemaSettings;
+use schemars::SchemaGenerator;
 use serde_json::{json, Map, Value};
 
 /// An endpoint: method, path (OpenAPI template), summary, query parameters, whether it takes a body.
@@ -118,6 +119,61 @@ fn query_schema(name: &str) -> Value {
     }
 }
 
+/// The schema of a 200 answer of `method path`, from the type its handler answers with.
+fn response_schema(generator: &mut SchemaGenerator, method: &str, path: &str) -> Option<Value> {
+    use crate::views::*;
+    fn of<T: schemars::JsonSchema>(generator: &mut SchemaGenerator) -> Option<Value> {
+        Some(generator.subschema_for::<T>().to_value())
+    }
+    let instance = "/v1/namespaces/{ns}/services/{svc}/instances/{id}";
+    let resource = "/v1/namespaces/{ns}/resources/{kind}/{name}";
+    match (method, path) {
+        ("get", "/healthz") => of::<Alive>(generator),
+        ("get", "/readyz") => of::<Ready>(generator),
+        ("get", "/v1/kinds") => of::<KindNames>(generator),
+        ("get", "/v1/sd/prometheus") => of::<Vec<TargetGroup>>(generator),
+        ("get", "/v1/namespaces/{ns}/services") => of::<ServiceList>(generator),
+        ("get", "/v1/namespaces/{ns}/services/{svc}/instances") => {
+            of::<sluice_registry::InstanceList>(generator)
+        }
+        ("get" | "patch", p) if p == instance => of::<sluice_registry::InstanceView>(generator),
+        // A registration answers with the instance as the view holds it (null until
+        // the view has it, which a read of one's own write rules out).
+        ("put", p) if p == instance => of::<Option<sluice_registry::InstanceView>>(generator),
+        ("delete", p) if p == instance => of::<Deregistered>(generator),
+        ("put", "/v1/namespaces/{ns}/services/{svc}/instances/{id}/heartbeat") => {
+            of::<Heartbeated>(generator)
+        }
+        ("get", "/v1/namespaces/{ns}/resources/{kind}" | "/v1/resources/{kind}") => {
+            of::<ResourceList>(generator)
+        }
+        ("get" | "put", p) if p == resource => of::<sluice_model::Resource>(generator),
+        ("delete", p) if p == resource => of::<Deleted>(generator),
+        ("get", "/v1/namespaces/{ns}/resources/{kind}/{name}/history") => of::<History>(generator),
+        ("post", "/v1/namespaces/{ns}/resources/{kind}/{name}/rollback") => {
+            of::<sluice_model::Resource>(generator)
+        }
+        ("get", "/v1/namespaces/{ns}/alarms") => of::<Items<AlarmView>>(generator),
+        ("post", "/v1/namespaces/{ns}/alarms/{id}/ack") => of::<AlarmView>(generator),
+        ("get", "/v1/namespaces/{ns}/notifications") => of::<Items<NotificationView>>(generator),
+        ("post", "/api/{project}/{endpoint}/") => of::<SentryAccepted>(generator),
+        ("get", "/v1/namespaces/{ns}/errors") => of::<Items<ErrorGroupView>>(generator),
+        ("post", "/v1/namespaces/{ns}/errors") => of::<ReportAccepted>(generator),
+        ("get", "/v1/namespaces/{ns}/errors/{fingerprint}") => of::<ErrorGroupView>(generator),
+        ("get", "/v1/metrics/usage") => of::<Usage>(generator),
+        (
+            "post",
+            "/v1/metrics/steps" | "/v1/namespaces/{ns}/metrics" | "/v1/hosts/{host}/metrics",
+        ) => of::<Accepted>(generator),
+        ("get", "/v1/query") => of::<sluice_metrics::query::SeriesAnswer>(generator),
+        ("get", "/v1/namespaces/{ns}/services/{svc}/protection") => {
+            of::<crate::protection::ServiceProtection>(generator)
+        }
+        ("get", "/v1/namespaces/{ns}/health") => of::<sluice_metrics::query::Board>(generator),
+        _ => None,
+    }
+}
+
 /// Schemas of the request bodies that are not resources.
 struct Bodies {
     patch: Value,
@@ -157,9 +213,6 @@ pub fn document_with(step_times: Option<(u64, u64)>) -> Value {
         .to_value();
     let instance = generator
         .subschema_for::<sluice_model::InstanceSpec>()
-        .to_value();
-    let resource = generator
-        .subschema_for::<sluice_model::Resource>()
         .to_value();
     let bodies = Bodies {
         patch: generator
@@ -213,10 +266,6 @@ pub fn document_with(step_times: Option<(u64, u64)>) -> Value {
             },
             "security": [{"bearer": []}, {}],
         });
-        if endpoint.method == "put" {
-            // Creating answers 201, replacing 200.
-            operation["responses"]["201"] = operation["responses"]["200"].clone();
-        }
         if endpoint.path == "/metrics" {
             operation["responses"]["200"]["content"] = json!({
                 OPENMETRICS_CONTENT_TYPE: {"schema": {"type": "string"}},
@@ -263,11 +312,13 @@ pub fn document_with(step_times: Option<(u64, u64)>) -> Value {
                     json!({"schema": {"type": "string"}});
             }
         }
-        if let (Some(_), "get") = (kind, endpoint.method) {
-            if endpoint.path.ends_with("{name}") {
-                operation["responses"]["200"]["content"]["application/json"] =
-                    json!({"schema": resource});
-            }
+        if let Some(schema) = response_schema(&mut generator, endpoint.method, endpoint.path) {
+            operation["responses"]["200"]["content"]["application/json"] =
+                json!({"schema": schema});
+        }
+        if endpoint.method == "put" {
+            // Creating answers 201, replacing 200.
+            operation["responses"]["201"] = operation["responses"]["200"].clone();
         }
         let item = paths.entry(path).or_insert_with(|| json!({}));
         item[endpoint.method] = operation;
@@ -343,5 +394,26 @@ mod tests {
         );
         let metrics = &document["paths"]["/metrics"]["get"]["responses"]["200"]["content"];
         assert!(metrics[OPENMETRICS_CONTENT_TYPE].is_object(), "{metrics}");
+    }
+
+    #[test]
+    fn every_answer_but_the_document_itself_has_a_schema() {
+        let document = document();
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let content = &operation["responses"]["200"]["content"];
+                let schema = content
+                    .as_object()
+                    .and_then(|types| types.values().next())
+                    .map(|media| &media["schema"]);
+                if path == "/v1/openapi.json" {
+                    continue;
+                }
+                assert!(
+                    schema.is_some_and(Value::is_object),
+                    "{method} {path} answers without a schema"
+                );
+            }
+        }
     }
 }

@@ -24,7 +24,7 @@ pub type ProtectionSource = Arc<dyn Fn(&str, &str) -> ProtectionStatus + Send + 
 const KINDS: [&str; 5] = ["RateLimit", "ConnLimit", "Acl", "Concurrency", "Breaker"];
 
 /// A protection resource that applies to the service.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AppliedPolicy {
     /// Its kind.
     pub kind: String,
@@ -35,7 +35,7 @@ pub struct AppliedPolicy {
 }
 
 /// What `GET .../services/{svc}/protection` answers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ServiceProtection {
     /// Whether a gateway runs in this process (without one, `routes`, `limiters`
     /// and `breakers` are empty).

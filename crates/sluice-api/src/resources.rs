@@ -232,7 +232,7 @@ pub struct BodyMetadata {
 }
 
 /// One version in a resource's history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct HistoryEntry {
     /// The revision this version was written at.
     pub revision: Revision,

@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sluice_model::{duration_text, validate_name, InstanceSpec};
 use sluice_registry::{validate_path, InstancePatch};
 
@@ -15,7 +15,8 @@ use crate::auth::Access;
 use crate::error::ApiError;
 use crate::json::ApiJson;
 use crate::resources::ResourceBody;
-use crate::AppState;
+use crate::{views, AppState};
+use sluice_model::Resource;
 
 /// Longest blocking-query wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -104,8 +105,8 @@ fn to_value<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+pub async fn healthz() -> Json<views::Alive> {
+    Json(views::Alive { status: "ok" })
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Response {
@@ -118,10 +119,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         .into_response();
     }
     match state.store.current_revision().await {
-        Ok(revision) => {
-            Json(json!({"status": "ready", "store": state.store.backend(), "revision": revision}))
-                .into_response()
-        }
+        Ok(revision) => Json(views::Ready {
+            status: "ready",
+            store: state.store.backend(),
+            revision,
+        })
+        .into_response(),
         Err(error) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
@@ -139,8 +142,10 @@ pub async fn openapi(State(state): State<AppState>) -> Json<Value> {
     Json(crate::openapi::document_with(step_times))
 }
 
-pub async fn kinds(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"kinds": state.resources.kinds().names()}))
+pub async fn kinds(State(state): State<AppState>) -> Json<views::KindNames> {
+    Json(views::KindNames {
+        kinds: state.resources.kinds().names(),
+    })
 }
 
 pub async fn register(
@@ -164,14 +169,14 @@ pub async fn heartbeat(
     State(state): State<AppState>,
     Path((ns, svc, id)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::Heartbeated>, ApiError> {
     query(raw, &[])?;
     let beat = state.registry.heartbeat(&ns, &svc, &id).await?;
-    Ok(Json(json!({
-        "healthy": true,
-        "was_unhealthy": beat.was_unhealthy,
-        "heartbeat_interval": duration_text::format(beat.interval),
-    })))
+    Ok(Json(views::Heartbeated {
+        healthy: true,
+        was_unhealthy: beat.was_unhealthy,
+        heartbeat_interval: duration_text::format(beat.interval),
+    }))
 }
 
 pub async fn patch_instance(
@@ -179,31 +184,31 @@ pub async fn patch_instance(
     Path((ns, svc, id)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
     ApiJson(patch): ApiJson<InstancePatch>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<sluice_registry::InstanceView>, ApiError> {
     query(raw, &[])?;
     let view = state.registry.update(&ns, &svc, &id, patch).await?;
-    Ok(Json(to_value(&view)))
+    Ok(Json(view))
 }
 
 pub async fn deregister(
     State(state): State<AppState>,
     Path((ns, svc, id)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::Deregistered>, ApiError> {
     query(raw, &[])?;
     state.registry.deregister(&ns, &svc, &id).await?;
-    Ok(Json(json!({"deregistered": id})))
+    Ok(Json(views::Deregistered { deregistered: id }))
 }
 
 pub async fn get_instance(
     State(state): State<AppState>,
     Path((ns, svc, id)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<sluice_registry::InstanceView>, ApiError> {
     query(raw, &[])?;
     validate_path(&ns, &svc, &id)?;
     match state.registry.instance(&ns, &svc, &id) {
-        Some(view) => Ok(Json(to_value(&view))),
+        Some(view) => Ok(Json(view)),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "instance_not_found",
@@ -244,7 +249,10 @@ pub async fn list_services(
     Ok(with_index(
         state.registry.revision().max(1),
         StatusCode::OK,
-        json!({"namespace": ns, "services": to_value(&services)}),
+        to_value(&views::ServiceList {
+            namespace: ns,
+            services,
+        }),
     ))
 }
 
@@ -253,14 +261,14 @@ pub async fn prometheus_sd(
     State(state): State<AppState>,
     Extension(access): Extension<Access>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<views::TargetGroup>>, ApiError> {
     let params = query(raw, &["namespace", "service"])?;
     for name in ["namespace", "service"] {
         if let Some(value) = params.get(name) {
             validate_name(name, value)?;
         }
     }
-    let groups: Vec<Value> = state
+    let groups: Vec<views::TargetGroup> = state
         .registry
         .all_instances()
         .into_iter()
@@ -298,10 +306,13 @@ pub async fn prometheus_sd(
                     value.clone(),
                 );
             }
-            json!({"targets": [instance.address], "labels": labels})
+            views::TargetGroup {
+                targets: vec![instance.address],
+                labels,
+            }
         })
         .collect();
-    Ok(Json(Value::Array(groups)))
+    Ok(Json(groups))
 }
 
 /// Prometheus label names take `[a-zA-Z0-9_]` only.
@@ -349,10 +360,13 @@ pub async fn delete_resource(
     State(state): State<AppState>,
     Path((ns, kind, name)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::Deleted>, ApiError> {
     query(raw, &[])?;
     let revision = state.resources.delete(&ns, &kind, &name).await?;
-    Ok(Json(json!({"deleted": name, "revision": revision})))
+    Ok(Json(views::Deleted {
+        deleted: name,
+        revision,
+    }))
 }
 
 pub async fn list_resources(
@@ -368,7 +382,11 @@ pub async fn list_resources(
     Ok(with_index(
         index,
         StatusCode::OK,
-        json!({"kind": kind, "namespace": ns, "items": to_value(&items)}),
+        to_value(&views::ResourceList {
+            kind,
+            namespace: Some(ns),
+            items,
+        }),
     ))
 }
 
@@ -393,7 +411,11 @@ pub async fn list_resources_everywhere(
     Ok(with_index(
         index,
         StatusCode::OK,
-        json!({"kind": kind, "items": to_value(&items)}),
+        to_value(&views::ResourceList {
+            kind,
+            namespace: None,
+            items,
+        }),
     ))
 }
 
@@ -401,17 +423,17 @@ pub async fn resource_history(
     State(state): State<AppState>,
     Path((ns, kind, name)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::History>, ApiError> {
     query(raw, &[])?;
     let items = state.resources.history(&ns, &kind, &name).await?;
-    Ok(Json(json!({"items": to_value(&items)})))
+    Ok(Json(views::History { items }))
 }
 
 pub async fn rollback_resource(
     State(state): State<AppState>,
     Path((ns, kind, name)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Resource>, ApiError> {
     let params = query(raw, &["revision"])?;
     let revision = parse_u64(&params, "revision")?.ok_or_else(|| {
         ApiError::bad_request("rollback needs ?revision=N (see the resource's history)")
@@ -420,7 +442,7 @@ pub async fn rollback_resource(
         .resources
         .rollback(&ns, &kind, &name, revision)
         .await?;
-    Ok(Json(to_value(&resource)))
+    Ok(Json(resource))
 }
 
 pub async fn not_found() -> ApiError {

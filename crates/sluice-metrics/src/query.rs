@@ -19,7 +19,7 @@ use crate::{Agg, Db, MetricsError};
 pub const SIGNALS: [&str; 5] = ["qps", "error_rate", "p50_ms", "p98_ms", "p99_ms"];
 
 /// The figures of one scope of the board.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Signals {
     /// Requests answered in the window.
     pub requests: u64,
@@ -40,7 +40,7 @@ pub struct Signals {
 }
 
 /// One API in a top list.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ApiHealth {
     /// Method and path template: `GET /articles/{id}`.
     pub api: String,
@@ -55,7 +55,7 @@ pub struct ApiHealth {
 }
 
 /// A service's figures.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ServiceHealth {
     /// The service.
     pub service: String,
@@ -65,7 +65,7 @@ pub struct ServiceHealth {
 }
 
 /// An instance's figures.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct InstanceHealth {
     /// The service.
     pub service: String,
@@ -77,7 +77,7 @@ pub struct InstanceHealth {
 }
 
 /// The API-health board.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Board {
     /// The namespace.
     pub namespace: String,
@@ -286,7 +286,7 @@ pub struct SeriesQuery {
 }
 
 /// One series of a query's answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SeriesResult {
     /// The group's labels.
     pub labels: BTreeMap<String, String>,
@@ -295,7 +295,7 @@ pub struct SeriesResult {
 }
 
 /// A query's answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SeriesAnswer {
     /// The metric asked for.
     pub metric: String,

@@ -21,7 +21,7 @@ pub struct HealthRecord {
 }
 
 /// One instance as a query returns it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct InstanceView {
     /// The instance ID.
     pub id: String,
@@ -48,7 +48,7 @@ pub struct InstanceView {
 }
 
 /// The answer to an instance query.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct InstanceList {
     /// The namespace.
     pub namespace: String,
@@ -64,7 +64,7 @@ pub struct InstanceList {
 }
 
 /// A service in a listing, with its counts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ServiceSummary {
     /// The service's name.
     pub name: String,

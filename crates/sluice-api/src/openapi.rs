@@ -7,6 +7,7 @@
 use schemars::generate::SchemaSettings;
 use schemars::SchemaGenerator;
 use serde_json::{json, Map, Value};
+use sluice_model::schema::{DURATION_PATTERN, NAME_PATTERN};
 
 /// An endpoint: method, path (OpenAPI template), summary, query parameters, whether it takes a body.
 pub struct Endpoint {
@@ -68,11 +69,6 @@ pub const ENDPOINTS: &[Endpoint] = &[
 /// What `GET /metrics` answers with: the OpenMetrics text format.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// A duration as the API writes it: `500ms`, `10s`, `1h30m`.
-const DURATION_PATTERN: &str = "^([0-9]{1,9}(ms|s|m|h|d))+$";
-/// A name: namespaces, services, instances, resources.
-const NAME_PATTERN: &str = "^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$";
 
 /// The schema of path parameter `name`, as the handlers parse it.
 fn path_schema(name: &str, path: &str) -> Value {

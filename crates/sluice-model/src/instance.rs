@@ -30,7 +30,7 @@ pub struct InstanceSpec {
     pub ephemeral: bool,
     /// 0 to 1000; 0 takes no traffic. Default 100.
     #[serde(default = "default_weight")]
-    #[schemars(range(max = 1000))]
+    #[schemars(range(max = crate::MAX_WEIGHT))]
     pub weight: u32,
     /// Routing labels: version, zone, lane, ...
     #[serde(default)]

@@ -115,7 +115,7 @@ pub enum RegistryError {
 #[serde(deny_unknown_fields)]
 pub struct InstancePatch {
     /// New weight.
-    #[schemars(range(max = 1000))]
+    #[schemars(range(max = sluice_model::MAX_WEIGHT))]
     pub weight: Option<u32>,
     /// Drain (`true`) or undrain.
     pub draining: Option<bool>,

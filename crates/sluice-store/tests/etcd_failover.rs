@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sluice_store::conformance::{assert_no_event, next_event};
 use sluice_store::{EtcdOptions, EtcdStore, EventKind, RangeOptions, Revision, Store};
@@ -77,6 +77,18 @@ async fn three_member_cluster_serves_with_one_member_down_and_loses_nothing() {
     // Stop the leader: the harder case (a new one must be elected).
     let down = cluster.leader().expect("the cluster has a leader");
     cluster.stop_member(down);
+    // Right after the stop, a put can still go out on the client's connection to the
+    // stopped member; it fails with an unknown outcome, which the store does not
+    // retry (it could apply twice). Once the others have elected a leader, every
+    // put must succeed.
+    let elected = Instant::now();
+    while !cluster.leader().is_some_and(|leader| leader != down) {
+        assert!(
+            elected.elapsed() < Duration::from_secs(10),
+            "no new leader in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for i in 10..30 {
         let key = format!("ha/{i:02}");
         let revision = store

@@ -323,3 +323,53 @@ async fn sigterm_finishes_requests_in_flight_and_stops_accepting() {
         "no new connections after SIGTERM"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_gateway_threads_connections_spread_over_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Sluice::up_with(dir.path(), &["--gateway-threads", "2"]);
+    let api = Http::new(&sluice.url);
+    api.register("echo", "e1", &echo_upstream("e1").await).await;
+    api.route(
+        "echo",
+        r#"{"match": {"path_prefix": "/echo"}, "service": "echo"}"#,
+    )
+    .await;
+    let gateway = sluice.gateway.clone().unwrap();
+    until_status(&reqwest::Client::new(), &format!("{gateway}/echo"), 200).await;
+    // 40 connections of their own: the kernel spreads them over the two listeners
+    // (all on one thread would have odds of 2^-39).
+    for _ in 0..40 {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let status = client.get(format!("{gateway}/echo")).send().await.unwrap();
+        assert_eq!(status.status(), 200);
+    }
+    let text = reqwest::get(format!("{}/metrics", sluice.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let per_thread: Vec<u64> = (0..2)
+        .map(|thread| {
+            let prefix = format!("sluice_gateway_thread_connections_total{{thread=\"{thread}\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(&prefix))
+                .unwrap_or_else(|| panic!("no connection count of thread {thread} in:\n{text}"))
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        per_thread.iter().all(|count| *count > 0),
+        "both gateway threads serve connections: {per_thread:?}"
+    );
+    assert!(per_thread.iter().sum::<u64>() >= 41, "{per_thread:?}");
+    assert!(
+        !text.contains("thread=\"2\""),
+        "exactly two gateway threads: {text}"
+    );
+}

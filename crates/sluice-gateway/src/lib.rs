@@ -12,6 +12,7 @@
 //! Inside `sluice up` the snapshot is fed from the store and the registry directly.
 
 pub mod api_names;
+mod dataplane;
 mod health;
 mod limit;
 mod protect;
@@ -36,6 +37,7 @@ use sluice_store::{follow, EventKind, FollowUpdate, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use dataplane::{thread_count, DataPlane};
 pub use protect::{Policies, Reason, POLICY_KINDS};
 pub use proxy::ProxyBody;
 use proxy::UpstreamClient;
@@ -132,6 +134,9 @@ pub struct GatewayConfig {
     pub shutdown_grace: Duration,
     /// Told about every answered request (metrics, spans), when set.
     pub observer: Option<Arc<dyn RequestObserver>>,
+    /// Gateway threads, each with its own runtime, listener and upstream
+    /// connections (0: one per core).
+    pub threads: usize,
 }
 
 impl std::fmt::Debug for GatewayConfig {
@@ -142,6 +147,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("max_headers", &self.max_headers)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("observer", &self.observer.is_some())
+            .field("threads", &self.threads)
             .finish()
     }
 }
@@ -154,6 +160,7 @@ impl Default for GatewayConfig {
             max_headers: 100,
             shutdown_grace: Duration::from_secs(10),
             observer: None,
+            threads: 0,
         }
     }
 }
@@ -309,6 +316,18 @@ impl Gateway {
         tls: Option<tokio_rustls::TlsAcceptor>,
         shutdown: impl Future<Output = ()>,
     ) {
+        let accepted = std::sync::atomic::AtomicU64::new(0);
+        self.serve_counted(listener, tls, shutdown, &accepted).await;
+    }
+
+    /// Serves `listener`, counting accepted connections in `accepted`.
+    async fn serve_counted(
+        &self,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        shutdown: impl Future<Output = ()>,
+        accepted: &std::sync::atomic::AtomicU64,
+    ) {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -335,6 +354,7 @@ impl Gateway {
                 },
                 () = &mut shutdown => break,
             };
+            accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let _ = stream.set_nodelay(true);
             let shared = Arc::clone(&self.shared);
             let watcher = graceful.watcher();

@@ -33,9 +33,14 @@ pub struct Exposition {
     pub db: Option<Arc<Db>>,
     /// Rejections by reason.
     pub rejections: Option<CounterSource>,
+    /// Connections accepted so far by each gateway thread.
+    pub gateway_threads: Option<ThreadCounts>,
     /// More counters: (name without `_total`, help, current value).
     pub counters: Vec<(&'static str, &'static str, CounterValue)>,
 }
+
+/// Counts per gateway thread, read at scrape time.
+pub type ThreadCounts = Box<dyn Fn() -> Vec<u64> + Send + Sync>;
 
 /// A counter read at scrape time.
 pub type CounterValue = Box<dyn Fn() -> u64 + Send + Sync>;
@@ -51,6 +56,7 @@ struct Snapshot {
     requests: Vec<(Vec<(String, String)>, u64)>,
     latency: Vec<(Vec<(String, String)>, Agg)>,
     rejections: BTreeMap<&'static str, u64>,
+    thread_connections: Vec<u64>,
     gauges: Vec<(&'static str, &'static str, i64)>,
     counters: Vec<(&'static str, &'static str, u64)>,
 }
@@ -113,6 +119,18 @@ impl Collector for Snapshot {
             let labels = vec![("reason".to_owned(), (*reason).to_owned())];
             ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
         }
+        if !self.thread_connections.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                "sluice_gateway_thread_connections",
+                "Client connections accepted by each gateway thread.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (thread, count) in self.thread_connections.iter().enumerate() {
+                let labels = vec![("thread".to_owned(), thread.to_string())];
+                ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+            }
+        }
         for (name, help, value) in &self.gauges {
             let family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             ConstGauge::new(*value).encode(family)?;
@@ -132,6 +150,11 @@ impl Exposition {
             requests: Vec::new(),
             latency: Vec::new(),
             rejections: self.rejections.as_ref().map(|f| f()).unwrap_or_default(),
+            thread_connections: self
+                .gateway_threads
+                .as_ref()
+                .map(|f| f())
+                .unwrap_or_default(),
             gauges: Vec::new(),
             counters: Vec::new(),
         };
@@ -210,9 +233,14 @@ mod tests {
             recorder: Some(recorder),
             db: None,
             rejections: Some(Box::new(|| BTreeMap::from([("rate", 7u64)]))),
+            gateway_threads: Some(Box::new(|| vec![4, 6])),
             counters: vec![("sluice_test", "A test counter.", Box::new(|| 5))],
         };
         let text = exposition.render();
+        assert!(
+            text.contains(r#"sluice_gateway_thread_connections_total{thread="1"} 6"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"sluice_gateway_requests_total{api="GET /echo",code="200",instance="i1",namespace="default",route="echo",service="echo"} 3"#),
             "{text}"

@@ -9,6 +9,7 @@
 //! admin = "127.0.0.1:7700"        # --admin, SLUICE_ADMIN
 //! gateway = "127.0.0.1:7780"      # --gateway, SLUICE_GATEWAY (up: on by default)
 //! gateway_header_timeout = "10s"  # --gateway-header-timeout, SLUICE_GATEWAY_HEADER_TIMEOUT
+//! gateway_threads = 0             # --gateway-threads, SLUICE_GATEWAY_THREADS (0: one per core)
 //!
 //! [gateway_tls]                   # --gateway-tls ADDR --tls-cert PEM --tls-key PEM
 //! listen = "127.0.0.1:7743"
@@ -71,6 +72,9 @@ pub struct ServerArgs {
     /// How long a gateway client may take to send a request's headers [default: 10s].
     #[arg(long, env = "SLUICE_GATEWAY_HEADER_TIMEOUT")]
     pub gateway_header_timeout: Option<String>,
+    /// Gateway threads, each with its own runtime, listener and upstream connections [default: 0, one per core].
+    #[arg(long, env = "SLUICE_GATEWAY_THREADS")]
+    pub gateway_threads: Option<usize>,
     /// Address of the gateway's TLS listener (needs --tls-cert and --tls-key, or certificates in the config file).
     #[arg(long, env = "SLUICE_GATEWAY_TLS")]
     pub gateway_tls: Option<String>,
@@ -122,6 +126,7 @@ struct FileConfig {
     admin: Option<String>,
     gateway: Option<String>,
     gateway_header_timeout: Option<String>,
+    gateway_threads: Option<usize>,
     body_limit: Option<usize>,
     #[serde(default)]
     registry: FileRegistry,
@@ -264,6 +269,7 @@ impl ServerArgs {
             self.gateway_header_timeout.or(file.gateway_header_timeout),
             gateway_config.header_read_timeout,
         )?;
+        gateway_config.threads = gateway_threads(self.gateway_threads.or(file.gateway_threads))?;
         let gateway_tls = match self.gateway_tls.or(file.gateway_tls.listen) {
             None => None,
             Some(text) => {
@@ -338,10 +344,22 @@ fn load(path: &Path) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
 }
 
+/// Most gateway threads accepted (far above any core count this runs on).
+const MAX_GATEWAY_THREADS: usize = 1024;
+
+/// The `gateway_threads` setting, checked: 0 (one per core) up to [`MAX_GATEWAY_THREADS`].
+fn gateway_threads(value: Option<usize>) -> anyhow::Result<usize> {
+    let threads = value.unwrap_or(0);
+    if threads > MAX_GATEWAY_THREADS {
+        bail!("gateway_threads {threads} is over {MAX_GATEWAY_THREADS} (0 means one per core)");
+    }
+    Ok(threads)
+}
+
 /// Flags of `sluice gateway` (a standalone data-plane node).
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
-    /// Config file (TOML): keys `control`, `gateway`, `data`, `token`, `gateway_header_timeout`, `metrics_interval`.
+    /// Config file (TOML): keys `control`, `gateway`, `data`, `token`, `gateway_header_timeout`, `gateway_threads`, `metrics_interval`.
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Control-plane URLs, comma-separated; the gateway fails over between them.
@@ -359,6 +377,9 @@ pub struct GatewayArgs {
     /// How long a client may take to send a request's headers [default: 10s].
     #[arg(long, env = "SLUICE_GATEWAY_HEADER_TIMEOUT")]
     pub gateway_header_timeout: Option<String>,
+    /// Gateway threads, each with its own runtime, listener and upstream connections [default: 0, one per core].
+    #[arg(long, env = "SLUICE_GATEWAY_THREADS")]
+    pub gateway_threads: Option<usize>,
     /// How often the gateway pushes its request metrics to the control plane [default: 10s].
     #[arg(long, env = "SLUICE_METRICS_INTERVAL")]
     pub metrics_interval: Option<String>,
@@ -372,6 +393,7 @@ struct GatewayFile {
     data: Option<PathBuf>,
     token: Option<String>,
     gateway_header_timeout: Option<String>,
+    gateway_threads: Option<usize>,
     metrics_interval: Option<String>,
 }
 
@@ -433,6 +455,7 @@ impl GatewayArgs {
             self.gateway_header_timeout.or(file.gateway_header_timeout),
             gateway.header_read_timeout,
         )?;
+        gateway.threads = gateway_threads(self.gateway_threads.or(file.gateway_threads))?;
         Ok(StandaloneGatewayConfig {
             control,
             listen,

@@ -71,19 +71,20 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
     let agents = Arc::new(AgentMetrics::default());
     let gateway = match config.gateway {
         Some(address) => {
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| format!("cannot listen on {address} (gateway)"))?;
             let mut gateway_config = config.gateway_config.clone();
             if config.metrics.gateway {
                 gateway_config.observer = Some(Arc::new(GatewayRecorder(Arc::clone(&recorder))));
             }
+            let threads = gateway_config.threads;
             let gateway = sluice_gateway::Gateway::in_process(
                 Arc::clone(&store),
                 registry.clone(),
                 gateway_config,
             );
-            Some((gateway, listener))
+            let data_plane = gateway
+                .start(address, None, threads)
+                .with_context(|| format!("cannot listen on {address} (gateway)"))?;
+            Some((gateway, data_plane))
         }
         None => None,
     };
@@ -130,6 +131,9 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
         recorder: gateway.as_ref().map(|_| Arc::clone(&recorder)),
         db: Some(Arc::clone(&metrics_db)),
         rejections,
+        gateway_threads: gateway
+            .as_ref()
+            .map(|(_, data_plane)| Box::new(data_plane.connection_counts()) as _),
         counters,
     });
     let mut sources: Vec<Arc<dyn StepSource>> = vec![
@@ -162,7 +166,7 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (admin API)", config.admin))?;
     let admin = listener.local_addr()?;
-    let gateway_address = gateway.as_ref().and_then(|(_, l)| l.local_addr().ok());
+    let gateway_address = gateway.as_ref().map(|(_, plane)| plane.local_addr());
     print_banner(
         role,
         &config,
@@ -193,40 +197,23 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
         delivery,
         stop_rx.clone(),
     ));
-    let tls_task = match (&gateway, &config.gateway_tls) {
+    let tls_plane = match (&gateway, &config.gateway_tls) {
         (Some((gateway, _)), Some((address, certificates))) => {
             let tls = sluice_gateway::tls_server_config(certificates)
                 .map_err(|e| anyhow::anyhow!("gateway TLS: {e}"))?;
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
+            let plane = gateway
+                .start(*address, Some(tls), config.gateway_config.threads)
                 .with_context(|| format!("cannot listen on {address} (gateway TLS)"))?;
             println!(
                 "  gateway    https://{} (TLS, h2 and http/1.1)",
-                listener.local_addr()?
+                plane.local_addr()
             );
-            let gateway = gateway.clone();
-            let mut stop = stop_rx.clone();
-            Some(tokio::spawn(async move {
-                gateway
-                    .serve_tls(listener, tls, async move {
-                        let _ = stop.wait_for(|stop| *stop).await;
-                    })
-                    .await;
-            }))
+            Some(plane)
         }
         (None, Some(_)) => anyhow::bail!("--gateway-tls needs the gateway (--gateway)"),
         _ => None,
     };
-    let gateway_task = gateway.map(|(gateway, listener)| {
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            gateway
-                .serve(listener, async move {
-                    let _ = stop.wait_for(|stop| *stop).await;
-                })
-                .await;
-        })
-    });
+    let gateway_plane = gateway.map(|(_, plane)| plane);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let mut stop_rx = stop_rx;
         let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -235,15 +222,12 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
     shutdown_signal().await;
     eprintln!("sluice: shutting down (in-flight requests get {SHUTDOWN_GRACE:?})");
     let _ = stop_tx.send(true);
-    for task in [
-        gateway_task,
-        tls_task,
-        Some(flusher),
-        Some(judge),
-        Some(sender),
-    ]
-    .into_iter()
-    .flatten()
+    for plane in [gateway_plane, tls_plane].into_iter().flatten() {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, plane.shutdown()).await;
+    }
+    for task in [Some(flusher), Some(judge), Some(sender)]
+        .into_iter()
+        .flatten()
     {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, task).await;
     }
@@ -334,9 +318,6 @@ pub(crate) async fn shutdown_signal() {
 
 /// Runs a standalone gateway until SIGINT or SIGTERM.
 pub async fn run_gateway(config: crate::config::StandaloneGatewayConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (gateway)", config.listen))?;
     let recorder = Arc::new(Recorder::new(10_000));
     let mut gateway_config = config.gateway.clone();
     gateway_config.observer = Some(Arc::new(GatewayRecorder(Arc::clone(&recorder))));
@@ -348,7 +329,14 @@ pub async fn run_gateway(config: crate::config::StandaloneGatewayConfig) -> anyh
     )
     .map_err(|e| anyhow::anyhow!(e))?;
     println!("Sluice gateway is up ({})", env!("CARGO_PKG_VERSION"));
-    println!("  gateway    http://{}", listener.local_addr()?);
+    let plane = gateway
+        .start(config.listen, None, config.gateway.threads)
+        .with_context(|| format!("cannot listen on {} (gateway)", config.listen))?;
+    println!(
+        "  gateway    http://{}   ({} gateway threads)",
+        plane.local_addr(),
+        plane.connections_by_thread().len()
+    );
     println!("  control    {}", config.control.join(", "));
     println!(
         "  snapshot   {}",
@@ -368,7 +356,8 @@ pub async fn run_gateway(config: crate::config::StandaloneGatewayConfig) -> anyh
         config.metrics_interval,
         stop_rx,
     ));
-    gateway.serve(listener, shutdown_signal()).await;
+    shutdown_signal().await;
+    plane.shutdown().await;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, pusher).await;
     Ok(())

@@ -21,6 +21,7 @@ mod remote;
 mod sniff;
 mod table;
 mod tls;
+mod upstream;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -40,7 +41,6 @@ use tokio::sync::watch;
 pub use dataplane::{thread_count, DataPlane};
 pub use protect::{Policies, Reason, POLICY_KINDS};
 pub use proxy::ProxyBody;
-use proxy::UpstreamClient;
 pub use table::Endpoint;
 use table::{CompiledRoute, RouteTable};
 pub use tls::{server_config as tls_server_config, CertificateConfig};
@@ -481,7 +481,6 @@ async fn rebuild_loop(
     let mut instances = source.changes();
     // Limits, breakers and limiters keep their state across snapshots while their spec is unchanged.
     let mut guards = protect::GuardState::default();
-    let mut clients: BTreeMap<Duration, UpstreamClient> = BTreeMap::new();
     // Failure state per instance address, kept across snapshots.
     let mut healths: HashMap<String, Arc<health::EndpointHealth>> = HashMap::new();
     // API names per route, kept across snapshots while its naming settings are unchanged.
@@ -498,10 +497,6 @@ async fn rebuild_loop(
         let mut compiled: Vec<CompiledRoute> = specs
             .iter()
             .filter_map(|((namespace, name), spec)| {
-                let client = clients
-                    .entry(spec.timeouts.connect)
-                    .or_insert_with(|| UpstreamClient::new(spec.timeouts.connect))
-                    .clone();
                 let mut endpoints = |ns: &str, svc: &str| {
                     source
                         .endpoints(ns, svc)
@@ -529,7 +524,7 @@ async fn rebuild_loop(
                         namer
                     }
                 };
-                CompiledRoute::compile(namespace, name, spec, &mut endpoints, client, namer)
+                CompiledRoute::compile(namespace, name, spec, &mut endpoints, namer)
             })
             .collect();
         namers.retain(|id, _| specs.contains_key(id));

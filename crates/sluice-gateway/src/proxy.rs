@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -13,8 +13,6 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 
 use sluice_guard::breaker::{Admission, Outcome};
 use sluice_guard::limit::ConnPermit;
@@ -24,6 +22,7 @@ use crate::health::unix_ms;
 use crate::limit::{KeySource, Verdict};
 use crate::protect::{ConcurrencyGuard, Reason, Rejections};
 use crate::table::{Balancer, CompiledRoute, StaticAnswer, Target};
+use crate::upstream::{UpstreamBody, UpstreamError};
 use crate::{RequestRecord, Shared, Snapshot};
 
 /// The body of every gateway response.
@@ -31,39 +30,6 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// Errors carried by bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Pooled clients to upstream instances: HTTP/1.1, and HTTP/2 (prior knowledge)
-/// for gRPC, whose trailers need it.
-#[derive(Clone)]
-pub(crate) struct UpstreamClient {
-    http1: Client<HttpConnector, ProxyBody>,
-    http2: Client<HttpConnector, ProxyBody>,
-}
-
-impl UpstreamClient {
-    pub fn new(connect_timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        let http1 = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(connector.clone());
-        let http2 = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .http2_only(true)
-            .build(connector);
-        UpstreamClient { http1, http2 }
-    }
-
-    fn for_version(&self, version: Version) -> &Client<HttpConnector, ProxyBody> {
-        if version == Version::HTTP_2 {
-            &self.http2
-        } else {
-            &self.http1
-        }
-    }
-}
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -691,8 +657,11 @@ async fn send(
         observed.endpoint = Some(index);
         observed.attempts += 1;
         let endpoint = &target.endpoints[index];
-        let Ok(uri) = format!("http://{}{}", endpoint.address, call.path_and_query).parse::<Uri>()
-        else {
+        let Some(uri) = upstream_uri(
+            &call.path_and_query,
+            &endpoint.address,
+            call.upstream_version,
+        ) else {
             return Err(Failure::Final(error_response(
                 StatusCode::BAD_REQUEST,
                 "bad_path",
@@ -714,6 +683,12 @@ async fn send(
         } else {
             std::mem::take(&mut call.parts.headers)
         };
+        if call.upstream_version != Version::HTTP_2 && !attempt.headers().contains_key(header::HOST)
+        {
+            if let Ok(host) = HeaderValue::from_str(&endpoint.address) {
+                attempt.headers_mut().insert(header::HOST, host);
+            }
+        }
 
         let _in_flight = match &target.balancer {
             Balancer::LeastRequest(b) => b.start(index),
@@ -723,10 +698,12 @@ async fn send(
         let started = Instant::now();
         let result = tokio::time::timeout(
             route.request_timeout,
-            route
-                .client
-                .for_version(call.upstream_version)
-                .request(attempt),
+            crate::upstream::send(
+                &endpoint.address,
+                call.upstream_version,
+                route.connect_timeout,
+                attempt,
+            ),
         )
         .await;
         let latency = started.elapsed();
@@ -742,7 +719,7 @@ async fn send(
                 }
             }
             Ok(Ok(_)) => None,
-            Ok(Err(error)) if error.is_connect() => Some(RetryOn::ConnectFailure),
+            Ok(Err(UpstreamError::Connect(_))) => Some(RetryOn::ConnectFailure),
             Ok(Err(_)) => Some(RetryOn::Reset),
             Err(_) => Some(RetryOn::Timeout),
         };
@@ -789,7 +766,7 @@ async fn send(
         admitted.finish(outcome.is_none());
         let response = match result {
             Ok(Ok(response)) => response,
-            Ok(Err(error)) if is_length_limit(&error) => {
+            Ok(Err(UpstreamError::Send(error))) if is_length_limit(&error) => {
                 let message = "the body is over this route's max_body_bytes";
                 return Err(Failure::Final(error_response(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -875,7 +852,7 @@ fn wants_upgrade(headers: &HeaderMap, version: Version) -> Option<HeaderValue> {
 /// connections, copying both ways until either side closes.
 fn splice_upgrade(
     client_side: hyper::upgrade::OnUpgrade,
-    response: &mut Response<Incoming>,
+    response: &mut Response<UpstreamBody>,
     client_version: Version,
 ) -> Response<ProxyBody> {
     let upstream_side = hyper::upgrade::on(&mut *response);
@@ -897,6 +874,16 @@ fn splice_upgrade(
     *answer.version_mut() = client_version;
     *answer.headers_mut() = response.headers().clone();
     answer
+}
+
+/// The URI of an attempt: origin-form (`/path?query`) for HTTP/1.1, absolute
+/// (`http://instance/path?query`) for HTTP/2, whose `:authority` comes from it.
+fn upstream_uri(path_and_query: &str, address: &str, version: Version) -> Option<Uri> {
+    if version == Version::HTTP_2 {
+        format!("http://{address}{path_and_query}").parse().ok()
+    } else {
+        Uri::try_from(path_and_query).ok()
+    }
 }
 
 /// Whether a failed upstream call was the request body going over its limit.

@@ -14,7 +14,6 @@ use sluice_guard::balance::{
 use sluice_model::{LoadBalancing, OutlierDetection, Retries, Rewrite, RouteSpec};
 
 use crate::health::{now_ms, EndpointHealth, RetryBudget};
-use crate::proxy::UpstreamClient;
 
 /// An instance traffic can go to.
 #[derive(Debug, Clone)]
@@ -244,7 +243,8 @@ pub(crate) struct CompiledRoute {
     pub fallback: Option<StaticAnswer>,
     /// The service to send to when the upstream cannot answer.
     pub fallback_target: Option<Target>,
-    pub client: UpstreamClient,
+    /// How long a new upstream connection may take.
+    pub connect_timeout: std::time::Duration,
     /// Names the API each request calls (kept across snapshots; see `api_names`).
     pub apis: Arc<crate::api_names::ApiNamer>,
     /// Precedence: lower sorts first.
@@ -258,7 +258,6 @@ impl CompiledRoute {
         name: &str,
         spec: &RouteSpec,
         endpoints: &mut dyn FnMut(&str, &str) -> Vec<Endpoint>,
-        client: UpstreamClient,
         apis: Arc<crate::api_names::ApiNamer>,
     ) -> Option<Self> {
         let m = &spec.matcher;
@@ -357,7 +356,7 @@ impl CompiledRoute {
             priority: spec.priority,
             fallback,
             fallback_target,
-            client,
+            connect_timeout: spec.timeouts.connect,
             apis,
             rank: (
                 host_rank,
@@ -614,7 +613,6 @@ mod tests {
             name,
             &spec,
             &mut endpoints,
-            UpstreamClient::new(Duration::from_secs(1)),
             Arc::new(crate::api_names::ApiNamer::new(
                 name.to_owned(),
                 CompiledRoute::naming_settings(&spec),

@@ -1,0 +1,395 @@
+//! Connections to upstream instances: per-thread pools of hyper `client::conn`
+//! senders, HTTP/1.1 and HTTP/2 (prior knowledge, for gRPC).
+//!
+//! Each gateway thread keeps its own pools (a thread-local map by instance
+//! address), so checking a connection out or in takes no lock and never wakes
+//! another thread. An HTTP/1.1 connection is reused newest-first (it is the one
+//! most likely still open) and goes back to its thread's pool when the response
+//! body has been read to its end; one whose upstream closed it is dropped when
+//! found. A request that an idle connection could not even start sending (the
+//! upstream had just closed it) is sent again on a new connection, whatever its
+//! method: nothing of it reached the upstream. New connections to one instance are
+//! capped ([`MAX_CONNECTING`] at once per thread): past the cap a request waits
+//! for a connection to come back or a connect to finish, rather than dialling
+//! more — bursts do not turn into connection storms. There is no race between
+//! checking out and connecting: a request connects only when nothing is idle.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use hyper::{Request, Response, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::Notify;
+
+use crate::proxy::ProxyBody;
+
+/// Most connects in progress to one instance from one thread at once.
+pub(crate) const MAX_CONNECTING: usize = 16;
+
+/// Most idle HTTP/1.1 connections kept per instance and thread.
+const MAX_IDLE: usize = 256;
+
+/// How long an idle connection is kept before it is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Why an upstream call failed, as far as the connection can tell.
+#[derive(Debug)]
+pub(crate) enum UpstreamError {
+    /// No connection could be made (refused, unreachable, timed out).
+    Connect(String),
+    /// The connection failed after the request was (perhaps partly) sent.
+    Send(hyper::Error),
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamError::Connect(message) => write!(f, "cannot connect: {message}"),
+            UpstreamError::Send(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+struct IdleSender {
+    sender: http1::SendRequest<ProxyBody>,
+    since: Instant,
+}
+
+/// The HTTP/1.1 connections of one instance on one thread.
+#[derive(Default)]
+struct Http1Pool {
+    idle: Vec<IdleSender>,
+    connecting: usize,
+    /// Woken when a connection comes back or a connect ends.
+    returned: Arc<Notify>,
+}
+
+/// The HTTP/2 connection of one instance on one thread (multiplexed, shared).
+#[derive(Default)]
+struct Http2Pool {
+    sender: Option<http2::SendRequest<ProxyBody>>,
+    connecting: bool,
+    connected: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct Pools {
+    http1: HashMap<Box<str>, Http1Pool>,
+    http2: HashMap<Box<str>, Http2Pool>,
+}
+
+thread_local! {
+    static POOLS: RefCell<Pools> = RefCell::new(Pools::default());
+}
+
+/// What a checkout found.
+enum Checkout<S> {
+    Ready(S),
+    Connect,
+    Wait(Arc<Notify>),
+}
+
+/// Sends `request` to the instance at `address` (`host:port`) over `version`
+/// (HTTP/2 for gRPC, else HTTP/1.1), connecting within `connect_timeout` when no
+/// pooled connection is ready.
+pub(crate) async fn send(
+    address: &str,
+    version: Version,
+    connect_timeout: Duration,
+    request: Request<ProxyBody>,
+) -> Result<Response<UpstreamBody>, UpstreamError> {
+    if version == Version::HTTP_2 {
+        return send_http2(address, connect_timeout, request).await;
+    }
+    let mut request = request;
+    // A reused connection may turn out closed before anything was written; the
+    // request then goes again on a fresh one.
+    for _ in 0..2 {
+        let (mut sender, reused) = checkout_http1(address, connect_timeout).await?;
+        match sender.try_send_request(request).await {
+            Ok(response) => {
+                if response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
+                    // The connection now belongs to the upgraded protocol.
+                    return Ok(response.map(UpstreamBody::plain));
+                }
+                let address: Box<str> = address.into();
+                return Ok(response.map(|body| UpstreamBody::pooled(body, sender, address)));
+            }
+            Err(mut error) => match error.take_message() {
+                Some(unsent) if reused => request = unsent,
+                _ => return Err(UpstreamError::Send(error.into_error())),
+            },
+        }
+    }
+    Err(UpstreamError::Connect(
+        "the instance closed every connection before a request could be sent".to_owned(),
+    ))
+}
+
+/// A ready HTTP/1.1 sender for `address`, and whether it was reused from the pool.
+async fn checkout_http1(
+    address: &str,
+    connect_timeout: Duration,
+) -> Result<(http1::SendRequest<ProxyBody>, bool), UpstreamError> {
+    let deadline = tokio::time::Instant::now() + connect_timeout;
+    loop {
+        let found = POOLS.with(|pools| {
+            let mut pools = pools.borrow_mut();
+            let pool = match pools.http1.get_mut(address) {
+                Some(pool) => pool,
+                None => pools.http1.entry(address.into()).or_default(),
+            };
+            while let Some(idle) = pool.idle.pop() {
+                if idle.sender.is_ready() && idle.since.elapsed() < IDLE_TIMEOUT {
+                    return Checkout::Ready(idle.sender);
+                }
+                // Closed by the upstream, or idle too long: dropped (and closed).
+            }
+            if pool.connecting < MAX_CONNECTING {
+                pool.connecting += 1;
+                Checkout::Connect
+            } else {
+                Checkout::Wait(Arc::clone(&pool.returned))
+            }
+        });
+        match found {
+            Checkout::Ready(sender) => return Ok((sender, true)),
+            Checkout::Connect => {
+                let connected = connect_http1(address, connect_timeout).await;
+                POOLS.with(|pools| {
+                    if let Some(pool) = pools.borrow_mut().http1.get_mut(address) {
+                        pool.connecting -= 1;
+                        pool.returned.notify_one();
+                    }
+                });
+                return connected.map(|sender| (sender, false));
+            }
+            Checkout::Wait(returned) => {
+                if tokio::time::timeout_at(deadline, returned.notified())
+                    .await
+                    .is_err()
+                {
+                    return Err(UpstreamError::Connect(format!(
+                        "no connection to {address} within {connect_timeout:?}"
+                    )));
+                }
+            }
+        }
+    }
+}
+
+async fn connect_stream(
+    address: &str,
+    connect_timeout: Duration,
+) -> Result<TokioIo<tokio::net::TcpStream>, UpstreamError> {
+    let stream = match tokio::time::timeout(
+        connect_timeout,
+        tokio::net::TcpStream::connect(address),
+    )
+    .await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => return Err(UpstreamError::Connect(format!("{address}: {error}"))),
+        Err(_) => {
+            return Err(UpstreamError::Connect(format!(
+                "{address}: no connection within {connect_timeout:?}"
+            )))
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(TokioIo::new(stream))
+}
+
+async fn connect_http1(
+    address: &str,
+    connect_timeout: Duration,
+) -> Result<http1::SendRequest<ProxyBody>, UpstreamError> {
+    let io = connect_stream(address, connect_timeout).await?;
+    let (sender, connection) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|error| UpstreamError::Connect(format!("{address}: {error}")))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.with_upgrades().await {
+            tracing::debug!(%error, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// Puts an HTTP/1.1 sender back into this thread's pool for `address`.
+fn check_in(address: &str, sender: http1::SendRequest<ProxyBody>) {
+    POOLS.with(|pools| {
+        let mut pools = pools.borrow_mut();
+        let pool = match pools.http1.get_mut(address) {
+            Some(pool) => pool,
+            None => pools.http1.entry(address.into()).or_default(),
+        };
+        if pool.idle.len() < MAX_IDLE {
+            pool.idle.push(IdleSender {
+                sender,
+                since: Instant::now(),
+            });
+            pool.returned.notify_one();
+        }
+    });
+}
+
+async fn send_http2(
+    address: &str,
+    connect_timeout: Duration,
+    request: Request<ProxyBody>,
+) -> Result<Response<UpstreamBody>, UpstreamError> {
+    let mut sender = checkout_http2(address, connect_timeout).await?;
+    match sender.send_request(request).await {
+        Ok(response) => Ok(response.map(UpstreamBody::plain)),
+        Err(error) => Err(UpstreamError::Send(error)),
+    }
+}
+
+async fn checkout_http2(
+    address: &str,
+    connect_timeout: Duration,
+) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
+    let deadline = tokio::time::Instant::now() + connect_timeout;
+    loop {
+        let found = POOLS.with(|pools| {
+            let mut pools = pools.borrow_mut();
+            let pool = match pools.http2.get_mut(address) {
+                Some(pool) => pool,
+                None => pools.http2.entry(address.into()).or_default(),
+            };
+            match &pool.sender {
+                Some(sender) if !sender.is_closed() => return Checkout::Ready(sender.clone()),
+                _ => pool.sender = None,
+            }
+            if pool.connecting {
+                Checkout::Wait(Arc::clone(&pool.connected))
+            } else {
+                pool.connecting = true;
+                Checkout::Connect
+            }
+        });
+        match found {
+            Checkout::Ready(sender) => return Ok(sender),
+            Checkout::Connect => {
+                let connected = connect_http2(address, connect_timeout).await;
+                POOLS.with(|pools| {
+                    if let Some(pool) = pools.borrow_mut().http2.get_mut(address) {
+                        pool.connecting = false;
+                        if let Ok(sender) = &connected {
+                            pool.sender = Some(sender.clone());
+                        }
+                        pool.connected.notify_waiters();
+                    }
+                });
+                return connected;
+            }
+            Checkout::Wait(connected) => {
+                if tokio::time::timeout_at(deadline, connected.notified())
+                    .await
+                    .is_err()
+                {
+                    return Err(UpstreamError::Connect(format!(
+                        "no HTTP/2 connection to {address} within {connect_timeout:?}"
+                    )));
+                }
+            }
+        }
+    }
+}
+
+async fn connect_http2(
+    address: &str,
+    connect_timeout: Duration,
+) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
+    let io = connect_stream(address, connect_timeout).await?;
+    let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .handshake(io)
+        .await
+        .map_err(|error| UpstreamError::Connect(format!("{address}: {error}")))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "upstream HTTP/2 connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// An upstream response body; an HTTP/1.1 one hands its connection back to the
+/// pool of the thread that reads its end.
+pub(crate) struct UpstreamBody {
+    inner: Incoming,
+    pooled: Option<(http1::SendRequest<ProxyBody>, Box<str>)>,
+}
+
+impl UpstreamBody {
+    fn plain(inner: Incoming) -> Self {
+        UpstreamBody {
+            inner,
+            pooled: None,
+        }
+    }
+
+    fn pooled(inner: Incoming, sender: http1::SendRequest<ProxyBody>, address: Box<str>) -> Self {
+        let mut body = UpstreamBody {
+            inner,
+            pooled: Some((sender, address)),
+        };
+        if body.inner.is_end_stream() {
+            body.release();
+        }
+        body
+    }
+
+    /// The body is read to its end: its connection may take the next request.
+    fn release(&mut self) {
+        if let Some((sender, address)) = self.pooled.take() {
+            if sender.is_ready() {
+                check_in(&address, sender);
+            } else if !sender.is_closed() {
+                // The connection is still finishing this response: back once it has.
+                let mut sender = sender;
+                tokio::spawn(async move {
+                    if sender.ready().await.is_ok() {
+                        check_in(&address, sender);
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.release(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
+            Poll::Ready(Some(Err(_))) => self.pooled = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -3,8 +3,9 @@
 # same work. Each proxy is pinned to CPU 0 with one worker (nginx worker_processes 1,
 # sluice --gateway-threads 1); the load generator and the upstream share CPU 1.
 # Both proxies add X-Forwarded-For, -Proto, -Host and X-Request-Id and keep 64
-# keep-alive upstream connections; Sluice's route also has a RateLimit and a
-# Concurrency whose limits are not reached, and records every request's metrics.
+# keep-alive upstream connections; Sluice's route also has a RateLimit whose limit is
+# not reached (and, in the fixed-rate runs, a Concurrency: see below), and Sluice
+# records every request's metrics.
 #
 # Rounds alternate nginx and Sluice; each round measures
 #   - at each one's maximum (64 connections; wrk for HTTP/1.1 and TLS, h2load for
@@ -82,10 +83,18 @@ for _ in $(seq 100); do curl -sf "$admin/readyz" >/dev/null && break; sleep 0.1;
 curl -sf -X PUT "$admin/v1/namespaces/default/services/echo/instances/u1" -d "{\"address\":\"127.0.0.1:$upstream_port\"}" >/dev/null
 curl -sf -X PUT "$admin/v1/namespaces/default/resources/Route/echo" -d '{"spec":{"match":{"path_prefix":"/echo"},"service":"echo"}}' >/dev/null
 curl -sf -X PUT "$admin/v1/namespaces/default/resources/RateLimit/echo" -d '{"spec":{"route":"echo","rate":"1000000r/s","burst":100000,"nodelay":true}}' >/dev/null
-curl -sf -X PUT "$admin/v1/namespaces/default/resources/Concurrency/echo" -d '{"spec":{"route":"echo"}}' >/dev/null
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$gateway_port/echo" >/dev/null && curl -sf "http://127.0.0.1:$nginx_port/echo" >/dev/null && break; sleep 0.1; done
-# Both RateLimit and Concurrency in force before the first run.
-sleep 1
+# The route's adaptive concurrency limit (brpc's auto limiter) is on for the fixed-rate runs,
+# where it is not reached; at each proxy's maximum 64 requests are always in flight and the
+# limiter rightly cuts them, so it is off for those runs.
+concurrency() { # on|off
+  if [ "$1" = on ]; then
+    curl -sf -X PUT "$admin/v1/namespaces/default/resources/Concurrency/echo" -d '{"spec":{"route":"echo"}}' >/dev/null
+  else
+    curl -sf -X DELETE "$admin/v1/namespaces/default/resources/Concurrency/echo" >/dev/null || true
+  fi
+  sleep 0.5
+}
 
 ticks=$(getconf CLK_TCK)
 # CPU ticks (user + system) of a process, its threads and its child processes.
@@ -138,6 +147,8 @@ max_run() {
   echo "max|$name|$proto|-|$rps|$p99|$(cpu_per_request "$c1" "$c0" "$requests")|$(per_request "$s1" "$s0" "$requests" 1)" >>"$rows"
 }
 
+refused_so_far() { curl -sf "$admin/metrics" | awk '/^sluice_gateway_rejections_total/ { s += $2 } END { print s + 0 }'; }
+
 # fixed NAME PROTOCOL URL PID RATE [perf]
 fixed_run() {
   local name=$1 proto=$2 url=$3 pid=$4 rate=$5 perf=${6:-} out sent p99 c0 c1 s0 s1 h2="" perf_pid=""
@@ -146,9 +157,15 @@ fixed_run() {
     perf stat -x, -e raw_syscalls:sys_enter -p "$(pid_list "$pid")" -o "$work/perf.txt" 2>/dev/null & perf_pid=$!
     sleep 0.2
   fi
+  local refused0 refused1
+  refused0=$(refused_so_far)
   c0=$(cpu_ticks "$pid"); s0=$(switches "$pid")
   out=$(taskset -c 1 target/release/rate-load "$url" "$rate" "$seconds" 64 $h2)
   c1=$(cpu_ticks "$pid"); s1=$(switches "$pid")
+  refused1=$(refused_so_far)
+  if [ "$name" = sluice ] && [ "$refused1" -gt "$refused0" ]; then
+    echo "warning: sluice refused $((refused1 - refused0)) requests at $rate/s over $proto" >&2
+  fi
   sent=$(echo "$out" | awk '{print $1}'); p99=$(echo "$out" | awk '{print $3}')
   echo "fixed|$name|$proto|$rate|-|$p99|$(cpu_per_request "$c1" "$c0" "$sent")|$(per_request "$s1" "$s0" "$sent" 1)" >>"$rows"
   if [ -n "$perf_pid" ]; then
@@ -174,11 +191,13 @@ median_of() { # KIND NAME PROTOCOL FIELD (5 rps, 6 p99, 7 cpu, 8 switches) [RATE
 
 for round in $(seq "$rounds"); do
   echo "round $round of $rounds ..." >&2
+  concurrency off
   for proto in HTTP/1.1 h2c TLS; do
     for name in nginx sluice; do
       max_run "$name" "$proto" "${url[$name.$proto]}" "${pid[$name]}"
     done
   done
+  concurrency on
   for proto in HTTP/1.1 h2c; do
     nginx_max=$(median_of max nginx "$proto" 5)
     for share in 50 80; do
@@ -196,7 +215,7 @@ done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a=="n/a" || b=="n/a" || b==0) print "n/a"; else printf "%.2f×", a/b }'; }
 echo "Proxy pinned to CPU 0 (one worker); load generator and upstream on CPU 1; 64 keep-alive connections;"
-echo "${seconds}s per run, $rounds alternating rounds, medians. Sluice: route + RateLimit + Concurrency, metrics recording on."
+echo "${seconds}s per run, $rounds alternating rounds, medians. Sluice: route + RateLimit (+ Concurrency at the fixed rates), metrics recording on."
 echo
 echo "At each proxy's maximum:"
 echo
@@ -223,6 +242,6 @@ while IFS='|' read -r kind proto share rate; do
     echo "| $proto | $rate/s ($share %) | $name | $p99 | $(ratio "$p99" "$base_p99") | $cpu | $(ratio "$cpu" "$base_cpu") | $(median_of fixed "$name" "$proto" 8 "$rate") | $calls |"
   done
 done <"$rows"
-rejected=$(curl -sf "$admin/metrics" | awk '/^sluice_gateway_rejections_total/ { s += $2 } END { print s + 0 }')
+rejected=$(refused_so_far)
 echo
 echo "Requests Sluice refused during the benchmark (should be 0): $rejected"

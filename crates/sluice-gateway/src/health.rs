@@ -31,6 +31,51 @@ pub(crate) fn unix_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// The monotonic clock's start and the wall clock then: a request's one clock
+/// read (an `Instant`) gives its Unix time without asking the wall clock again.
+static UNIX_AT_EPOCH: OnceLock<(Instant, i64)> = OnceLock::new();
+
+/// The clocks of one instant: what a request reads once and its stages share.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    /// The instant itself.
+    pub at: Instant,
+    /// Milliseconds on [`now_ms`]'s monotonic clock.
+    pub ms: i64,
+    /// Unix milliseconds (the wall clock as it was when the gateway started, moved on
+    /// by the monotonic clock).
+    pub unix_ms: i64,
+}
+
+impl Clock {
+    /// Reads the clock once.
+    pub fn now() -> Self {
+        Self::at(Instant::now())
+    }
+
+    /// The clocks at `at`.
+    pub fn at(at: Instant) -> Self {
+        let epoch = *EPOCH.get_or_init(Instant::now);
+        let (anchor, anchor_unix) = *UNIX_AT_EPOCH.get_or_init(|| (Instant::now(), unix_ms()));
+        let since = |start: Instant| {
+            i64::try_from(at.saturating_duration_since(start).as_millis()).unwrap_or(i64::MAX)
+        };
+        Clock {
+            at,
+            ms: since(epoch),
+            unix_ms: anchor_unix.saturating_add(since(anchor)),
+        }
+    }
+
+    /// Microseconds on [`now_us`]'s clock.
+    pub fn us(&self) -> i64 {
+        let epoch = *EPOCH.get_or_init(Instant::now);
+        i64::try_from(self.at.saturating_duration_since(epoch).as_micros())
+            .unwrap_or(i64::MAX)
+            .saturating_add(1_000_000)
+    }
+}
+
 /// Failure state of one instance, kept across snapshots (keyed by address).
 #[derive(Debug, Default)]
 pub struct EndpointHealth {

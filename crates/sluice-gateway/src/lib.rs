@@ -12,13 +12,16 @@
 //! Inside `sluice up` the snapshot is fed from the store and the registry directly.
 
 pub mod api_names;
+mod ctx;
 mod dataplane;
+mod error;
 mod health;
 mod limit;
 mod protect;
 mod proxy;
 mod remote;
 mod sniff;
+mod stages;
 mod table;
 mod tls;
 mod upstream;
@@ -405,16 +408,9 @@ where
 {
     // Raised when a request head carries both framings (see `sniff`).
     let smuggling = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = Arc::clone(&smuggling);
-    let service = service_fn(move |request| {
-        proxy::handle(
-            Arc::clone(&shared),
-            request,
-            client,
-            scheme,
-            Arc::clone(&flag),
-        )
-    });
+    let conn = Arc::new(ctx::Connection::new(client, scheme, Arc::clone(&smuggling)));
+    let service =
+        service_fn(move |request| proxy::handle(Arc::clone(&shared), request, Arc::clone(&conn)));
     let io = TokioIo::new(sniff::SniffedIo::new(io, smuggling));
     let connection = builder.serve_connection_with_upgrades(io, service);
     watcher.watch(connection.into_owned()).await

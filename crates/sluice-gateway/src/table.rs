@@ -115,12 +115,18 @@ impl Target {
 
     /// Picks an endpoint for this request, avoiding ejected ones and those in `tried`
     /// while others remain (when none does, the balancer's own pick stands).
-    pub fn pick(&self, parts: &Parts, client_ip: IpAddr, tried: &[usize]) -> Option<usize> {
+    /// `now` is the request's time on [`now_ms`]'s clock.
+    pub fn pick(
+        &self,
+        parts: &Parts,
+        client_ip: IpAddr,
+        tried: &[usize],
+        now: u64,
+    ) -> Option<usize> {
         // Weight-0 endpoints stay in the list (for hashing stability) but take no traffic.
         if self.endpoints.iter().all(|e| e.weight == 0) {
             return None;
         }
-        let now = now_ms();
         let mut first = None;
         for _ in 0..self.endpoints.len().clamp(1, 8) {
             let index = self.pick_once(parts, client_ip)?;
@@ -598,6 +604,60 @@ pub(crate) fn request_host(parts: &Parts) -> &str {
         return raw.find(']').map_or(raw, |end| &raw[..=end]);
     }
     raw.split(':').next().unwrap_or(raw)
+}
+
+/// A compiled route from its JSON spec, without endpoints (for stage tests).
+#[cfg(test)]
+pub(crate) fn test_route(name: &str, json: &str) -> CompiledRoute {
+    let spec: RouteSpec = serde_json::from_str(json).expect("a route spec");
+    spec.validate().expect("a valid route spec");
+    let mut endpoints = |_: &str, _: &str| Vec::new();
+    CompiledRoute::compile(
+        "default",
+        name,
+        &spec,
+        &mut endpoints,
+        Arc::new(crate::api_names::ApiNamer::new(
+            name.to_owned(),
+            CompiledRoute::naming_settings(&spec),
+        )),
+    )
+    .expect("the route compiles")
+}
+
+/// A round-robin target of service `default/s` with instances at `ids`
+/// (addresses 127.0.0.1:1, :2, ...) and, when given, a `Breaker` spec (for stage tests).
+#[cfg(test)]
+pub(crate) fn test_target(ids: &[&str], breaker: Option<&str>) -> Target {
+    let endpoints: Vec<Endpoint> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Endpoint {
+            id: (*id).to_owned(),
+            address: format!("127.0.0.1:{}", i + 1),
+            weight: 100,
+            health: Arc::default(),
+        })
+        .collect();
+    let addresses: Vec<String> = endpoints.iter().map(|e| e.address.clone()).collect();
+    let mut target = Target::new(
+        "default".to_owned(),
+        "s".to_owned(),
+        endpoints,
+        &LoadBalancing::RoundRobin,
+    );
+    let mut state = crate::protect::GuardState::default();
+    let mut policies = crate::protect::Policies::new();
+    if let Some(json) = breaker {
+        policies.entry("Breaker".to_owned()).or_default().insert(
+            ("default".to_owned(), "b".to_owned()),
+            serde_json::from_str(json).expect("a breaker spec"),
+        );
+    }
+    state.update(&policies);
+    let addresses: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    target.guards = state.service("default", "s", &addresses);
+    target
 }
 
 #[cfg(test)]

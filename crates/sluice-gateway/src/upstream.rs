@@ -96,41 +96,85 @@ enum Checkout<S> {
     Wait(Arc<Notify>),
 }
 
-/// Sends `request` to the instance at `address` (`host:port`) over `version`
-/// (HTTP/2 for gRPC, else HTTP/1.1), connecting within `connect_timeout` when no
-/// pooled connection is ready.
-pub(crate) async fn send(
+/// A connection ready to take one request.
+pub(crate) enum Sender {
+    Http1 {
+        sender: http1::SendRequest<ProxyBody>,
+        /// Whether it came from the pool (it may have been closed meanwhile).
+        reused: bool,
+        address: Box<str>,
+        connect_timeout: Duration,
+    },
+    Http2(http2::SendRequest<ProxyBody>),
+}
+
+/// A connection to the instance at `address` (`host:port`) over `version` (HTTP/2
+/// for gRPC, else HTTP/1.1): a pooled one, or a new one made within
+/// `connect_timeout`. No request is needed yet, so a failure to connect costs the
+/// request nothing.
+pub(crate) async fn checkout(
     address: &str,
     version: Version,
     connect_timeout: Duration,
-    request: Request<ProxyBody>,
-) -> Result<Response<UpstreamBody>, UpstreamError> {
+) -> Result<Sender, UpstreamError> {
     if version == Version::HTTP_2 {
-        return send_http2(address, connect_timeout, request).await;
+        return checkout_http2(address, connect_timeout)
+            .await
+            .map(Sender::Http2);
     }
-    let mut request = request;
-    // A reused connection may turn out closed before anything was written; the
-    // request then goes again on a fresh one.
-    for _ in 0..2 {
-        let (mut sender, reused) = checkout_http1(address, connect_timeout).await?;
-        match sender.try_send_request(request).await {
-            Ok(response) => {
-                if response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
-                    // The connection now belongs to the upgraded protocol.
-                    return Ok(response.map(UpstreamBody::plain));
-                }
-                let address: Box<str> = address.into();
-                return Ok(response.map(|body| UpstreamBody::pooled(body, sender, address)));
+    let (sender, reused) = checkout_http1(address, connect_timeout).await?;
+    Ok(Sender::Http1 {
+        sender,
+        reused,
+        address: address.into(),
+        connect_timeout,
+    })
+}
+
+impl Sender {
+    /// Sends `request`; its response body hands an HTTP/1.1 connection back to
+    /// the pool when read to its end.
+    pub async fn send(
+        self,
+        request: Request<ProxyBody>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let (mut sender, mut reused, address, connect_timeout) = match self {
+            Sender::Http2(mut sender) => {
+                return match sender.send_request(request).await {
+                    Ok(response) => Ok(response.map(UpstreamBody::plain)),
+                    Err(error) => Err(UpstreamError::Send(error)),
+                };
             }
-            Err(mut error) => match error.take_message() {
-                Some(unsent) if reused => request = unsent,
-                _ => return Err(UpstreamError::Send(error.into_error())),
-            },
+            Sender::Http1 {
+                sender,
+                reused,
+                address,
+                connect_timeout,
+            } => (sender, reused, address, connect_timeout),
+        };
+        let mut request = request;
+        loop {
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    if response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
+                        // The connection now belongs to the upgraded protocol.
+                        return Ok(response.map(UpstreamBody::plain));
+                    }
+                    return Ok(response.map(|body| UpstreamBody::pooled(body, sender, address)));
+                }
+                Err(mut error) => match error.take_message() {
+                    // A pooled connection closed before anything was written: the
+                    // request goes again, once, on a fresh connection.
+                    Some(unsent) if reused => {
+                        request = unsent;
+                        sender = connect_http1(&address, connect_timeout).await?;
+                        reused = false;
+                    }
+                    _ => return Err(UpstreamError::Send(error.into_error())),
+                },
+            }
         }
     }
-    Err(UpstreamError::Connect(
-        "the instance closed every connection before a request could be sent".to_owned(),
-    ))
 }
 
 /// A ready HTTP/1.1 sender for `address`, and whether it was reused from the pool.
@@ -240,18 +284,6 @@ fn check_in(address: &str, sender: http1::SendRequest<ProxyBody>) {
             pool.returned.notify_one();
         }
     });
-}
-
-async fn send_http2(
-    address: &str,
-    connect_timeout: Duration,
-    request: Request<ProxyBody>,
-) -> Result<Response<UpstreamBody>, UpstreamError> {
-    let mut sender = checkout_http2(address, connect_timeout).await?;
-    match sender.send_request(request).await {
-        Ok(response) => Ok(response.map(UpstreamBody::plain)),
-        Err(error) => Err(UpstreamError::Send(error)),
-    }
 }
 
 async fn checkout_http2(

@@ -487,6 +487,11 @@ async fn bad_protection_specs_are_refused_naming_the_field() {
             "spec.algorithm",
         ),
         (
+            "Concurrency",
+            r#"{"service": "echo", "min_limit": 0}"#,
+            "spec.min_limit",
+        ),
+        (
             "Breaker",
             r#"{"service": "echo", "error_percent": 0}"#,
             "spec.error_percent",

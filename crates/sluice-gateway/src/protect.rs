@@ -325,15 +325,30 @@ fn new_limiter(spec: &ConcurrencySpec) -> Arc<ConcurrencyGuard> {
         // brpc starts at 40; a service with less room than that queues in the first
         // window, which then sets an inflated no-load latency until the first
         // re-measure (25-50 s). Sluice starts at the floor and grows 30 % a window.
-        ConcurrencyAlgorithm::Auto => Adaptive::Auto(AutoLimiter::new(
-            AutoSettings {
-                initial_max_concurrency: AutoSettings::default().min_max_concurrency,
-                ..AutoSettings::default()
-            },
-            now,
-        )),
+        ConcurrencyAlgorithm::Auto => {
+            let floor = spec
+                .min_limit
+                .map_or(AutoSettings::default().min_max_concurrency, i64::from);
+            Adaptive::Auto(AutoLimiter::new(
+                AutoSettings {
+                    initial_max_concurrency: floor,
+                    min_max_concurrency: floor,
+                    ..AutoSettings::default()
+                },
+                now,
+            ))
+        }
         ConcurrencyAlgorithm::Gradient => {
-            Adaptive::Gradient(GradientLimiter::new(GradientSettings::default(), now))
+            let defaults = GradientSettings::default();
+            let floor = spec.min_limit.map_or(defaults.min_concurrency, i64::from);
+            Adaptive::Gradient(GradientLimiter::new(
+                GradientSettings {
+                    min_concurrency: floor,
+                    max_concurrency: defaults.max_concurrency.max(floor),
+                    ..defaults
+                },
+                now,
+            ))
         }
     };
     Arc::new(ConcurrencyGuard::new(
@@ -525,6 +540,22 @@ mod tests {
             Adaptive::Auto(AutoLimiter::new(settings, 1)),
             StatusCode::SERVICE_UNAVAILABLE,
         )
+    }
+
+    #[test]
+    fn a_min_limit_is_the_floor_of_either_algorithm() {
+        for algorithm in ["auto", "gradient"] {
+            let spec: ConcurrencySpec = serde_json::from_str(&format!(
+                r#"{{"route": "r", "algorithm": "{algorithm}", "min_limit": 50}}"#
+            ))
+            .unwrap();
+            spec.validate().unwrap();
+            let limit = new_limiter(&spec);
+            for _ in 0..50 {
+                assert!(limit.acquire(Priority::Normal), "{algorithm}");
+            }
+            assert!(!limit.acquire(Priority::Normal), "{algorithm}: 50 at first");
+        }
     }
 
     #[test]

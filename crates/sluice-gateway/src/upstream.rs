@@ -167,7 +167,7 @@ impl Sender {
                     // request goes again, once, on a fresh connection.
                     Some(unsent) if reused => {
                         request = unsent;
-                        sender = connect_http1(&address, connect_timeout).await?;
+                        sender = Box::pin(connect_http1(&address, connect_timeout)).await?;
                         reused = false;
                     }
                     _ => return Err(UpstreamError::Send(error.into_error())),
@@ -206,7 +206,8 @@ async fn checkout_http1(
         match found {
             Checkout::Ready(sender) => return Ok((sender, true)),
             Checkout::Connect => {
-                let connected = connect_http1(address, connect_timeout).await;
+                // Connecting is the cold path: its future is boxed, not carried by every request.
+                let connected = Box::pin(connect_http1(address, connect_timeout)).await;
                 POOLS.with(|pools| {
                     if let Some(pool) = pools.borrow_mut().http1.get_mut(address) {
                         pool.connecting -= 1;
@@ -312,7 +313,7 @@ async fn checkout_http2(
         match found {
             Checkout::Ready(sender) => return Ok(sender),
             Checkout::Connect => {
-                let connected = connect_http2(address, connect_timeout).await;
+                let connected = Box::pin(connect_http2(address, connect_timeout)).await;
                 POOLS.with(|pools| {
                     if let Some(pool) = pools.borrow_mut().http2.get_mut(address) {
                         pool.connecting = false;

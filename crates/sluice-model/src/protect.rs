@@ -396,7 +396,16 @@ pub struct ConcurrencySpec {
     #[serde(default = "default_503")]
     #[schemars(range(min = 400, max = 599))]
     pub status: u16,
+    /// The lowest limit the limiter may learn (default: 9 for `auto`, brpc's
+    /// floor; 3 for `gradient`, Envoy's): a floor for a service whose latency is so
+    /// low that the learned limit leaves no room for bursts (1–100000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub min_limit: Option<u32>,
 }
+
+/// The highest `min_limit` a `Concurrency` accepts.
+pub const MAX_MIN_LIMIT: u32 = 100_000;
 
 impl ConcurrencySpec {
     /// Checks every field.
@@ -409,6 +418,14 @@ impl ConcurrencySpec {
                     "spec.route",
                     "give exactly one of route and service",
                 ))
+            }
+        }
+        if let Some(min) = self.min_limit {
+            if !(1..=MAX_MIN_LIMIT).contains(&min) {
+                return Err(InvalidField::new(
+                    "spec.min_limit",
+                    format!("must be within 1..={MAX_MIN_LIMIT}"),
+                ));
             }
         }
         validate_status("spec.status", self.status, 400..=599)

@@ -31,7 +31,8 @@ pub(crate) async fn check(
         match crate::limit::check(&guards.limits, &source, ctx.clock.ms) {
             Verdict::Pass => {}
             Verdict::Delay(delay) => {
-                tokio::time::sleep(delay).await;
+                // Rare: boxed, so requests that are not delayed do not carry a timer.
+                Box::pin(tokio::time::sleep(delay)).await;
                 ctx.delayed = delay;
             }
             Verdict::Reject(status) => {

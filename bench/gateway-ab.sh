@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# A/B of two Sluice binaries' gateways, for judging one change at a time: the same
+# set-up as bench/gateway.sh (each `sluice up` pinned to CPU 0 with one gateway
+# thread, a route with a RateLimit and a Concurrency that are not reached, metrics
+# recording on; an nginx upstream and the load generator on CPU 1), rounds
+# alternating A and B. Reported, as medians: CPU µs per request at the maximum
+# (wrk -t1 -c64) and at a fixed rate (rate-load, 64 connections), and the p99 at
+# that rate.
+# Usage: bench/gateway-ab.sh BINARY_A BINARY_B [RATE] [SECONDS] [ROUNDS]
+#        (defaults 20000/s, 5 s, 5 rounds; build the binaries with
+#         `cargo build --release -p sluice` and copy them aside)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+a=$(realpath "$1"); b=$(realpath "$2"); rate="${3:-20000}"; seconds="${4:-5}"; rounds="${5:-5}"
+for tool in nginx wrk; do command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || { echo "needs $tool (bench/gateway.sh installs it)" >&2; exit 1; }; done
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+cargo build --release --locked -q -p sluice-bench
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; sleep 0.3; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+upstream_port=$(free_port)
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1; daemon off; pid $work/nginx.pid; error_log $work/error.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$upstream_port; location / { return 200 "ok"; } } }
+CONF
+taskset -c 1 "$NGINX" -c "$work/nginx.conf" -p "$work" & pids+=($!)
+
+declare -A gateway pid
+for side in A B; do
+  binary=$a; [ "$side" = B ] && binary=$b
+  admin_port=$(free_port); gateway_port=$(free_port)
+  taskset -c 0 "$binary" up --data "$work/data-$side" --admin "127.0.0.1:$admin_port" \
+    --gateway "127.0.0.1:$gateway_port" --gateway-threads 1 >"$work/sluice-$side.log" 2>&1 & pid[$side]=$!; pids+=(${pid[$side]})
+  admin="http://127.0.0.1:$admin_port"
+  for _ in $(seq 100); do curl -sf "$admin/readyz" >/dev/null && break; sleep 0.1; done
+  curl -sf -X PUT "$admin/v1/namespaces/default/services/echo/instances/u1" -d "{\"address\":\"127.0.0.1:$upstream_port\"}" >/dev/null
+  curl -sf -X PUT "$admin/v1/namespaces/default/resources/Route/echo" -d '{"spec":{"match":{"path_prefix":"/echo"},"service":"echo"}}' >/dev/null
+  curl -sf -X PUT "$admin/v1/namespaces/default/resources/RateLimit/echo" -d '{"spec":{"route":"echo","rate":"1000000r/s","burst":100000,"nodelay":true}}' >/dev/null
+  curl -sf -X PUT "$admin/v1/namespaces/default/resources/Concurrency/echo" -d '{"spec":{"route":"echo","min_limit":128}}' >/dev/null
+  gateway[$side]="http://127.0.0.1:$gateway_port/echo"
+  for _ in $(seq 100); do curl -sf "${gateway[$side]}" >/dev/null && break; sleep 0.1; done
+done
+sleep 1
+
+ticks=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rows="$work/rows"; : >"$rows"
+for round in $(seq "$rounds"); do
+  echo "round $round of $rounds ..." >&2
+  for side in A B; do
+    taskset -c 1 wrk -t1 -c64 -d1s "${gateway[$side]}" >/dev/null
+    c0=$(cpu_ticks "${pid[$side]}")
+    out=$(taskset -c 1 wrk -t1 -c64 -d"${seconds}s" "${gateway[$side]}")
+    c1=$(cpu_ticks "${pid[$side]}")
+    n=$(echo "$out" | awk '/requests in/ {print $1}')
+    echo "max|$side|$(awk -v a="$c1" -v b="$c0" -v t="$ticks" -v n="$n" 'BEGIN { printf "%.2f", (a-b)/t*1e6/n }')" >>"$rows"
+    c0=$(cpu_ticks "${pid[$side]}")
+    out=$(taskset -c 1 target/release/rate-load "${gateway[$side]}" "$rate" "$seconds" 64)
+    c1=$(cpu_ticks "${pid[$side]}")
+    n=$(echo "$out" | awk '{print $1}')
+    echo "fixed|$side|$(awk -v a="$c1" -v b="$c0" -v t="$ticks" -v n="$n" 'BEGIN { printf "%.2f", (a-b)/t*1e6/n }')" >>"$rows"
+    echo "p99|$side|$(echo "$out" | awk '{print $3}')" >>"$rows"
+  done
+done
+median() { awk -F'|' -v k="$1" -v s="$2" '$1==k && $2==s { print $3 }' "$rows" | sort -g |
+  awk '{ v[NR]=$1 } END { if (NR%2) print v[(NR+1)/2]; else printf "%.2f\n", (v[NR/2]+v[NR/2+1])/2 }'; }
+echo "A: $a"
+echo "B: $b"
+echo
+echo "| | CPU µs / request at the maximum | CPU µs / request at $rate/s | p99 ms at $rate/s |"
+echo "|---|---:|---:|---:|"
+for side in A B; do
+  echo "| $side | $(median max "$side") | $(median fixed "$side") | $(median p99 "$side") |"
+done

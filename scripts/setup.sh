@@ -5,7 +5,7 @@
 #
 #   protoc + google/protobuf/*.proto   the etcd client compiles etcd's protobufs, which
 #                                      import the well-known types (libprotobuf-dev)
-#   cc                                 crates that build C (ring)
+#   cc, make                           crates that build C (ring; jemalloc, the allocator)
 #   etcd, etcdctl                      tests and benchmarks run a real etcd
 #   prometheus, alertmanager           tests scrape / discover / forward alarms with them
 #   python3 with pip                   a test upstream; the PyPI packages below
@@ -47,6 +47,7 @@ protoc_finds_descriptor() {
 }
 
 need build-essential "a C compiler (cc)" has cc
+need build-essential "make (jemalloc builds with it)" has make
 need protobuf-compiler "protoc" has protoc
 need libprotobuf-dev "/usr/include/google/protobuf/descriptor.proto" is_file /usr/include/google/protobuf/descriptor.proto
 need etcd-server "etcd" has etcd

@@ -15,7 +15,6 @@ mod gateway_bad_input;
 mod gateway_control_loss;
 mod gateway_failover;
 mod gateway_grpc;
-mod gateway_retries;
 mod gateway_routing;
 mod gateway_tls;
 mod gateway_websocket;

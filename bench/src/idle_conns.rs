@@ -36,10 +36,15 @@ fn main() {
         let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
         let mut tasks = Vec::with_capacity(count);
         for _ in 0..count {
-            let permit = std::sync::Arc::clone(&semaphore).acquire_owned().await.unwrap();
+            let permit = std::sync::Arc::clone(&semaphore)
+                .acquire_owned()
+                .await
+                .unwrap();
             let (address, request) = (address.clone(), request.clone());
             tasks.push(tokio::spawn(async move {
-                let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+                let mut stream = tokio::net::TcpStream::connect(&address)
+                    .await
+                    .expect("connect");
                 stream.write_all(request.as_bytes()).await.unwrap();
                 // Read the head and a short body ("ok"-sized answers).
                 let mut seen = Vec::new();

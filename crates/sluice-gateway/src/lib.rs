@@ -15,6 +15,7 @@ pub mod api_names;
 mod ctx;
 mod dataplane;
 mod error;
+mod feed;
 mod health;
 mod limit;
 mod protect;
@@ -42,6 +43,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use dataplane::{thread_count, DataPlane};
+pub use feed::GatewayFeed;
 pub use protect::{Policies, Reason, POLICY_KINDS};
 pub use proxy::ProxyBody;
 pub use table::Endpoint;
@@ -332,17 +334,7 @@ impl Gateway {
         accepted: &std::sync::atomic::AtomicU64,
     ) {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.config.header_read_timeout)
-            .max_headers(self.config.max_headers)
-            .max_buf_size(self.config.max_header_bytes.max(8192));
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(self.config.max_header_bytes).unwrap_or(u32::MAX));
+        let builder = self.connection_builder();
         let handshake_timeout = self.config.header_read_timeout;
         tokio::pin!(shutdown);
         loop {
@@ -391,6 +383,24 @@ impl Gateway {
         {
             tracing::warn!("shutdown grace ended with requests still in flight");
         }
+    }
+}
+
+impl Gateway {
+    /// How client connections are served: HTTP/1.1 and h2c, with the listener settings.
+    fn connection_builder(&self) -> auto::Builder<TokioExecutor> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.config.header_read_timeout)
+            .max_headers(self.config.max_headers)
+            .max_buf_size(self.config.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(self.config.max_header_bytes).unwrap_or(u32::MAX));
+        builder
     }
 }
 

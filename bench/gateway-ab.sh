@@ -13,22 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 a=$(realpath "$1"); b=$(realpath "$2"); rate="${3:-20000}"; seconds="${4:-5}"; rounds="${5:-5}"
 for tool in nginx wrk; do command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || { echo "needs $tool (bench/gateway.sh installs it)" >&2; exit 1; }; done
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 cargo build --release --locked -q -p sluice-bench
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; sleep 0.3; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-upstream_port=$(free_port)
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $work/nginx.pid; error_log $work/error.log;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$upstream_port; location / { return 200 "ok"; } } }
-CONF
-taskset -c 1 "$NGINX" -c "$work/nginx.conf" -p "$work" & pids+=($!)
+. bench/lib-gateway.sh
+start_upstream 1
 
 declare -A gateway pid
 for side in A B; do
@@ -36,12 +24,7 @@ for side in A B; do
   admin_port=$(free_port); gateway_port=$(free_port)
   taskset -c 0 "$binary" up --data "$work/data-$side" --admin "127.0.0.1:$admin_port" \
     --gateway "127.0.0.1:$gateway_port" --gateway-threads 1 >"$work/sluice-$side.log" 2>&1 & pid[$side]=$!; pids+=(${pid[$side]})
-  admin="http://127.0.0.1:$admin_port"
-  for _ in $(seq 100); do curl -sf "$admin/readyz" >/dev/null && break; sleep 0.1; done
-  curl -sf -X PUT "$admin/v1/namespaces/default/services/echo/instances/u1" -d "{\"address\":\"127.0.0.1:$upstream_port\"}" >/dev/null
-  curl -sf -X PUT "$admin/v1/namespaces/default/resources/Route/echo" -d '{"spec":{"match":{"path_prefix":"/echo"},"service":"echo"}}' >/dev/null
-  curl -sf -X PUT "$admin/v1/namespaces/default/resources/RateLimit/echo" -d '{"spec":{"route":"echo","rate":"1000000r/s","burst":100000,"nodelay":true}}' >/dev/null
-  curl -sf -X PUT "$admin/v1/namespaces/default/resources/Concurrency/echo" -d '{"spec":{"route":"echo","min_limit":128}}' >/dev/null
+  echo_route "http://127.0.0.1:$admin_port" guarded
   gateway[$side]="http://127.0.0.1:$gateway_port/echo"
   for _ in $(seq 100); do curl -sf "${gateway[$side]}" >/dev/null && break; sleep 0.1; done
 done

@@ -15,23 +15,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rate="${1:-10000}"; seconds="${2:-20}"; rounds="${3:-3}"; rules="${4:-10000}"
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { echo "needs nginx (bench/gateway.sh installs it)" >&2; exit 1; }
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 cargo build --release --locked -q -p sluice -p sluice-bench
 sluice=$(realpath "${SLUICE_BIN:-target/release/sluice}")
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; sleep 0.3; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-upstream_port=$(free_port)
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $work/nginx.pid; error_log $work/error.log;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$upstream_port; location / { return 200 "ok"; } } }
-CONF
-taskset -c 1 "$NGINX" -c "$work/nginx.conf" -p "$work" & pids+=($!)
+. bench/lib-gateway.sh
+start_upstream 1
 
 # The large apply: RULES alarm rules, one per service, over the gateway's qps.
 python3 - "$rules" >"$work/rules.yaml" <<'PY'
@@ -48,9 +36,7 @@ for round in $(seq "$rounds"); do
   taskset -c 0 "$sluice" up --data "$work/data-$round" --admin "127.0.0.1:$admin_port" \
     --gateway "127.0.0.1:$gateway_port" --gateway-threads 1 >"$work/sluice-$round.log" 2>&1 & pid=$!; pids+=($pid)
   admin="http://127.0.0.1:$admin_port"; url="http://127.0.0.1:$gateway_port/echo"
-  for _ in $(seq 100); do curl -sf "$admin/readyz" >/dev/null && break; sleep 0.1; done
-  curl -sf -X PUT "$admin/v1/namespaces/default/services/echo/instances/u1" -d "{\"address\":\"127.0.0.1:$upstream_port\"}" >/dev/null
-  curl -sf -X PUT "$admin/v1/namespaces/default/resources/Route/echo" -d '{"spec":{"match":{"path_prefix":"/echo"},"service":"echo"}}' >/dev/null
+  echo_route "$admin"
   for _ in $(seq 100); do curl -sf "$url" >/dev/null && break; sleep 0.1; done
   echo "idle|$(p99_during "$url")" >>"$rows"
   started=$(date +%s.%N)

@@ -9,25 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 count="${1:-10000}"
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { echo "needs nginx (bench/gateway.sh installs it)" >&2; exit 1; }
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 cargo build --release --locked -q -p sluice -p sluice-bench
 ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -gt $((count + 1000)) ] || { echo "the open-files limit $(ulimit -n) is too low for $count connections" >&2; exit 1; }
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; sleep 0.3; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-upstream_port=$(free_port); nginx_port=$(free_port); gateway_port=$(free_port); admin_port=$(free_port)
-mkdir -p "$work/up" "$work/px"
-cat > "$work/up/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $work/up/nginx.pid; error_log $work/up/error.log;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$upstream_port; location / { return 200 "ok"; } } }
-CONF
-"$NGINX" -c "$work/up/nginx.conf" -p "$work/up" & pids+=($!)
+. bench/lib-gateway.sh
+start_upstream
+nginx_port=$(free_port); gateway_port=$(free_port); admin_port=$(free_port)
+mkdir -p "$work/px"
 cat > "$work/px/nginx.conf" <<CONF
 worker_processes 1; daemon off; pid $work/px/nginx.pid; error_log $work/px/error.log;
 worker_rlimit_nofile $((count + 1000));
@@ -42,10 +31,7 @@ CONF
 "$NGINX" -c "$work/px/nginx.conf" -p "$work/px" & nginx_master=$!; pids+=($nginx_master)
 "${SLUICE_BIN:-target/release/sluice}" up --data "$work/data" --admin "127.0.0.1:$admin_port" --gateway "127.0.0.1:$gateway_port" \
   --gateway-threads 1 >"$work/sluice.log" 2>&1 & sluice_pid=$!; pids+=($sluice_pid)
-admin="http://127.0.0.1:$admin_port"
-for _ in $(seq 100); do curl -sf "$admin/readyz" >/dev/null && break; sleep 0.1; done
-curl -sf -X PUT "$admin/v1/namespaces/default/services/echo/instances/u1" -d "{\"address\":\"127.0.0.1:$upstream_port\"}" >/dev/null
-curl -sf -X PUT "$admin/v1/namespaces/default/resources/Route/echo" -d '{"spec":{"match":{"path_prefix":"/echo"},"service":"echo"}}' >/dev/null
+echo_route "http://127.0.0.1:$admin_port"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$gateway_port/echo" >/dev/null && curl -sf "http://127.0.0.1:$nginx_port/echo" >/dev/null && break; sleep 0.1; done
 
 # Resident memory (KiB) of a process and its child processes.

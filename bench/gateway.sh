@@ -31,31 +31,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 cargo build --release --locked -q -p sluice -p sluice-bench
 # SLUICE_BIN=PATH measures another build (an older one: flags it lacks are left out).
 sluice=$(realpath "${SLUICE_BIN:-target/release/sluice}")
 threads_flag=(); "$sluice" up --help | grep -q -- --gateway-threads && threads_flag=(--gateway-threads 1)
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; sleep 0.3; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-upstream_port=$(free_port); nginx_port=$(free_port); nginx_h2_port=$(free_port); nginx_tls_port=$(free_port)
+. bench/lib-gateway.sh
+start_upstream 1
+nginx_port=$(free_port); nginx_h2_port=$(free_port); nginx_tls_port=$(free_port)
 gateway_port=$(free_port); gateway_tls_port=$(free_port); admin_port=$(free_port)
-mkdir -p "$work/up" "$work/px"
+mkdir -p "$work/px"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost \
   -days 2 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-
-# The upstream: a small nginx answering 200 "ok" on CPU 1.
-cat > "$work/up/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $work/up/nginx.pid; error_log $work/up/error.log;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$upstream_port; location / { return 200 "ok"; } } }
-CONF
-taskset -c 1 "$NGINX" -c "$work/up/nginx.conf" -p "$work/up" & pids+=($!)
 
 # The peer: nginx as a reverse proxy with a keep-alive upstream pool, on CPU 0,
 # setting the headers Sluice sets.
@@ -81,18 +68,14 @@ taskset -c 0 "$sluice" up --data "$work/data" --admin "127.0.0.1:$admin_port" \
   --gateway-tls "127.0.0.1:$gateway_tls_port" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \
   >"$work/sluice.log" 2>&1 & sluice_pid=$!; pids+=($sluice_pid)
 admin="http://127.0.0.1:$admin_port"
-for _ in $(seq 100); do curl -sf "$admin/readyz" >/dev/null && break; sleep 0.1; done
-curl -sf -X PUT "$admin/v1/namespaces/default/services/echo/instances/u1" -d "{\"address\":\"127.0.0.1:$upstream_port\"}" >/dev/null
-curl -sf -X PUT "$admin/v1/namespaces/default/resources/Route/echo" -d '{"spec":{"match":{"path_prefix":"/echo"},"service":"echo"}}' >/dev/null
-curl -sf -X PUT "$admin/v1/namespaces/default/resources/RateLimit/echo" -d '{"spec":{"route":"echo","rate":"1000000r/s","burst":100000,"nodelay":true}}' >/dev/null
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$gateway_port/echo" >/dev/null && curl -sf "http://127.0.0.1:$nginx_port/echo" >/dev/null && break; sleep 0.1; done
-# The route's adaptive concurrency limit (brpc's auto limiter) with a floor of 128: 64
-# connections never reach it, and every request still pays for the limiter.
+# The route with a RateLimit and a Concurrency (brpc's auto limiter with a floor of 128)
+# that are not reached: every request still pays for both.
 concurrency_note="Concurrency (not reached)"
-if ! curl -sf -X PUT "$admin/v1/namespaces/default/resources/Concurrency/echo" -d '{"spec":{"route":"echo","min_limit":128}}' >/dev/null; then
+if ! echo_route "$admin" guarded; then
   # A build without min_limit: its limiter would be reached at 64 connections, so none.
   concurrency_note="no Concurrency (this build has no min_limit)"
 fi
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$gateway_port/echo" >/dev/null && curl -sf "http://127.0.0.1:$nginx_port/echo" >/dev/null && break; sleep 0.1; done
 sleep 1
 
 ticks=$(getconf CLK_TCK)

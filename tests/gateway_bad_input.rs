@@ -2,8 +2,6 @@
 //! through with the gateway's memory staying flat. (Malformed requests are tested
 //! in-process: crates/sluice-gateway/tests/bad_input.rs.)
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,21 +38,6 @@ async fn counting_upstream(count: Arc<AtomicUsize>) -> String {
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
     address
-}
-
-fn raw(port: u16, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let _ = stream.write_all(request);
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
-fn status_or_closed(answer: &str) -> &str {
-    answer.lines().next().unwrap_or("(closed)")
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -665,20 +665,7 @@ mod tests {
     use super::*;
 
     fn route(name: &str, json: &str) -> CompiledRoute {
-        let spec: RouteSpec = serde_json::from_str(json).unwrap();
-        spec.validate().unwrap();
-        let mut endpoints = |_: &str, _: &str| Vec::new();
-        CompiledRoute::compile(
-            "default",
-            name,
-            &spec,
-            &mut endpoints,
-            Arc::new(crate::api_names::ApiNamer::new(
-                name.to_owned(),
-                CompiledRoute::naming_settings(&spec),
-            )),
-        )
-        .unwrap()
+        test_route(name, json)
     }
 
     fn parts(host: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Parts {

@@ -29,8 +29,10 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 600s;
       proxy_set_header X-Forwarded-Host \$host; proxy_set_header X-Request-Id \$request_id; } } }
 CONF
 "$NGINX" -c "$work/px/nginx.conf" -p "$work/px" & nginx_master=$!; pids+=($nginx_master)
-"${SLUICE_BIN:-target/release/sluice}" up --data "$work/data" --admin "127.0.0.1:$admin_port" --gateway "127.0.0.1:$gateway_port" \
-  --gateway-threads 1 >"$work/sluice.log" 2>&1 & sluice_pid=$!; pids+=($sluice_pid)
+sluice=$(realpath "${SLUICE_BIN:-target/release/sluice}")
+threads_flag=(); "$sluice" up --help | grep -q -- --gateway-threads && threads_flag=(--gateway-threads 1)
+"$sluice" up --data "$work/data" --admin "127.0.0.1:$admin_port" --gateway "127.0.0.1:$gateway_port" \
+  "${threads_flag[@]}" >"$work/sluice.log" 2>&1 & sluice_pid=$!; pids+=($sluice_pid)
 echo_route "http://127.0.0.1:$admin_port"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$gateway_port/echo" >/dev/null && curl -sf "http://127.0.0.1:$nginx_port/echo" >/dev/null && break; sleep 0.1; done
 

@@ -6,7 +6,8 @@
 # alternating A and B. Reported, as medians: CPU µs per request at the maximum
 # (wrk -t1 -c64) and at a fixed rate (rate-load, 64 connections), and the p99 at
 # that rate.
-# Usage: bench/gateway-ab.sh BINARY_A BINARY_B [RATE] [SECONDS] [ROUNDS]
+# Usage: [H2=1] bench/gateway-ab.sh BINARY_A BINARY_B [RATE] [SECONDS] [ROUNDS]
+#        (H2=1: h2c from the clients — h2load at the maximum, rate-load h2)
 #        (defaults 20000/s, 5 s, 5 rounds; build the binaries with
 #         `cargo build --release -p sluice` and copy them aside)
 set -euo pipefail
@@ -36,14 +37,22 @@ rows="$work/rows"; : >"$rows"
 for round in $(seq "$rounds"); do
   echo "round $round of $rounds ..." >&2
   for side in A B; do
-    taskset -c 1 wrk -t1 -c64 -d1s "${gateway[$side]}" >/dev/null
-    c0=$(cpu_ticks "${pid[$side]}")
-    out=$(taskset -c 1 wrk -t1 -c64 -d"${seconds}s" "${gateway[$side]}")
-    c1=$(cpu_ticks "${pid[$side]}")
-    n=$(echo "$out" | awk '/requests in/ {print $1}')
+    if [ -n "${H2:-}" ]; then
+      taskset -c 1 h2load -c64 -m1 -D1 "${gateway[$side]}" >/dev/null
+      c0=$(cpu_ticks "${pid[$side]}")
+      out=$(taskset -c 1 h2load -c64 -m1 -D"$seconds" "${gateway[$side]}")
+      c1=$(cpu_ticks "${pid[$side]}")
+      n=$(echo "$out" | awk '/^requests:/ {print $8}')
+    else
+      taskset -c 1 wrk -t1 -c64 -d1s "${gateway[$side]}" >/dev/null
+      c0=$(cpu_ticks "${pid[$side]}")
+      out=$(taskset -c 1 wrk -t1 -c64 -d"${seconds}s" "${gateway[$side]}")
+      c1=$(cpu_ticks "${pid[$side]}")
+      n=$(echo "$out" | awk '/requests in/ {print $1}')
+    fi
     echo "max|$side|$(awk -v a="$c1" -v b="$c0" -v t="$ticks" -v n="$n" 'BEGIN { printf "%.2f", (a-b)/t*1e6/n }')" >>"$rows"
     c0=$(cpu_ticks "${pid[$side]}")
-    out=$(taskset -c 1 target/release/rate-load "${gateway[$side]}" "$rate" "$seconds" 64)
+    out=$(taskset -c 1 target/release/rate-load "${gateway[$side]}" "$rate" "$seconds" 64 ${H2:+h2})
     c1=$(cpu_ticks "${pid[$side]}")
     n=$(echo "$out" | awk '{print $1}')
     echo "fixed|$side|$(awk -v a="$c1" -v b="$c0" -v t="$ticks" -v n="$n" 'BEGIN { printf "%.2f", (a-b)/t*1e6/n }')" >>"$rows"

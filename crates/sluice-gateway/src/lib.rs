@@ -420,7 +420,12 @@ where
     let smuggling = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let conn = Arc::new(ctx::Connection::new(client, scheme, Arc::clone(&smuggling)));
     let service =
-        service_fn(move |request| proxy::handle(Arc::clone(&shared), request, Arc::clone(&conn)));
+        // Boxed: hyper keeps a connection's request future for the connection's life
+        // (HTTP/1.1) or moves it into a task per stream (HTTP/2); a box is 8 bytes there,
+        // and freed between requests.
+        service_fn(move |request| {
+            Box::pin(proxy::handle(Arc::clone(&shared), request, Arc::clone(&conn)))
+        });
     let io = TokioIo::new(sniff::SniffedIo::new(io, smuggling));
     let connection = builder.serve_connection_with_upgrades(io, service);
     watcher.watch(connection.into_owned()).await

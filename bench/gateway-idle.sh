@@ -14,6 +14,7 @@ ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -gt $((count + 1000)) ] || { echo "the open-files limit $(ulimit -n) is too low for $count connections" >&2; exit 1; }
 
 . bench/lib-gateway.sh
+sluice_build "${SLUICE_BIN:-}"
 start_upstream
 nginx_port=$(free_port); gateway_port=$(free_port); admin_port=$(free_port)
 mkdir -p "$work/px"
@@ -29,8 +30,6 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 600s;
       proxy_set_header X-Forwarded-Host \$host; proxy_set_header X-Request-Id \$request_id; } } }
 CONF
 "$NGINX" -c "$work/px/nginx.conf" -p "$work/px" & nginx_master=$!; pids+=($nginx_master)
-sluice=$(realpath "${SLUICE_BIN:-target/release/sluice}")
-threads_flag=(); "$sluice" up --help | grep -q -- --gateway-threads && threads_flag=(--gateway-threads 1)
 "$sluice" up --data "$work/data" --admin "127.0.0.1:$admin_port" --gateway "127.0.0.1:$gateway_port" \
   "${threads_flag[@]}" >"$work/sluice.log" 2>&1 & sluice_pid=$!; pids+=($sluice_pid)
 echo_route "http://127.0.0.1:$admin_port"

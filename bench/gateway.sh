@@ -32,11 +32,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 cargo build --release --locked -q -p sluice -p sluice-bench
-# SLUICE_BIN=PATH measures another build (an older one: flags it lacks are left out).
-sluice=$(realpath "${SLUICE_BIN:-target/release/sluice}")
-threads_flag=(); "$sluice" up --help | grep -q -- --gateway-threads && threads_flag=(--gateway-threads 1)
-
 . bench/lib-gateway.sh
+# SLUICE_BIN=PATH measures another build (an older one: flags it lacks are left out).
+sluice_build "${SLUICE_BIN:-}"
 start_upstream 1
 nginx_port=$(free_port); nginx_h2_port=$(free_port); nginx_tls_port=$(free_port)
 gateway_port=$(free_port); gateway_tls_port=$(free_port); admin_port=$(free_port)

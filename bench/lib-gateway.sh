@@ -9,6 +9,14 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
+# sluice_build [PATH]: $sluice is that build (default target/release/sluice), and
+# $threads_flag holds `--gateway-threads 1` when it knows the flag (older builds do not).
+sluice_build() {
+  sluice=$(realpath "${1:-target/release/sluice}")
+  threads_flag=(); "$sluice" up --help | grep -q -- --gateway-threads && threads_flag=(--gateway-threads 1)
+  return 0
+}
+
 # start_upstream [CPU]: a small nginx answering 200 "ok" on $upstream_port (pinned to CPU if given).
 start_upstream() {
   upstream_port=$(free_port)

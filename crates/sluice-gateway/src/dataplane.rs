@@ -127,6 +127,13 @@ impl Gateway {
     }
 }
 
+fn read_counts(counts: &[AtomicU64]) -> Vec<u64> {
+    counts
+        .iter()
+        .map(|count| count.load(Ordering::Relaxed))
+        .collect()
+}
+
 impl DataPlane {
     /// The address the gateway threads listen on.
     pub fn local_addr(&self) -> SocketAddr {
@@ -135,21 +142,13 @@ impl DataPlane {
 
     /// Connections accepted so far, per gateway thread.
     pub fn connections_by_thread(&self) -> Vec<u64> {
-        self.connections
-            .iter()
-            .map(|count| count.load(Ordering::Relaxed))
-            .collect()
+        read_counts(&self.connections)
     }
 
     /// A reader of the per-thread connection counts that outlives this handle's borrow.
     pub fn connection_counts(&self) -> impl Fn() -> Vec<u64> + Send + Sync + 'static {
         let connections = Arc::clone(&self.connections);
-        move || {
-            connections
-                .iter()
-                .map(|count| count.load(Ordering::Relaxed))
-                .collect()
-        }
+        move || read_counts(&connections)
     }
 
     /// Stops accepting, gives in-flight requests the shutdown grace, and waits for

@@ -3,40 +3,17 @@
 //! exercise the request path through real sockets without starting a process, and
 //! for embedding the gateway in another program.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
 use tokio::sync::watch;
 
-use crate::{EndpointInfo, Gateway, GatewayConfig, Instances, Policies, Routes};
-
-/// Instances set by hand.
-#[derive(Default)]
-struct FedInstances {
-    by_service: RwLock<HashMap<(String, String), Vec<EndpointInfo>>>,
-    changes: watch::Sender<u64>,
-}
-
-impl Instances for FedInstances {
-    fn endpoints(&self, namespace: &str, service: &str) -> Vec<EndpointInfo> {
-        self.by_service
-            .read()
-            .get(&(namespace.to_owned(), service.to_owned()))
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    fn changes(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
-    }
-}
+use crate::{EndpointInfo, Gateway, GatewayConfig, InstanceTable, Instances, Policies, Routes};
 
 /// What a fed gateway routes by; each change builds a new snapshot.
 pub struct GatewayFeed {
     routes: watch::Sender<Routes>,
     policies: watch::Sender<Policies>,
-    instances: Arc<FedInstances>,
+    instances: Arc<InstanceTable>,
     snapshots: watch::Receiver<u64>,
 }
 
@@ -52,7 +29,7 @@ impl Gateway {
     pub fn fed(config: GatewayConfig) -> (Gateway, GatewayFeed) {
         let (routes, routes_rx) = watch::channel(Routes::new());
         let (policies, policies_rx) = watch::channel(Policies::new());
-        let instances = Arc::new(FedInstances::default());
+        let instances = Arc::new(InstanceTable::default());
         let gateway = Gateway::with_source(
             routes_rx,
             policies_rx,
@@ -86,6 +63,7 @@ impl GatewayFeed {
             feed.routes.send_modify(|routes| {
                 routes.insert((namespace.to_owned(), name.to_owned()), spec);
             });
+            true
         })
         .await;
         Ok(())
@@ -108,6 +86,7 @@ impl GatewayFeed {
                     .or_default()
                     .insert((namespace.to_owned(), name.to_owned()), spec);
             });
+            true
         })
         .await;
         Ok(())
@@ -115,7 +94,7 @@ impl GatewayFeed {
 
     /// Sets the instances of service `namespace/service`: `(id, host:port)` pairs, weight 100.
     pub async fn instances(&mut self, namespace: &str, service: &str, instances: &[(&str, &str)]) {
-        let endpoints = instances
+        let endpoints: Vec<EndpointInfo> = instances
             .iter()
             .map(|(id, address)| EndpointInfo {
                 id: (*id).to_owned(),
@@ -123,23 +102,19 @@ impl GatewayFeed {
                 weight: 100,
             })
             .collect();
-        self.change(|feed| {
-            feed.instances
-                .by_service
-                .write()
-                .insert((namespace.to_owned(), service.to_owned()), endpoints);
-            feed.instances.changes.send_modify(|n| *n += 1);
-        })
-        .await;
+        self.change(|feed| feed.instances.set(namespace, service, endpoints))
+            .await;
     }
 
-    /// Makes a change and waits until a snapshot with it is in force. Changes
-    /// through one feed are made one at a time, so no rebuild is under way when
-    /// the change is made: the next snapshot has it.
-    async fn change(&mut self, make: impl FnOnce(&Self)) {
+    /// Makes a change (`make` says whether anything changed) and waits until a
+    /// snapshot with it is in force. Changes through one feed are made one at a
+    /// time, so no rebuild is under way when the change is made: the next
+    /// snapshot has it.
+    async fn change(&mut self, make: impl FnOnce(&Self) -> bool) {
         let _ = self.snapshots.wait_for(|generation| *generation >= 1).await;
         self.snapshots.borrow_and_update();
-        make(self);
-        let _ = self.snapshots.changed().await;
+        if make(self) {
+            let _ = self.snapshots.changed().await;
+        }
     }
 }

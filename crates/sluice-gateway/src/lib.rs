@@ -90,6 +90,61 @@ impl Instances for Registry {
     }
 }
 
+/// Instances by service, with a counter that changes with them: the instance
+/// source of a gateway that is told its instances (the remote follower, a fed gateway).
+#[derive(Default)]
+pub(crate) struct InstanceTable {
+    by_service: parking_lot::RwLock<HashMap<(String, String), Vec<EndpointInfo>>>,
+    changes: watch::Sender<u64>,
+}
+
+impl InstanceTable {
+    /// Sets a service's instances; when they differ from before, watchers are told
+    /// and this returns true.
+    pub fn set(&self, namespace: &str, service: &str, instances: Vec<EndpointInfo>) -> bool {
+        let changed = {
+            let mut by_service = self.by_service.write();
+            let key = (namespace.to_owned(), service.to_owned());
+            let changed = by_service.get(&key) != Some(&instances);
+            by_service.insert(key, instances);
+            changed
+        };
+        if changed {
+            self.changes.send_modify(|n| *n += 1);
+        }
+        changed
+    }
+
+    /// Replaces every service's instances, and tells the watchers.
+    pub fn replace_all(&self, all: HashMap<(String, String), Vec<EndpointInfo>>) {
+        *self.by_service.write() = all;
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Every service's instances, as `((namespace, service), instances)`.
+    pub fn all(&self) -> Vec<((String, String), Vec<EndpointInfo>)> {
+        let by_service = self.by_service.read();
+        by_service
+            .iter()
+            .map(|(key, instances)| (key.clone(), instances.clone()))
+            .collect()
+    }
+}
+
+impl Instances for InstanceTable {
+    fn endpoints(&self, namespace: &str, service: &str) -> Vec<EndpointInfo> {
+        self.by_service
+            .read()
+            .get(&(namespace.to_owned(), service.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}
+
 /// Store prefix of `Route` resources.
 const ROUTES_PREFIX: &str = "res/Route/";
 
@@ -517,6 +572,7 @@ async fn rebuild_loop(
                             let health = Arc::clone(healths.entry(i.address.clone()).or_default());
                             Endpoint {
                                 id: i.id,
+                                pool_key: i.address.as_str().into(),
                                 address: i.address,
                                 weight: i.weight,
                                 health,

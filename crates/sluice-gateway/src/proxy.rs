@@ -73,6 +73,7 @@ async fn proxy(
     // body: the route's size limit; whether the request may be sent again.
     let mut body = body::limit(route, &mut outbound, body)?;
     // admit → pick → attempt → retry, until an answer or a final failure.
+    route.retry_budget.deposit();
     let error = match call(ctx, route, target, &mut outbound, &mut body).await {
         Ok(response) => return Ok(respond::upstream(response, &mut outbound)),
         Err(error) => error,
@@ -101,7 +102,6 @@ async fn call(
     outbound: &mut Outbound,
     body: &mut Option<ProxyBody>,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
-    route.retry_budget.deposit();
     let admitted = admit::admit(ctx, route, target)?;
     let keep_headers = retry::keeps_headers(route, outbound);
     let mut excluded = pick::Excluded::default();

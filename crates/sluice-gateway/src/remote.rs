@@ -3,19 +3,18 @@
 //! the control-plane URLs (failing over between them), and keeps the last state
 //! on disk so that a gateway restarted while no control node answers still serves.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use sluice_model::{Resource, RouteSpec};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::{EndpointInfo, Instances, Routes};
+use crate::{EndpointInfo, InstanceTable, Instances, Routes};
 
 /// How long one blocking query waits at the control plane.
 const WAIT: &str = "30s";
@@ -64,23 +63,18 @@ pub(crate) struct RemoteSource {
     http: reqwest::Client,
     routes: watch::Sender<Routes>,
     policies: watch::Sender<crate::Policies>,
-    endpoints: RwLock<HashMap<(String, String), Vec<EndpointInfo>>>,
-    changes: watch::Sender<u64>,
+    instances: InstanceTable,
     dirty: Notify,
     snapshot_path: PathBuf,
 }
 
 impl Instances for RemoteSource {
     fn endpoints(&self, namespace: &str, service: &str) -> Vec<EndpointInfo> {
-        self.endpoints
-            .read()
-            .get(&(namespace.to_owned(), service.to_owned()))
-            .cloned()
-            .unwrap_or_default()
+        self.instances.endpoints(namespace, service)
     }
 
     fn changes(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
+        self.instances.changes()
     }
 }
 
@@ -102,7 +96,6 @@ impl RemoteSource {
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let (routes, _) = watch::channel(Routes::new());
         let (policies, _) = watch::channel(crate::Policies::new());
-        let (changes, _) = watch::channel(0);
         let source = Arc::new(RemoteSource {
             control: control
                 .into_iter()
@@ -113,8 +106,7 @@ impl RemoteSource {
             http,
             routes,
             policies,
-            endpoints: RwLock::new(HashMap::new()),
-            changes,
+            instances: InstanceTable::default(),
             dirty: Notify::new(),
             snapshot_path: data_dir.join("gateway-snapshot.json"),
         });
@@ -150,7 +142,7 @@ impl RemoteSource {
                     .filter(|r| r.spec.validate().is_ok())
                     .map(|r| ((r.namespace, r.name), r.spec))
                     .collect();
-                *self.endpoints.write() = snapshot
+                let instances = snapshot
                     .services
                     .into_iter()
                     .map(|s| ((s.namespace, s.service), s.instances))
@@ -175,7 +167,7 @@ impl RemoteSource {
                 self.policies.send_replace(policies);
                 tracing::info!(routes = routes.len(), path = %self.snapshot_path.display(), "loaded the disk snapshot");
                 self.routes.send_replace(routes);
-                self.changes.send_modify(|n| *n += 1);
+                self.instances.replace_all(instances);
             }
             Err(error) => {
                 tracing::warn!(%error, path = %self.snapshot_path.display(), "ignoring an unreadable disk snapshot")
@@ -364,15 +356,7 @@ impl RemoteSource {
                     })
                 })
                 .collect();
-            let changed = {
-                let mut endpoints = self.endpoints.write();
-                let key = (namespace.clone(), service.clone());
-                let changed = endpoints.get(&key) != Some(&instances);
-                endpoints.insert(key, instances);
-                changed
-            };
-            if changed {
-                self.changes.send_modify(|n| *n += 1);
+            if self.instances.set(&namespace, &service, instances) {
                 self.dirty.notify_one();
             }
         }
@@ -412,13 +396,13 @@ impl RemoteSource {
                     })
                     .collect(),
                 services: self
-                    .endpoints
-                    .read()
-                    .iter()
+                    .instances
+                    .all()
+                    .into_iter()
                     .map(|((namespace, service), instances)| DiskService {
-                        namespace: namespace.clone(),
-                        service: service.clone(),
-                        instances: instances.clone(),
+                        namespace,
+                        service,
+                        instances,
                     })
                     .collect(),
             };

@@ -22,6 +22,9 @@ pub struct Endpoint {
     pub id: String,
     /// `host:port`.
     pub address: String,
+    /// The same, shared: the key of the instance's upstream connections, kept by
+    /// their response bodies (built once per snapshot, cloned per request).
+    pub pool_key: Arc<str>,
     /// Weight (0–1000).
     pub weight: u32,
     /// Its failure state, shared by every route and snapshot that sends to it.
@@ -635,6 +638,7 @@ pub(crate) fn test_target(ids: &[&str], breaker: Option<&str>) -> Target {
         .map(|(i, id)| Endpoint {
             id: (*id).to_owned(),
             address: format!("127.0.0.1:{}", i + 1),
+            pool_key: format!("127.0.0.1:{}", i + 1).into(),
             weight: 100,
             health: Arc::default(),
         })

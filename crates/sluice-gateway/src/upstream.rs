@@ -89,6 +89,19 @@ thread_local! {
     static POOLS: RefCell<Pools> = RefCell::new(Pools::default());
 }
 
+/// Runs `use_pool` on the pool of `address`, made when missing (the address is
+/// copied only then).
+fn with_pool<P: Default, R>(
+    pools: &mut HashMap<Box<str>, P>,
+    address: &str,
+    use_pool: impl FnOnce(&mut P) -> R,
+) -> R {
+    if let Some(pool) = pools.get_mut(address) {
+        return use_pool(pool);
+    }
+    use_pool(pools.entry(address.into()).or_default())
+}
+
 /// What a checkout found.
 enum Checkout<S> {
     Ready(S),
@@ -102,8 +115,10 @@ pub(crate) enum Sender {
         sender: http1::SendRequest<ProxyBody>,
         /// Whether it came from the pool (it may have been closed meanwhile).
         reused: bool,
-        address: Box<str>,
+        address: Arc<str>,
         connect_timeout: Duration,
+        /// When its request started.
+        since: Instant,
     },
     Http2(http2::SendRequest<ProxyBody>),
 }
@@ -111,23 +126,25 @@ pub(crate) enum Sender {
 /// A connection to the instance at `address` (`host:port`) over `version` (HTTP/2
 /// for gRPC, else HTTP/1.1): a pooled one, or a new one made within
 /// `connect_timeout`. No request is needed yet, so a failure to connect costs the
-/// request nothing.
+/// request nothing. `now` is the request's clock read.
 pub(crate) async fn checkout(
-    address: &str,
+    address: &Arc<str>,
     version: Version,
     connect_timeout: Duration,
+    now: Instant,
 ) -> Result<Sender, UpstreamError> {
     if version == Version::HTTP_2 {
         return checkout_http2(address, connect_timeout)
             .await
             .map(Sender::Http2);
     }
-    let (sender, reused) = checkout_http1(address, connect_timeout).await?;
+    let (sender, reused) = checkout_http1(address, connect_timeout, now).await?;
     Ok(Sender::Http1 {
         sender,
         reused,
-        address: address.into(),
+        address: Arc::clone(address),
         connect_timeout,
+        since: now,
     })
 }
 
@@ -138,7 +155,7 @@ impl Sender {
         self,
         request: Request<ProxyBody>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let (mut sender, mut reused, address, connect_timeout) = match self {
+        let (mut sender, mut reused, address, connect_timeout, since) = match self {
             Sender::Http2(mut sender) => {
                 return match sender.send_request(request).await {
                     Ok(response) => Ok(response.map(UpstreamBody::plain)),
@@ -150,7 +167,8 @@ impl Sender {
                 reused,
                 address,
                 connect_timeout,
-            } => (sender, reused, address, connect_timeout),
+                since,
+            } => (sender, reused, address, connect_timeout, since),
         };
         let mut request = request;
         loop {
@@ -160,7 +178,9 @@ impl Sender {
                         // The connection now belongs to the upgraded protocol.
                         return Ok(response.map(UpstreamBody::plain));
                     }
-                    return Ok(response.map(|body| UpstreamBody::pooled(body, sender, address)));
+                    return Ok(
+                        response.map(|body| UpstreamBody::pooled(body, sender, address, since))
+                    );
                 }
                 Err(mut error) => match error.take_message() {
                     // A pooled connection closed before anything was written: the
@@ -177,31 +197,32 @@ impl Sender {
     }
 }
 
-/// A ready HTTP/1.1 sender for `address`, and whether it was reused from the pool.
+/// A ready HTTP/1.1 sender for `address`, and whether it was reused from the
+/// pool; `now` is the request's clock (idle expiry needs no clock read of its own).
 async fn checkout_http1(
     address: &str,
     connect_timeout: Duration,
+    now: Instant,
 ) -> Result<(http1::SendRequest<ProxyBody>, bool), UpstreamError> {
-    let deadline = tokio::time::Instant::now() + connect_timeout;
+    let mut deadline = None;
     loop {
         let found = POOLS.with(|pools| {
-            let mut pools = pools.borrow_mut();
-            let pool = match pools.http1.get_mut(address) {
-                Some(pool) => pool,
-                None => pools.http1.entry(address.into()).or_default(),
-            };
-            while let Some(idle) = pool.idle.pop() {
-                if idle.sender.is_ready() && idle.since.elapsed() < IDLE_TIMEOUT {
-                    return Checkout::Ready(idle.sender);
+            with_pool(&mut pools.borrow_mut().http1, address, |pool| {
+                while let Some(idle) = pool.idle.pop() {
+                    if idle.sender.is_ready()
+                        && now.saturating_duration_since(idle.since) < IDLE_TIMEOUT
+                    {
+                        return Checkout::Ready(idle.sender);
+                    }
+                    // Closed by the upstream, or idle too long: dropped (and closed).
                 }
-                // Closed by the upstream, or idle too long: dropped (and closed).
-            }
-            if pool.connecting < MAX_CONNECTING {
-                pool.connecting += 1;
-                Checkout::Connect
-            } else {
-                Checkout::Wait(Arc::clone(&pool.returned))
-            }
+                if pool.connecting < MAX_CONNECTING {
+                    pool.connecting += 1;
+                    Checkout::Connect
+                } else {
+                    Checkout::Wait(Arc::clone(&pool.returned))
+                }
+            })
         });
         match found {
             Checkout::Ready(sender) => return Ok((sender, true)),
@@ -217,16 +238,26 @@ async fn checkout_http1(
                 return connected.map(|sender| (sender, false));
             }
             Checkout::Wait(returned) => {
-                if tokio::time::timeout_at(deadline, returned.notified())
-                    .await
-                    .is_err()
-                {
-                    return Err(UpstreamError::Connect(format!(
-                        "no connection to {address} within {connect_timeout:?}"
-                    )));
-                }
+                let deadline =
+                    *deadline.get_or_insert_with(|| tokio::time::Instant::now() + connect_timeout);
+                wait_until(deadline, &returned, address, connect_timeout).await?;
             }
         }
+    }
+}
+
+/// Waits for a connection to come back (or a connect to end), at most until `deadline`.
+async fn wait_until(
+    deadline: tokio::time::Instant,
+    notify: &Notify,
+    address: &str,
+    connect_timeout: Duration,
+) -> Result<(), UpstreamError> {
+    match tokio::time::timeout_at(deadline, notify.notified()).await {
+        Ok(()) => Ok(()),
+        Err(_) => Err(UpstreamError::Connect(format!(
+            "no connection to {address} within {connect_timeout:?}"
+        ))),
     }
 }
 
@@ -269,21 +300,16 @@ async fn connect_http1(
     Ok(sender)
 }
 
-/// Puts an HTTP/1.1 sender back into this thread's pool for `address`.
-fn check_in(address: &str, sender: http1::SendRequest<ProxyBody>) {
+/// Puts an HTTP/1.1 sender back into this thread's pool for `address`; `since`
+/// is when its request started (a clock read already made).
+fn check_in(address: &str, sender: http1::SendRequest<ProxyBody>, since: Instant) {
     POOLS.with(|pools| {
-        let mut pools = pools.borrow_mut();
-        let pool = match pools.http1.get_mut(address) {
-            Some(pool) => pool,
-            None => pools.http1.entry(address.into()).or_default(),
-        };
-        if pool.idle.len() < MAX_IDLE {
-            pool.idle.push(IdleSender {
-                sender,
-                since: Instant::now(),
-            });
-            pool.returned.notify_one();
-        }
+        with_pool(&mut pools.borrow_mut().http1, address, |pool| {
+            if pool.idle.len() < MAX_IDLE {
+                pool.idle.push(IdleSender { sender, since });
+                pool.returned.notify_one();
+            }
+        });
     });
 }
 
@@ -291,24 +317,21 @@ async fn checkout_http2(
     address: &str,
     connect_timeout: Duration,
 ) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
-    let deadline = tokio::time::Instant::now() + connect_timeout;
+    let mut deadline = None;
     loop {
         let found = POOLS.with(|pools| {
-            let mut pools = pools.borrow_mut();
-            let pool = match pools.http2.get_mut(address) {
-                Some(pool) => pool,
-                None => pools.http2.entry(address.into()).or_default(),
-            };
-            match &pool.sender {
-                Some(sender) if !sender.is_closed() => return Checkout::Ready(sender.clone()),
-                _ => pool.sender = None,
-            }
-            if pool.connecting {
-                Checkout::Wait(Arc::clone(&pool.connected))
-            } else {
-                pool.connecting = true;
-                Checkout::Connect
-            }
+            with_pool(&mut pools.borrow_mut().http2, address, |pool| {
+                match &pool.sender {
+                    Some(sender) if !sender.is_closed() => return Checkout::Ready(sender.clone()),
+                    _ => pool.sender = None,
+                }
+                if pool.connecting {
+                    Checkout::Wait(Arc::clone(&pool.connected))
+                } else {
+                    pool.connecting = true;
+                    Checkout::Connect
+                }
+            })
         });
         match found {
             Checkout::Ready(sender) => return Ok(sender),
@@ -326,14 +349,9 @@ async fn checkout_http2(
                 return connected;
             }
             Checkout::Wait(connected) => {
-                if tokio::time::timeout_at(deadline, connected.notified())
-                    .await
-                    .is_err()
-                {
-                    return Err(UpstreamError::Connect(format!(
-                        "no HTTP/2 connection to {address} within {connect_timeout:?}"
-                    )));
-                }
+                let deadline =
+                    *deadline.get_or_insert_with(|| tokio::time::Instant::now() + connect_timeout);
+                wait_until(deadline, &connected, address, connect_timeout).await?;
             }
         }
     }
@@ -360,7 +378,7 @@ async fn connect_http2(
 /// pool of the thread that reads its end.
 pub(crate) struct UpstreamBody {
     inner: Incoming,
-    pooled: Option<(http1::SendRequest<ProxyBody>, Box<str>)>,
+    pooled: Option<(http1::SendRequest<ProxyBody>, Arc<str>, Instant)>,
 }
 
 impl UpstreamBody {
@@ -371,10 +389,15 @@ impl UpstreamBody {
         }
     }
 
-    fn pooled(inner: Incoming, sender: http1::SendRequest<ProxyBody>, address: Box<str>) -> Self {
+    fn pooled(
+        inner: Incoming,
+        sender: http1::SendRequest<ProxyBody>,
+        address: Arc<str>,
+        since: Instant,
+    ) -> Self {
         let mut body = UpstreamBody {
             inner,
-            pooled: Some((sender, address)),
+            pooled: Some((sender, address, since)),
         };
         if body.inner.is_end_stream() {
             body.release();
@@ -384,15 +407,15 @@ impl UpstreamBody {
 
     /// The body is read to its end: its connection may take the next request.
     fn release(&mut self) {
-        if let Some((sender, address)) = self.pooled.take() {
+        if let Some((sender, address, since)) = self.pooled.take() {
             if sender.is_ready() {
-                check_in(&address, sender);
+                check_in(&address, sender, since);
             } else if !sender.is_closed() {
                 // The connection is still finishing this response: back once it has.
                 let mut sender = sender;
                 tokio::spawn(async move {
                     if sender.ready().await.is_ok() {
-                        check_in(&address, sender);
+                        check_in(&address, sender, since);
                     }
                 });
             }

@@ -58,7 +58,7 @@ pub(crate) async fn send(
     };
     let exchanged = tokio::time::timeout(
         route.request_timeout,
-        exchange(endpoint, route, outbound, body, keep_headers),
+        exchange(endpoint, route, outbound, body, keep_headers, started),
     )
     .await;
     let ended = Instant::now();
@@ -173,9 +173,15 @@ async fn exchange(
     outbound: &mut Outbound,
     body: &mut Option<ProxyBody>,
     keep_headers: bool,
+    now: Instant,
 ) -> Result<Response<UpstreamBody>, UpstreamError> {
-    let sender =
-        upstream::checkout(&endpoint.address, outbound.version, route.connect_timeout).await?;
+    let sender = upstream::checkout(
+        &endpoint.pool_key,
+        outbound.version,
+        route.connect_timeout,
+        now,
+    )
+    .await?;
     let request = build(endpoint, outbound, body, keep_headers)?;
     sender.send(request).await
 }

@@ -126,7 +126,9 @@ impl Sluice {
         } else {
             "--admin"
         };
-        command.arg(role);
+        // Relative defaults (`./sluice-data`) land in the test's own directory,
+        // never in the source tree.
+        command.current_dir(log_dir).arg(role);
         // An agent listens nowhere.
         if role != "agent" {
             command.args([listen_flag, &format!("127.0.0.1:{port}")]);

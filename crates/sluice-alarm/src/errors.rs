@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_store::{list_all, Store};
 
-/// Where error groups live.
-pub const ERRORS_PREFIX: &str = "errors/";
+pub use sluice_model::keys::ERRORS_PREFIX;
 /// Sample events kept per group.
 pub const SAMPLES: usize = 5;
 /// Largest sample event kept (bigger ones are cut to their exception).

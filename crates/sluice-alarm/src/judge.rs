@@ -8,15 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use serde::de::DeserializeOwned;
 use sluice_metrics::query::{self, SeriesQuery};
 use sluice_metrics::Db;
-use sluice_model::{AlarmRuleSpec, MuteSpec, NotifierSpec, Resource};
-use sluice_store::{follow, list_all, EventKind, FollowUpdate, Store};
+use sluice_model::{AlarmRuleSpec, MuteSpec, NotifierSpec};
+use sluice_store::{follow_kind, list_all, Store};
 
 use crate::notify::{enqueue, Notification, Target};
 use crate::rules::{advance, alarm_labels, condition_holds};
-use crate::{Alarm, AlarmState, ALARMS_PREFIX};
+use crate::{Alarm, AlarmState};
+use sluice_model::keys::ALARMS_PREFIX;
 
 type Id = (String, String);
 
@@ -31,99 +31,32 @@ pub struct Resources {
     pub mutes: BTreeMap<Id, (MuteSpec, Option<i64>, i64)>,
 }
 
-fn apply<T: DeserializeOwned>(
-    map: &mut BTreeMap<Id, T>,
-    prefix: &str,
-    update: FollowUpdate,
-    parse: impl Fn(T) -> Option<T>,
-) {
-    if matches!(update, FollowUpdate::Snapshot { .. }) {
-        map.clear();
-    }
-    let mut one = |kind: EventKind, key: &str, value: &[u8]| {
-        let Some((ns, name)) = key.strip_prefix(prefix).and_then(|r| r.split_once('/')) else {
-            return;
-        };
-        let id = (ns.to_owned(), name.to_owned());
-        if kind == EventKind::Delete {
-            map.remove(&id);
-            return;
-        }
-        let spec = serde_json::from_slice::<Resource>(value)
-            .ok()
-            .and_then(|r| serde_json::from_value::<T>(r.spec).ok())
-            .and_then(&parse);
-        match spec {
-            Some(spec) => {
-                map.insert(id, spec);
-            }
-            None => {
-                tracing::warn!(key, "ignoring an unreadable alarm resource");
-                map.remove(&id);
-            }
-        }
-    };
-    match update {
-        FollowUpdate::Snapshot { kvs, .. } => {
-            for kv in kvs {
-                one(EventKind::Put, &kv.key, &kv.value);
-            }
-        }
-        FollowUpdate::Events(events) => {
-            for event in events {
-                one(event.kind, &event.kv.key, &event.kv.value);
-            }
-        }
-    }
-}
-
 /// Follows the alarm kinds from the store into `resources`.
 pub fn follow_resources(store: Arc<dyn Store>, resources: Arc<RwLock<Resources>>) {
     let r = Arc::clone(&resources);
-    tokio::spawn(follow(
+    tokio::spawn(follow_kind(
         Arc::clone(&store),
-        "res/AlarmRule/".into(),
-        move |u| {
-            apply(
-                &mut r.write().rules,
-                "res/AlarmRule/",
-                u,
-                |s: AlarmRuleSpec| s.validate().is_ok().then_some(s),
-            )
-        },
+        "AlarmRule",
+        |spec: AlarmRuleSpec| spec.validate().is_ok().then_some(spec),
+        move |apply| apply(&mut r.write().rules),
     ));
     let r = Arc::clone(&resources);
-    tokio::spawn(follow(
+    tokio::spawn(follow_kind(
         Arc::clone(&store),
-        "res/Notifier/".into(),
-        move |u| {
-            apply(
-                &mut r.write().notifiers,
-                "res/Notifier/",
-                u,
-                |s: NotifierSpec| s.validate().is_ok().then_some(s),
-            )
-        },
+        "Notifier",
+        |spec: NotifierSpec| spec.validate().is_ok().then_some(spec),
+        move |apply| apply(&mut r.write().notifiers),
     ));
     let r = resources;
-    tokio::spawn(follow(store, "res/Mute/".into(), move |u| {
-        let mut held: BTreeMap<Id, MuteSpec> = r
-            .read()
-            .mutes
-            .iter()
-            .map(|(id, (spec, _, _))| (id.clone(), spec.clone()))
-            .collect();
-        apply(&mut held, "res/Mute/", u, |s: MuteSpec| {
-            s.validate().is_ok().then_some(s)
-        });
-        r.write().mutes = held
-            .into_iter()
-            .filter_map(|(id, spec)| {
-                let (starts, ends) = spec.validate().ok()?;
-                Some((id, (spec, starts, ends)))
-            })
-            .collect();
-    }));
+    tokio::spawn(follow_kind(
+        store,
+        "Mute",
+        |spec: MuteSpec| {
+            let (starts, ends) = spec.validate().ok()?;
+            Some((spec, starts, ends))
+        },
+        move |apply| apply(&mut r.write().mutes),
+    ));
 }
 
 /// Whether a mute of `namespace` silences `alarm` at `now_ms`.

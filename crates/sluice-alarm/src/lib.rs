@@ -20,10 +20,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Where alarms are kept.
-pub const ALARMS_PREFIX: &str = "alarm/";
-/// Where undelivered notifications are kept.
-pub const NOTIFY_PREFIX: &str = "notify/";
+pub use sluice_model::keys::{ALARMS_PREFIX, NOTIFY_PREFIX};
 
 /// An alarm's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

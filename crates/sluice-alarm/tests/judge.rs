@@ -11,6 +11,7 @@ use sluice_alarm::judge::{alarms, evaluate, JudgeState, Resources};
 use sluice_alarm::notify::pending;
 use sluice_alarm::AlarmState;
 use sluice_metrics::{rrd, Agg, Db, DbConfig, SeriesKey};
+use sluice_model::keys::resource_key;
 use sluice_model::{AlarmRuleSpec, MuteSpec, NotifierSpec};
 use sluice_store::{LocalStore, LocalStoreOptions, Store};
 
@@ -527,19 +528,23 @@ async fn unreadable_or_invalid_resources_in_the_store_are_skipped_not_fatal() {
         let (store, key, value) = (Arc::clone(&bench.store), key.to_owned(), value.to_owned());
         async move { store.put(&key, value.into_bytes(), None).await.unwrap() }
     };
-    put("res/AlarmRule/default/garbage", "not json at all").await;
     put(
-        "res/AlarmRule/default/invalid",
+        &resource_key("AlarmRule", "default", "garbage"),
+        "not json at all",
+    )
+    .await;
+    put(
+        &resource_key("AlarmRule", "default", "invalid"),
         r#"{"kind": "AlarmRule", "metadata": {"namespace": "default", "name": "invalid"}, "spec": {"metric": "queue"}}"#,
     )
     .await;
     put(
-        "res/Notifier/default/broken",
+        &resource_key("Notifier", "default", "broken"),
         r#"{"kind": "Notifier", "metadata": {"namespace": "default", "name": "broken"}, "spec": {"webhook": {"url": "ftp://x"}}}"#,
     )
     .await;
     put(
-        "res/AlarmRule/default/good",
+        &resource_key("AlarmRule", "default", "good"),
         r#"{"kind": "AlarmRule", "metadata": {"namespace": "default", "name": "good"}, "spec": {"metric": "queue", "above": 10, "notify": ["broken"]}}"#,
     )
     .await;

@@ -10,6 +10,7 @@ use axum::Json;
 use serde_json::Value;
 use sluice_alarm::errors::{self, ErrorGroup};
 use sluice_metrics::custom::{MetricType, Push, Sample};
+use sluice_model::keys;
 use sluice_model::{format_time, validate_name, ErrorProjectSpec, Resource};
 use sluice_store::list_all;
 
@@ -37,7 +38,7 @@ async fn project(state: &AppState, id: &str) -> Result<(String, ErrorProjectSpec
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("project {id:?} is not a number")))?;
-    let (kvs, _) = list_all(&*state.store, "res/ErrorProject/")
+    let (kvs, _) = list_all(&*state.store, &keys::kind_prefix("ErrorProject"))
         .await
         .map_err(store_error)?;
     kvs.into_iter()

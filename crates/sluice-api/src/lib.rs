@@ -26,7 +26,8 @@ pub use auth::{Access, Auth, Role, TokenConfig};
 pub use error::ApiError;
 pub use json::{BodyLimit, DEFAULT_BODY_LIMIT};
 pub use metrics::MetricsHandle;
-pub use resources::{Kinds, ResourceBody, Resources, ServiceSpec, SpecSchema, SpecValidator};
+pub use resources::{Kinds, ResourceBody, Resources, SpecSchema, SpecValidator};
+pub use sluice_model::ServiceSpec;
 
 /// What every handler shares.
 #[derive(Clone)]

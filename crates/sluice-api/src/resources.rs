@@ -13,7 +13,10 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sluice_model::{validate_labels, validate_name, InvalidField, Resource, ResourceMetadata};
+use sluice_model::keys::{self, history_prefix, resource_key};
+use sluice_model::{
+    validate_labels, validate_name, InvalidField, Resource, ResourceMetadata, ServiceSpec,
+};
 use sluice_store::{
     follow, Compare, FollowUpdate, KeyValue, RangeOptions, Revision, Store, Txn, TxnOp,
 };
@@ -132,20 +135,6 @@ impl Kinds {
     }
 }
 
-/// The spec of a `Service` resource: settings of a service in the naming service.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceSpec {
-    /// Below this healthy share (0–1), queries return the unhealthy instances too.
-    #[serde(default)]
-    #[schemars(range(min = 0.0, max = 1.0))]
-    pub protect_threshold: Option<f64>,
-    /// What the service is for (at most 1024 bytes).
-    #[serde(default)]
-    #[schemars(length(max = 1024))]
-    pub description: Option<String>,
-}
-
 /// Reads a spec into its type; a field of the wrong type or an unknown field is
 /// named as `spec.PATH`.
 fn parse_spec<T: serde::de::DeserializeOwned>(spec: &Value) -> Result<T, InvalidField> {
@@ -194,20 +183,7 @@ fn validate_rate_limit_spec(spec: &Value) -> Result<(), InvalidField> {
 }
 
 fn validate_service_spec(spec: &Value) -> Result<(), InvalidField> {
-    let spec: ServiceSpec = serde_json::from_value(spec.clone())
-        .map_err(|e| InvalidField::new("spec", e.to_string()))?;
-    if let Some(threshold) = spec.protect_threshold {
-        if !(0.0..=1.0).contains(&threshold) {
-            return Err(InvalidField::new(
-                "spec.protect_threshold",
-                format!("{threshold} is outside 0..=1"),
-            ));
-        }
-    }
-    if spec.description.as_ref().is_some_and(|d| d.len() > 1024) {
-        return Err(InvalidField::new("spec.description", "over 1024 bytes"));
-    }
-    Ok(())
+    parse_spec::<ServiceSpec>(spec)?.validate()
 }
 
 /// A `PUT` body: `{"spec": {...}, "metadata": {"labels": {...}}}`.
@@ -240,14 +216,6 @@ pub struct HistoryEntry {
     pub current: bool,
     /// The version.
     pub resource: Resource,
-}
-
-fn resource_key(kind: &str, namespace: &str, name: &str) -> String {
-    format!("res/{kind}/{namespace}/{name}")
-}
-
-fn history_prefix(kind: &str, namespace: &str, name: &str) -> String {
-    format!("hist/{kind}/{namespace}/{name}/")
 }
 
 /// Moves a version into the history, under the revision it was written at.
@@ -294,45 +262,47 @@ impl Resources {
             changes,
         });
         let weak = Arc::downgrade(&resources);
-        tokio::spawn(follow(store, "res/".to_owned(), move |update| {
-            let Some(resources) = weak.upgrade() else {
-                return;
-            };
-            let mut indexes = resources.indexes.write();
-            let mut last = 0;
-            let mut note = |key: &str, revision: Revision| {
-                let mut parts = key.splitn(4, '/');
-                if let (Some(_), Some(kind), Some(ns)) = (parts.next(), parts.next(), parts.next())
-                {
-                    for scope in [ns, ALL_NAMESPACES] {
-                        let entry = indexes
-                            .entry((kind.to_owned(), scope.to_owned()))
-                            .or_insert(0);
-                        *entry = (*entry).max(revision);
-                    }
-                }
-                last = last.max(revision);
-            };
-            match update {
-                FollowUpdate::Snapshot { kvs, revision } => {
-                    for kv in &kvs {
-                        note(&kv.key, kv.mod_revision);
+        tokio::spawn(follow(
+            store,
+            keys::RESOURCES_PREFIX.to_owned(),
+            move |update| {
+                let Some(resources) = weak.upgrade() else {
+                    return;
+                };
+                let mut indexes = resources.indexes.write();
+                let mut last = 0;
+                let mut note = |key: &str, revision: Revision| {
+                    if let Some((kind, ns, _)) = keys::parse_resource_key(key) {
+                        for scope in [ns, ALL_NAMESPACES] {
+                            let entry = indexes
+                                .entry((kind.to_owned(), scope.to_owned()))
+                                .or_insert(0);
+                            *entry = (*entry).max(revision);
+                        }
                     }
                     last = last.max(revision);
-                }
-                FollowUpdate::Events(events) => {
-                    for event in &events {
-                        note(&event.kv.key, event.revision());
+                };
+                match update {
+                    FollowUpdate::Snapshot { kvs, revision } => {
+                        for kv in &kvs {
+                            note(&kv.key, kv.mod_revision);
+                        }
+                        last = last.max(revision);
+                    }
+                    FollowUpdate::Events(events) => {
+                        for event in &events {
+                            note(&event.kv.key, event.revision());
+                        }
                     }
                 }
-            }
-            drop(indexes);
-            resources.changes.send_if_modified(|seen| {
-                let changed = last > *seen;
-                *seen = (*seen).max(last);
-                changed
-            });
-        }));
+                drop(indexes);
+                resources.changes.send_if_modified(|seen| {
+                    let changed = last > *seen;
+                    *seen = (*seen).max(last);
+                    changed
+                });
+            },
+        ));
         resources
     }
 
@@ -464,9 +434,9 @@ impl Resources {
     ) -> Result<(Vec<Resource>, Revision), ApiError> {
         self.check_path(namespace, kind, None)?;
         let prefix = if namespace == ALL_NAMESPACES {
-            format!("res/{kind}/")
+            keys::kind_prefix(kind)
         } else {
-            format!("res/{kind}/{namespace}/")
+            keys::namespace_prefix(kind, namespace)
         };
         // The index is read before the list, so every change after it is either in
         // the list or has a higher revision; an item newer than the index (not yet

@@ -36,9 +36,9 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use sluice_model::{Resource, RouteSpec};
+use sluice_model::RouteSpec;
 use sluice_registry::Registry;
-use sluice_store::{follow, EventKind, FollowUpdate, Store};
+use sluice_store::{follow_kind, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -145,9 +145,6 @@ impl Instances for InstanceTable {
     }
 }
 
-/// Store prefix of `Route` resources.
-const ROUTES_PREFIX: &str = "res/Route/";
-
 /// What the gateway tells an observer about each request it answered: where the
 /// monitoring issue records metrics and spans. Called once per request, after the
 /// response head is known; nothing is computed for it when no observer is set.
@@ -250,27 +247,24 @@ impl Gateway {
     /// instances from the registry. Must run inside a Tokio runtime.
     pub fn in_process(store: Arc<dyn Store>, registry: Registry, config: GatewayConfig) -> Self {
         let (routes_tx, routes_rx) = watch::channel(Routes::new());
-        tokio::spawn(follow(
+        tokio::spawn(follow_kind(
             Arc::clone(&store),
-            ROUTES_PREFIX.to_owned(),
-            move |update| {
-                routes_tx.send_modify(|routes| {
-                    apply_resource_update(routes, ROUTES_PREFIX, update, |spec: &RouteSpec| {
-                        spec.validate().is_ok()
-                    })
-                });
-            },
+            "Route",
+            |spec: RouteSpec| spec.validate().is_ok().then_some(spec),
+            move |apply| routes_tx.send_modify(|routes| apply(routes)),
         ));
         let (policies_tx, policies_rx) = watch::channel(Policies::new());
         for kind in POLICY_KINDS {
-            let prefix = format!("res/{kind}/");
             let policies_tx = policies_tx.clone();
-            tokio::spawn(follow(Arc::clone(&store), prefix.clone(), move |update| {
-                policies_tx.send_modify(|policies| {
-                    let specs = policies.entry(kind.to_owned()).or_default();
-                    apply_resource_update(specs, &prefix, update, |_: &serde_json::Value| true);
-                });
-            }));
+            tokio::spawn(follow_kind(
+                Arc::clone(&store),
+                kind,
+                |spec: serde_json::Value| Some(spec),
+                move |apply| {
+                    policies_tx
+                        .send_modify(|policies| apply(policies.entry(kind.to_owned()).or_default()))
+                },
+            ));
         }
         Self::with_source(routes_rx, policies_rx, Arc::new(registry), config)
     }
@@ -484,56 +478,6 @@ where
     let io = TokioIo::new(sniff::SniffedIo::new(io, smuggling));
     let connection = builder.serve_connection_with_upgrades(io, service);
     watcher.watch(connection.into_owned()).await
-}
-
-/// Applies a store update of one resource kind to a map of valid specs.
-fn apply_resource_update<T: serde::de::DeserializeOwned>(
-    specs: &mut BTreeMap<(String, String), T>,
-    prefix: &str,
-    update: FollowUpdate,
-    valid: fn(&T) -> bool,
-) {
-    if matches!(update, FollowUpdate::Snapshot { .. }) {
-        specs.clear();
-    }
-    let mut apply = |kind: EventKind, key: &str, value: &[u8]| {
-        let Some((namespace, name)) = key
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.split_once('/'))
-        else {
-            return;
-        };
-        let id = (namespace.to_owned(), name.to_owned());
-        if kind == EventKind::Delete {
-            specs.remove(&id);
-            return;
-        }
-        let spec = serde_json::from_slice::<Resource>(value)
-            .ok()
-            .and_then(|resource| serde_json::from_value::<T>(resource.spec).ok())
-            .filter(valid);
-        match spec {
-            Some(spec) => {
-                specs.insert(id, spec);
-            }
-            None => {
-                tracing::warn!(key, "ignoring an unreadable resource");
-                specs.remove(&id);
-            }
-        }
-    };
-    match update {
-        FollowUpdate::Snapshot { kvs, .. } => {
-            for kv in kvs {
-                apply(EventKind::Put, &kv.key, &kv.value);
-            }
-        }
-        FollowUpdate::Events(events) => {
-            for event in events {
-                apply(event.kind, &event.kv.key, &event.kv.value);
-            }
-        }
-    }
 }
 
 /// Builds a new snapshot whenever routes or instances change.

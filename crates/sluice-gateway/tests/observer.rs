@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use sluice_gateway::{Gateway, GatewayConfig, RequestObserver, RequestRecord};
+use sluice_model::keys::resource_key;
 use sluice_model::InstanceSpec;
 use sluice_registry::{Registry, RegistryConfig};
 use sluice_store::{LocalStore, LocalStoreOptions, Store};
@@ -71,7 +72,11 @@ async fn gateway_with_observer() -> (Gateway, std::net::SocketAddr, Arc<dyn Stor
         .unwrap();
     let route = r#"{"kind":"Route","metadata":{"namespace":"default","name":"echo"},"spec":{"match":{"path_prefix":"/echo"},"service":"echo"}}"#;
     store
-        .put("res/Route/default/echo", route.as_bytes().to_vec(), None)
+        .put(
+            &resource_key("Route", "default", "echo"),
+            route.as_bytes().to_vec(),
+            None,
+        )
         .await
         .unwrap();
 
@@ -137,7 +142,11 @@ async fn rejections_are_counted_by_reason_and_reported() {
     let url = format!("http://{address}/echo");
     let acl = r#"{"kind":"Acl","metadata":{"namespace":"default","name":"a"},"spec":{"route":"echo","deny":["127.0.0.0/8"]}}"#;
     store
-        .put("res/Acl/default/a", acl.as_bytes().to_vec(), None)
+        .put(
+            &resource_key("Acl", "default", "a"),
+            acl.as_bytes().to_vec(),
+            None,
+        )
         .await
         .unwrap();
     for _ in 0..400 {

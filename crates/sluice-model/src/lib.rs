@@ -8,11 +8,13 @@
 mod alarm;
 pub mod api_template;
 mod instance;
+pub mod keys;
 mod name;
 mod protect;
 mod resource;
 mod route;
 pub mod schema;
+mod service;
 
 pub use alarm::{
     error_template_rules, template_rules, valid_metric_name, validate_template, AlarmRuleSpec,
@@ -34,3 +36,4 @@ pub use route::{
     LoadBalancing, OutlierDetection, RateLimitSpec, Retries, RetryOn, Rewrite, RouteMatch,
     RouteSpec, Timeouts, WeightedService,
 };
+pub use service::ServiceSpec;

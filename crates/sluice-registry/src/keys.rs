@@ -1,94 +1,45 @@
-//! Where the naming service keeps things in the store.
-//!
-//! - `svc/{ns}/{service}/inst/{id}` — the registration (JSON [`InstanceSpec`]); an
-//!   ephemeral instance's key is on its *removal* lease (TTL `remove_after`);
-//! - `svc/{ns}/{service}/alive/{id}` — an ephemeral instance's heartbeat marker, on its
-//!   *health* lease (TTL `unhealthy_after`): present means healthy;
-//! - `svc/{ns}/{service}/health/{id}` — a persistent instance's health as last set by a
-//!   check or an operator (JSON [`HealthRecord`]); absent means healthy;
-//! - `res/Service/{ns}/{service}` — the service's settings (a `Service` resource).
-//!
-//! [`InstanceSpec`]: sluice_model::InstanceSpec
-//! [`HealthRecord`]: crate::HealthRecord
+//! The naming service's keys, built from the model's [`keys`](sluice_model::keys)
+//! module (which owns every prefix): instance records and a service's settings,
+//! the resource `res/Service/{ns}/{service}`.
 
-/// Prefix of everything the registry stores about instances.
-pub const INSTANCES_PREFIX: &str = "svc/";
+pub use sluice_model::keys::{
+    instance_key, parse_instance_key, Part, CHECKER_LOCK, INSTANCES_PREFIX,
+};
+use sluice_model::keys::{kind_prefix, parse_resource_key, resource_key};
+
+/// The kind of the resource that holds a service's settings.
+pub const SERVICE_KIND: &str = "Service";
+
 /// Prefix of service settings (resources of kind `Service`).
-pub const SERVICE_SETTINGS_PREFIX: &str = "res/Service/";
-/// The key that elects the node running active health checks.
-pub const CHECKER_LOCK: &str = "lock/health-checker";
-
-/// Which record of an instance a key holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
-    /// The registration.
-    Instance,
-    /// The heartbeat marker.
-    Alive,
-    /// The health record.
-    Health,
-}
-
-impl Part {
-    fn segment(self) -> &'static str {
-        match self {
-            Part::Instance => "inst",
-            Part::Alive => "alive",
-            Part::Health => "health",
-        }
-    }
-}
-
-/// The key of one record of an instance.
-pub fn instance_key(part: Part, namespace: &str, service: &str, id: &str) -> String {
-    format!(
-        "{INSTANCES_PREFIX}{namespace}/{service}/{}/{id}",
-        part.segment()
-    )
-}
-
-/// Splits an instance key into (namespace, service, part, id).
-pub fn parse_instance_key(key: &str) -> Option<(&str, &str, Part, &str)> {
-    let rest = key.strip_prefix(INSTANCES_PREFIX)?;
-    let mut parts = rest.splitn(4, '/');
-    let namespace = parts.next()?;
-    let service = parts.next()?;
-    let part = match parts.next()? {
-        "inst" => Part::Instance,
-        "alive" => Part::Alive,
-        "health" => Part::Health,
-        _ => return None,
-    };
-    let id = parts.next()?;
-    Some((namespace, service, part, id))
+pub fn service_settings_prefix() -> String {
+    kind_prefix(SERVICE_KIND)
 }
 
 /// The key of a service's settings.
 pub fn settings_key(namespace: &str, service: &str) -> String {
-    format!("{SERVICE_SETTINGS_PREFIX}{namespace}/{service}")
+    resource_key(SERVICE_KIND, namespace, service)
 }
 
 /// Splits a settings key into (namespace, service).
 pub fn parse_settings_key(key: &str) -> Option<(&str, &str)> {
-    key.strip_prefix(SERVICE_SETTINGS_PREFIX)?.split_once('/')
+    match parse_resource_key(key)? {
+        (SERVICE_KIND, namespace, service) => Some((namespace, service)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_model::keys::resource_key;
 
     #[test]
-    fn keys_round_trip() {
-        let key = instance_key(Part::Alive, "default", "echo", "i-1");
-        assert_eq!(key, "svc/default/echo/alive/i-1");
-        assert_eq!(
-            parse_instance_key(&key),
-            Some(("default", "echo", Part::Alive, "i-1"))
-        );
-        assert_eq!(parse_instance_key("svc/default/echo/other/i-1"), None);
+    fn settings_keys_round_trip() {
+        assert_eq!(settings_key("a", "b"), resource_key("Service", "a", "b"));
         assert_eq!(
             parse_settings_key(&settings_key("a", "b")),
             Some(("a", "b"))
         );
+        assert_eq!(parse_settings_key(&resource_key("Route", "a", "b")), None);
     }
 }

@@ -222,44 +222,40 @@ impl Registry {
         });
         for settings in [false, true] {
             let prefix = if settings {
-                keys::SERVICE_SETTINGS_PREFIX
+                keys::service_settings_prefix()
             } else {
-                keys::INSTANCES_PREFIX
+                keys::INSTANCES_PREFIX.to_owned()
             };
             let weak = Arc::downgrade(&inner);
             let mut first = true;
-            let task = tokio::spawn(follow(
-                Arc::clone(&store),
-                prefix.to_owned(),
-                move |update| {
-                    let Some(inner) = weak.upgrade() else { return };
-                    let revision = {
-                        let mut view = inner.view.write();
-                        match &update {
-                            FollowUpdate::Snapshot { kvs, revision } => {
-                                view.reset(settings, kvs, *revision);
-                                view.revision = view.revision.max(*revision);
-                            }
-                            FollowUpdate::Events(events) => {
-                                for event in events {
-                                    if settings {
-                                        view.apply_settings_key(event.kind, &event.kv);
-                                    } else {
-                                        view.apply_instance_key(event.kind, &event.kv);
-                                    }
-                                    view.revision = view.revision.max(event.revision());
+            let task = tokio::spawn(follow(Arc::clone(&store), prefix, move |update| {
+                let Some(inner) = weak.upgrade() else { return };
+                let revision = {
+                    let mut view = inner.view.write();
+                    match &update {
+                        FollowUpdate::Snapshot { kvs, revision } => {
+                            view.reset(settings, kvs, *revision);
+                            view.revision = view.revision.max(*revision);
+                        }
+                        FollowUpdate::Events(events) => {
+                            for event in events {
+                                if settings {
+                                    view.apply_settings_key(event.kind, &event.kv);
+                                } else {
+                                    view.apply_instance_key(event.kind, &event.kv);
                                 }
+                                view.revision = view.revision.max(event.revision());
                             }
                         }
-                        view.revision
-                    };
-                    if first && matches!(update, FollowUpdate::Snapshot { .. }) {
-                        first = false;
-                        inner.listed.fetch_add(1, Ordering::SeqCst);
                     }
-                    inner.changes.send_replace(revision);
-                },
-            ));
+                    view.revision
+                };
+                if first && matches!(update, FollowUpdate::Snapshot { .. }) {
+                    first = false;
+                    inner.listed.fetch_add(1, Ordering::SeqCst);
+                }
+                inner.changes.send_replace(revision);
+            }));
             inner.tasks.lock().push(task);
         }
         let registry = Registry {

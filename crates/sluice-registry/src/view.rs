@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
-use sluice_model::{HealthCheck, InstanceSpec};
+use sluice_model::{HealthCheck, InstanceSpec, Resource, ServiceSpec};
 use sluice_store::{EventKind, KeyValue, LeaseId, Revision};
 
 use crate::keys::{parse_instance_key, parse_settings_key, Part};
@@ -289,9 +289,10 @@ impl View {
         entry.settings_revision = kv.mod_revision;
         entry.protect_threshold = match kind {
             EventKind::Delete => 0.0,
-            EventKind::Put => serde_json::from_slice::<serde_json::Value>(&kv.value)
+            EventKind::Put => serde_json::from_slice::<Resource>(&kv.value)
                 .ok()
-                .and_then(|resource| resource.pointer("/spec/protect_threshold")?.as_f64())
+                .and_then(|resource| serde_json::from_value::<ServiceSpec>(resource.spec).ok())
+                .and_then(|spec| spec.protect_threshold)
                 .unwrap_or(0.0),
         };
         entry.index = entry.index.max(kv.mod_revision);

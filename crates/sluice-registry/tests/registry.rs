@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_model::keys::resource_key;
 use sluice_model::InstanceSpec;
 use sluice_registry::{InstancePatch, Registry, RegistryConfig, RegistryError};
 use sluice_store::{LocalStore, LocalStoreOptions, Store};
@@ -313,7 +314,7 @@ async fn protection_threshold_returns_unhealthy_instances_when_too_few_are_healt
     let revision = registry
         .store()
         .put(
-            "res/Service/default/pay",
+            &resource_key("Service", "default", "pay"),
             settings.as_bytes().to_vec(),
             None,
         )

@@ -28,6 +28,7 @@ mod engine;
 mod error;
 mod etcd;
 mod follow;
+mod follow_kind;
 mod types;
 mod url;
 
@@ -40,6 +41,7 @@ pub use engine::{LocalStore, LocalStoreOptions};
 pub use error::{Result, StoreError};
 pub use etcd::{EtcdOptions, EtcdStore};
 pub use follow::{follow, list_all, FollowUpdate};
+pub use follow_kind::{apply_kind_update, follow_kind, KindMap};
 pub use types::*;
 pub use url::{open, StoreUrl};
 

@@ -5,7 +5,7 @@
 //! page 20 times and reports the server's time per page (its `Server-Timing`
 //! header) and the time the client saw, median / p90 / max.
 //!
-//! Usage: ui-bench SLUICE_BINARY [SERVICES]
+//! Usage: ui-bench SLUICE_BINARY \[SERVICES\]
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -235,6 +235,45 @@ pub(crate) struct Shared {
 }
 
 /// The gateway: a snapshot source and a listener.
+///
+/// Fed in-process (no store, no control plane): two routes that both match
+/// `/api/v2/…`, where the longer path prefix takes precedence (the order is in
+/// [`RouteSpec`]'s documentation), one gateway thread, one request.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use sluice_gateway::{Gateway, GatewayConfig};
+///
+/// // An upstream that answers every request with "v2".
+/// let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let upstream_address = upstream.local_addr()?.to_string();
+/// tokio::spawn(async move {
+///     while let Ok((mut connection, _)) = upstream.accept().await {
+///         let mut request = [0u8; 4096];
+///         let _ = connection.read(&mut request).await;
+///         let _ = connection.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nv2").await;
+///     }
+/// });
+///
+/// let (gateway, mut feed) = Gateway::fed(GatewayConfig::default());
+/// feed.instances("default", "v1", &[("a", "127.0.0.1:9")]).await;
+/// feed.instances("default", "v2", &[("b", &upstream_address)]).await;
+/// feed.route("default", "api", r#"{"match": {"path_prefix": "/api"}, "service": "v1"}"#).await?;
+/// feed.route("default", "api-v2", r#"{"match": {"path_prefix": "/api/v2"}, "service": "v2"}"#).await?;
+/// let data_plane = gateway.start("127.0.0.1:0".parse()?, None, 1)?;
+///
+/// let mut client = tokio::net::TcpStream::connect(data_plane.local_addr()).await?;
+/// client.write_all(b"GET /api/v2/items HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n").await?;
+/// let mut answer = String::new();
+/// client.read_to_string(&mut answer).await?;
+/// assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+/// assert!(answer.ends_with("v2"), "the longer prefix wins: {answer}");
+/// data_plane.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Gateway {
     shared: Arc<Shared>,

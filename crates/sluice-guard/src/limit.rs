@@ -90,6 +90,22 @@ struct Node {
 }
 
 /// One `limit_req` zone: the spec and its key table.
+///
+/// `rate=2r/s burst=1 nodelay`, as nginx answers it: a burst of three requests at
+/// one instant gets the rate's one plus the burst's one, the third is rejected;
+/// half a second later (one request's worth at 2 r/s) one more passes.
+///
+/// ```
+/// use sluice_guard::limit::{parse_rate, Decision, LimitReq, LimitReqSpec};
+/// let spec = LimitReqSpec { rate: parse_rate("2r/s")?, burst: 1, delay: None, dry_run: false };
+/// let zone = LimitReq::new(spec, 1024);
+/// assert_eq!(zone.check(b"10.0.0.1", 0), Decision::Passed);
+/// assert_eq!(zone.check(b"10.0.0.1", 0), Decision::Passed);
+/// assert_eq!(zone.check(b"10.0.0.1", 0), Decision::Rejected);
+/// assert_eq!(zone.check(b"10.0.0.2", 0), Decision::Passed); // keys are separate
+/// assert_eq!(zone.check(b"10.0.0.1", 500), Decision::Passed);
+/// # Ok::<(), sluice_guard::limit::InvalidLimit>(())
+/// ```
 pub struct LimitReq {
     spec: LimitReqSpec,
     shards: Vec<Mutex<LruCache<Vec<u8>, Node>>>,

@@ -1,7 +1,7 @@
 //! Active health checks of persistent instances.
 //!
 //! One control-plane node at a time runs them: the node that holds the store key
-//! [`CHECKER_LOCK`](crate::keys::CHECKER_LOCK) on a lease. If that node dies, its lease
+//! [`CHECKER_LOCK`] on a lease. If that node dies, its lease
 //! ends and another node takes over within about ten seconds. The checker keeps
 //! consecutive pass/fail counts in memory and writes a health record only when an
 //! instance crosses its `healthy_threshold` or `unhealthy_threshold`, so the store

@@ -8,7 +8,7 @@
 //! health. **Persistent** instances are checked by the control plane (HTTP or TCP,
 //! see [`checker`]) and are never removed unless `deregister_after` says so.
 //!
-//! Queries are answered from an in-memory [`View`](view) that follows the store, so
+//! Queries are answered from an in-memory `View` (module `view`) that follows the store, so
 //! they cost no store round trip; blocking queries wait for the service's index to
 //! pass the caller's.
 

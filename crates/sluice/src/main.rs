@@ -11,10 +11,9 @@
 #![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 
 mod agent;
-mod client;
+mod cli;
 mod config;
 mod serve;
-mod store_cmd;
 
 use std::path::PathBuf;
 
@@ -47,14 +46,14 @@ enum Command {
     /// Services and instances.
     Svc {
         #[command(flatten)]
-        client: client::ClientArgs,
+        client: cli::ClientArgs,
         #[command(subcommand)]
-        command: client::SvcCommand,
+        command: cli::svc::SvcCommand,
     },
     /// The API-health board: QPS, error rate, p50/p98/p99, status codes, top APIs.
     Health {
         #[command(flatten)]
-        client: client::ClientArgs,
+        client: cli::ClientArgs,
         /// Only this service.
         #[arg(long)]
         service: Option<String>,
@@ -65,35 +64,35 @@ enum Command {
     /// Alarms: list them, acknowledge one.
     Alarms {
         #[command(flatten)]
-        client: client::ClientArgs,
+        client: cli::ClientArgs,
         #[command(subcommand)]
-        command: client::AlarmsCommand,
+        command: cli::alarms::AlarmsCommand,
     },
     /// Error groups from error reports: list them, show one with its stack.
     Errors {
         #[command(flatten)]
-        client: client::ClientArgs,
+        client: cli::ClientArgs,
         #[command(subcommand)]
-        command: client::ErrorsCommand,
+        command: cli::errors::ErrorsCommand,
     },
     /// Mute alarms' notifications for a while, list and lift mutes.
     Mute {
         #[command(flatten)]
-        client: client::ClientArgs,
+        client: cli::ClientArgs,
         #[command(subcommand)]
-        command: client::MuteCommand,
+        command: cli::mute::MuteCommand,
     },
     /// Ban client addresses or header values (with an expiry), list and lift bans.
     Ban {
         #[command(flatten)]
-        client: client::ClientArgs,
+        client: cli::ClientArgs,
         #[command(subcommand)]
-        command: client::BanCommand,
+        command: cli::ban::BanCommand,
     },
     /// Create or update the resources in a YAML or JSON file (`-` for standard input).
     Apply {
         #[command(flatten)]
-        client: client::ClientArgs,
+        client: cli::ClientArgs,
         /// The file.
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
@@ -101,7 +100,7 @@ enum Command {
     /// Show resources of a kind, or one resource.
     Get {
         #[command(flatten)]
-        client: client::ClientArgs,
+        client: cli::ClientArgs,
         /// Resource kind, such as Service or Route.
         kind: String,
         /// Resource name.
@@ -109,10 +108,10 @@ enum Command {
     },
     /// Work with a store directly: check that it works.
     #[command(subcommand)]
-    Store(store_cmd::StoreCommand),
+    Store(cli::store::StoreCommand),
     /// Tools for tests and diagnosis.
     #[command(subcommand, hide = true)]
-    Debug(store_cmd::DebugCommand),
+    Debug(cli::store::DebugCommand),
 }
 
 /// The nice value of the control plane's threads next to a gateway: on a core
@@ -172,18 +171,18 @@ fn main() -> std::process::ExitCode {
             Command::Server(args) => serve::run(args.resolve(None)?, serve::Role::Server).await,
             Command::Gateway(args) => serve::run_gateway(args.resolve()?).await,
             Command::Agent(args) => agent::run(args).await,
-            Command::Svc { client, command } => client::svc(client, command).await,
-            Command::Ban { client, command } => client::ban(client, command).await,
-            Command::Alarms { client, command } => client::alarms(client, command).await,
-            Command::Mute { client, command } => client::mute(client, command).await,
-            Command::Errors { client, command } => client::errors(client, command).await,
+            Command::Svc { client, command } => cli::svc::run(client, command).await,
+            Command::Ban { client, command } => cli::ban::run(client, command).await,
+            Command::Alarms { client, command } => cli::alarms::run(client, command).await,
+            Command::Mute { client, command } => cli::mute::run(client, command).await,
+            Command::Errors { client, command } => cli::errors::run(client, command).await,
             Command::Health {
                 client,
                 service,
                 window,
-            } => client::health(client, service, window).await,
-            Command::Apply { client, file } => client::apply(client, file).await,
-            Command::Get { client, kind, name } => client::get(client, kind, name).await,
+            } => cli::health::run(client, service, window).await,
+            Command::Apply { client, file } => cli::resources::apply(client, file).await,
+            Command::Get { client, kind, name } => cli::resources::get(client, kind, name).await,
             Command::Store(command) => command.run().await,
             Command::Debug(command) => command.run().await,
         }

@@ -79,7 +79,16 @@ fn text(value: &Value, key: &str) -> String {
 
 /// Reads an event (Sentry's event payload, or Sluice's plain form
 /// `{"type", "message", "frames": [{"function", "module", "lineno", "in_app"}]}`).
-pub fn normalize(event: Value) -> Result<ErrorEvent, String> {
+pub fn normalize(event: Value) -> Result<ErrorEvent, InvalidReport> {
+    normalize_value(event).map_err(InvalidReport)
+}
+
+/// An error report that cannot be read; the message says why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidReport(pub String);
+
+fn normalize_value(event: Value) -> Result<ErrorEvent, String> {
     if !event.is_object() {
         return Err("an event is a JSON object".into());
     }
@@ -178,7 +187,11 @@ pub fn fingerprint(event: &ErrorEvent) -> String {
 }
 
 /// Parses a Sentry envelope: the events in it (other items are skipped).
-pub fn envelope_events(body: &[u8]) -> Result<Vec<Value>, String> {
+pub fn envelope_events(body: &[u8]) -> Result<Vec<Value>, InvalidReport> {
+    events_of_envelope(body).map_err(InvalidReport)
+}
+
+fn events_of_envelope(body: &[u8]) -> Result<Vec<Value>, String> {
     let mut rest = body;
     let next_line = |rest: &mut &[u8]| -> Option<Vec<u8>> {
         if rest.is_empty() {

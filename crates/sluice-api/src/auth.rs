@@ -43,9 +43,26 @@ fn all_namespaces() -> Vec<String> {
     vec!["*".to_owned()]
 }
 
+/// A configured token that is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TokenError {
+    /// The token's name, if it has one.
+    pub name: Option<String>,
+    /// What is wrong, naming the token.
+    pub message: String,
+}
+
 impl TokenConfig {
     /// Checks the token's length and namespaces.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TokenError> {
+        self.check().map_err(|message| TokenError {
+            name: self.name.clone(),
+            message,
+        })
+    }
+
+    fn check(&self) -> Result<(), String> {
         let name = self.name.as_deref().unwrap_or("(unnamed)");
         if self.token.len() < 16
             || self
@@ -101,7 +118,7 @@ impl Access {
 
 impl Auth {
     /// Tokens from the configuration, validated.
-    pub fn new(tokens: Vec<TokenConfig>) -> Result<Self, String> {
+    pub fn new(tokens: Vec<TokenConfig>) -> Result<Self, TokenError> {
         for token in &tokens {
             token.validate()?;
         }

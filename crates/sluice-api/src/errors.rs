@@ -111,7 +111,7 @@ async fn take_events(
     let now = sluice_metrics::unix_now();
     let mut normalized = Vec::with_capacity(events.len());
     for event in events {
-        normalized.push(errors::normalize(event).map_err(ApiError::bad_request)?);
+        normalized.push(errors::normalize(event).map_err(|e| ApiError::bad_request(e.0))?);
     }
     let mut fingerprints = Vec::new();
     for event in normalized {
@@ -163,7 +163,7 @@ pub async fn sentry(
     }
     let body = decompress(&headers, &body)?;
     let events = match endpoint.as_str() {
-        "envelope" => errors::envelope_events(&body).map_err(ApiError::bad_request)?,
+        "envelope" => errors::envelope_events(&body).map_err(|e| ApiError::bad_request(e.0))?,
         "store" => vec![serde_json::from_slice::<Value>(&body)
             .map_err(|e| ApiError::bad_request(format!("the event is not JSON: {e}")))?],
         other => return Err(ApiError::not_found(format!("no Sentry endpoint {other:?}"))),

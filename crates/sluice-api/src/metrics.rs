@@ -45,15 +45,19 @@ fn metrics(state: &AppState) -> Result<&MetricsHandle, ApiError> {
 
 fn metrics_error(error: MetricsError) -> ApiError {
     match error {
-        MetricsError::Invalid(message) => ApiError::bad_request(message),
-        MetricsError::Cardinality(message) => ApiError::new(
+        MetricsError::Invalid { message, .. } => ApiError::bad_request(message),
+        error @ MetricsError::Cardinality { .. } => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "cardinality_limit",
-            message,
+            error.to_string(),
         ),
-        MetricsError::Io(message) => {
-            tracing::warn!(message, "metrics storage error");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", message)
+        error @ (MetricsError::Io { .. } | MetricsError::Corrupt { .. }) => {
+            tracing::warn!(%error, "metrics storage error");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage",
+                error.to_string(),
+            )
         }
     }
 }

@@ -9,6 +9,28 @@ use tokio::sync::watch;
 
 use crate::{EndpointInfo, Gateway, GatewayConfig, InstanceTable, Instances, Policies, Routes};
 
+/// A route or policy handed to a fed gateway that is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {name}: {reason}")]
+pub struct FeedError {
+    /// `route`, or the policy's kind.
+    pub what: String,
+    /// The resource's name.
+    pub name: String,
+    /// What is wrong (the field at fault).
+    pub reason: String,
+}
+
+impl FeedError {
+    fn new(what: &str, name: &str, reason: impl std::fmt::Display) -> Self {
+        FeedError {
+            what: what.to_owned(),
+            name: name.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// What a fed gateway routes by; each change builds a new snapshot.
 pub struct GatewayFeed {
     routes: watch::Sender<Routes>,
@@ -55,10 +77,11 @@ impl GatewayFeed {
         namespace: &str,
         name: &str,
         spec_json: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), FeedError> {
         let spec: sluice_model::RouteSpec =
-            serde_json::from_str(spec_json).map_err(|e| format!("route {name}: {e}"))?;
-        spec.validate().map_err(|e| format!("route {name}: {e}"))?;
+            serde_json::from_str(spec_json).map_err(|e| FeedError::new("route", name, e))?;
+        spec.validate()
+            .map_err(|e| FeedError::new("route", name, e))?;
         self.change(|feed| {
             feed.routes.send_modify(|routes| {
                 routes.insert((namespace.to_owned(), name.to_owned()), spec);
@@ -76,9 +99,9 @@ impl GatewayFeed {
         namespace: &str,
         name: &str,
         spec_json: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), FeedError> {
         let spec: serde_json::Value =
-            serde_json::from_str(spec_json).map_err(|e| format!("{kind} {name}: {e}"))?;
+            serde_json::from_str(spec_json).map_err(|e| FeedError::new(kind, name, e))?;
         self.change(|feed| {
             feed.policies.send_modify(|policies| {
                 policies

@@ -43,12 +43,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use dataplane::{thread_count, DataPlane};
+pub use feed::FeedError;
 pub use feed::GatewayFeed;
 pub use protect::{Policies, Reason, POLICY_KINDS};
 pub use proxy::ProxyBody;
+pub use remote::RemoteError;
 pub use table::Endpoint;
 use table::{CompiledRoute, RouteTable};
-pub use tls::{server_config as tls_server_config, CertificateConfig};
+pub use tls::{server_config as tls_server_config, CertificateConfig, TlsError};
 
 /// Routes by (namespace, name).
 pub type Routes = BTreeMap<(String, String), RouteSpec>;
@@ -316,7 +318,7 @@ impl Gateway {
         token: Option<String>,
         data_dir: std::path::PathBuf,
         config: GatewayConfig,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RemoteError> {
         let source = remote::RemoteSource::start(control, token, data_dir)?;
         let routes = source.routes();
         let policies = source.policies();

@@ -78,22 +78,43 @@ impl Instances for RemoteSource {
     }
 }
 
+/// Why a standalone gateway could not start following the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// No control-plane URL was given.
+    #[error("no control-plane URL given")]
+    NoControl,
+    /// The data directory could not be created.
+    #[error("cannot create {}: {reason}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What the system said.
+        reason: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
 impl RemoteSource {
     /// Loads the disk snapshot (if any) and starts following `control`.
     pub fn start(
         control: Vec<String>,
         token: Option<String>,
         data_dir: PathBuf,
-    ) -> Result<Arc<Self>, String> {
+    ) -> Result<Arc<Self>, RemoteError> {
         if control.is_empty() {
-            return Err("no control-plane URL given".into());
+            return Err(RemoteError::NoControl);
         }
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        std::fs::create_dir_all(&data_dir).map_err(|e| RemoteError::DataDir {
+            path: data_dir.clone(),
+            reason: e.to_string(),
+        })?;
         let http = reqwest::Client::builder()
             .timeout(POLL_TIMEOUT)
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(|e| RemoteError::Client(e.to_string()))?;
         let (routes, _) = watch::channel(Routes::new());
         let (policies, _) = watch::channel(crate::Policies::new());
         let source = Arc::new(RemoteSource {

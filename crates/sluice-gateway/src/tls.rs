@@ -59,33 +59,65 @@ impl ResolvesServerCert for ByServerName {
     }
 }
 
-fn load(config: &CertificateConfig) -> Result<Arc<CertifiedKey>, String> {
+/// Why the TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate or key file could not be read or used.
+    #[error("{message}")]
+    File {
+        /// The file at fault.
+        path: PathBuf,
+        /// What went wrong, naming the file.
+        message: String,
+    },
+    /// No certificate was configured.
+    #[error("TLS needs at least one certificate")]
+    NoCertificate,
+    /// rustls refused the configuration.
+    #[error("{0}")]
+    Rustls(String),
+}
+
+fn file_error(path: &std::path::Path, message: String) -> TlsError {
+    TlsError::File {
+        path: path.to_owned(),
+        message,
+    }
+}
+
+fn load(config: &CertificateConfig) -> Result<Arc<CertifiedKey>, TlsError> {
+    let cert_error = |message: String| file_error(&config.cert, message);
+    let key_error = |message: String| file_error(&config.key, message);
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&config.cert)
         .map_err(|e| {
-            format!(
+            cert_error(format!(
                 "cannot read certificate file {}: {e}",
                 config.cert.display()
-            )
+            ))
         })?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("certificate file {}: {e}", config.cert.display()))?;
+        .map_err(|e| cert_error(format!("certificate file {}: {e}", config.cert.display())))?;
     if certs.is_empty() {
-        return Err(format!(
+        return Err(cert_error(format!(
             "certificate file {} holds no certificate",
             config.cert.display()
-        ));
+        )));
     }
-    let key = PrivateKeyDer::from_pem_file(&config.key)
-        .map_err(|e| format!("cannot read key file {}: {e}", config.key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&config.key).map_err(|e| {
+        key_error(format!(
+            "cannot read key file {}: {e}",
+            config.key.display()
+        ))
+    })?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| format!("key file {}: {e}", config.key.display()))?;
+        .map_err(|e| key_error(format!("key file {}: {e}", config.key.display())))?;
     Ok(Arc::new(CertifiedKey::new(certs, signing)))
 }
 
 /// Builds the TLS server configuration; errors name the file at fault.
 pub fn server_config(
     certificates: &[CertificateConfig],
-) -> Result<Arc<rustls::ServerConfig>, String> {
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let mut exact = Vec::new();
     let mut wildcard = Vec::new();
     let mut default = None;
@@ -102,11 +134,11 @@ pub fn server_config(
             }
         }
     }
-    let default = default.ok_or("TLS needs at least one certificate")?;
+    let default = default.ok_or(TlsError::NoCertificate)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(ByServerName {
             exact,

@@ -70,8 +70,13 @@ pub struct Push {
 /// Checks one sample; the error names the entry and field.
 pub fn validate(index: usize, sample: &Sample) -> Result<(), MetricsError> {
     let at = |field: &str| format!("metrics[{index}].{field}");
-    let bad =
-        |field: &str, why: String| Err(MetricsError::Invalid(format!("{}: {why}", at(field))));
+    let bad = |field: &str, why: String| {
+        let field = at(field);
+        Err(MetricsError::Invalid {
+            message: format!("{field}: {why}"),
+            field,
+        })
+    };
     if !valid_metric_name(&sample.name, 128) {
         return bad(
             "name",
@@ -152,10 +157,13 @@ impl CustomMetrics {
     /// Applies a push to `namespace`: all of it, or none with the first problem named.
     pub fn push(&self, namespace: &str, push: &Push) -> Result<usize, MetricsError> {
         if push.metrics.len() > MAX_BATCH {
-            return Err(MetricsError::Invalid(format!(
-                "metrics: {} entries; at most {MAX_BATCH} per push",
-                push.metrics.len()
-            )));
+            return Err(MetricsError::invalid(
+                "metrics",
+                format!(
+                    "metrics: {} entries; at most {MAX_BATCH} per push",
+                    push.metrics.len()
+                ),
+            ));
         }
         for (index, sample) in push.metrics.iter().enumerate() {
             validate(index, sample)?;
@@ -168,10 +176,13 @@ impl CustomMetrics {
             let id = (namespace.to_owned(), sample.name.clone());
             if let Some(kind) = state.types.get(&id) {
                 if *kind != sample.kind {
-                    return Err(MetricsError::Invalid(format!(
-                        "metrics[{index}].type: {} is a {kind:?}, not a {:?}",
-                        sample.name, sample.kind
-                    )));
+                    return Err(MetricsError::invalid(
+                        format!("metrics[{index}].type"),
+                        format!(
+                            "metrics[{index}].type: {} is a {kind:?}, not a {:?}",
+                            sample.name, sample.kind
+                        ),
+                    ));
                 }
             }
             let known = state.label_sets.get(&id);
@@ -182,10 +193,12 @@ impl CustomMetrics {
             added.insert(&sample.labels);
             let total = known.map_or(0, HashSet::len) + added.len();
             if total > self.max_label_sets {
-                return Err(MetricsError::Cardinality(format!(
-                    "metrics[{index}].labels: {} in namespace {namespace} would have more than {} label sets",
-                    sample.name, self.max_label_sets
-                )));
+                return Err(MetricsError::Cardinality {
+                    field: format!("metrics[{index}].labels"),
+                    metric: sample.name.clone(),
+                    namespace: namespace.to_owned(),
+                    limit: self.max_label_sets,
+                });
             }
         }
         for sample in &push.metrics {
@@ -319,7 +332,7 @@ mod tests {
             ],
         };
         let error = metrics.push("default", &overflow).unwrap_err();
-        assert!(matches!(error, MetricsError::Cardinality(_)), "{error}");
+        assert!(matches!(error, MetricsError::Cardinality { .. }), "{error}");
         // Another namespace has its own bound.
         metrics.push("other", &overflow).unwrap();
     }

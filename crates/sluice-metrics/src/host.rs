@@ -248,23 +248,26 @@ impl AgentMetrics {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
         {
-            return Err(crate::MetricsError::Invalid(format!(
-                "host {host:?} is not a host name"
-            )));
+            return Err(crate::MetricsError::invalid(
+                "host",
+                format!("host {host:?} is not a host name"),
+            ));
         }
         for (name, value) in values {
             if !name.starts_with("host_")
                 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 || name.len() > 128
             {
-                return Err(crate::MetricsError::Invalid(format!(
-                    "values.{name}: host metrics are named host_*"
-                )));
+                return Err(crate::MetricsError::invalid(
+                    format!("values.{name}"),
+                    format!("values.{name}: host metrics are named host_*"),
+                ));
             }
             if !value.is_finite() {
-                return Err(crate::MetricsError::Invalid(format!(
-                    "values.{name}: must be a finite number"
-                )));
+                return Err(crate::MetricsError::invalid(
+                    format!("values.{name}"),
+                    format!("values.{name}: must be a finite number"),
+                ));
             }
         }
         self.step.lock().extend(host_series(host, values));

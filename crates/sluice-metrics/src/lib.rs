@@ -35,15 +35,61 @@ use crate::rrd::{Rrd, Tier};
 /// Errors of the metrics store and its inputs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetricsError {
-    /// A file could not be read or written (the message names it).
-    #[error("{0}")]
-    Io(String),
-    /// Bad input; the message names the field or value.
-    #[error("{0}")]
-    Invalid(String),
-    /// A cardinality limit was reached.
-    #[error("{0}")]
-    Cardinality(String),
+    /// A file or directory could not be read or written.
+    #[error("{}: {reason}", path.display())]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What the system said.
+        reason: String,
+    },
+    /// A series file is not what Sluice wrote.
+    #[error("{}: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Bad input: `field` is where (`metrics[2].labels`, `from`, `agg`), `message`
+    /// says what, naming the field.
+    #[error("{message}")]
+    Invalid {
+        /// The field at fault, as a path into the input.
+        field: String,
+        /// The whole message.
+        message: String,
+    },
+    /// A label-set limit was reached: `metric` in `namespace` would have more than `limit`.
+    #[error("{field}: {metric} in namespace {namespace} would have more than {limit} label sets")]
+    Cardinality {
+        /// The entry at fault (`metrics[3].labels`).
+        field: String,
+        /// The metric.
+        metric: String,
+        /// Its namespace.
+        namespace: String,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl MetricsError {
+    /// Bad input in `field`; `message` names it.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        MetricsError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// `path` could not be read or written.
+    pub fn io(path: &std::path::Path, error: impl std::fmt::Display) -> Self {
+        MetricsError::Io {
+            path: path.to_owned(),
+            reason: error.to_string(),
+        }
+    }
 }
 
 /// A series: a metric name and its labels.
@@ -243,11 +289,10 @@ pub struct DiskUse {
 impl Db {
     /// Opens (or creates) the store in `config.dir`, loading every series file.
     pub fn open(config: DbConfig) -> Result<Self, MetricsError> {
-        std::fs::create_dir_all(&config.dir)
-            .map_err(|e| MetricsError::Io(format!("{}: {e}", config.dir.display())))?;
+        std::fs::create_dir_all(&config.dir).map_err(|e| MetricsError::io(&config.dir, e))?;
         let mut series = HashMap::new();
-        let entries = std::fs::read_dir(&config.dir)
-            .map_err(|e| MetricsError::Io(format!("{}: {e}", config.dir.display())))?;
+        let entries =
+            std::fs::read_dir(&config.dir).map_err(|e| MetricsError::io(&config.dir, e))?;
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().is_none_or(|e| e != "rrd") {

@@ -320,18 +320,21 @@ pub const AGGREGATIONS: [&str; 9] = [
 /// Runs a series query as of `now`.
 pub fn series(db: &Db, query: &SeriesQuery, now: u64) -> Result<SeriesAnswer, MetricsError> {
     if query.from >= query.to {
-        return Err(MetricsError::Invalid(format!(
-            "from ({}) must be before to ({})",
-            query.from, query.to
-        )));
+        return Err(MetricsError::invalid(
+            "from",
+            format!("from ({}) must be before to ({})", query.from, query.to),
+        ));
     }
     let derived = SIGNALS.contains(&query.metric.as_str());
     if !derived && !AGGREGATIONS.contains(&query.agg.as_str()) {
-        return Err(MetricsError::Invalid(format!(
-            "agg {:?} is not one of {}",
-            query.agg,
-            AGGREGATIONS.join(", ")
-        )));
+        return Err(MetricsError::invalid(
+            "agg",
+            format!(
+                "agg {:?} is not one of {}",
+                query.agg,
+                AGGREGATIONS.join(", ")
+            ),
+        ));
     }
     let tiers = db.tiers();
     let tier = tier_for(tiers, query.from, now);
@@ -342,9 +345,10 @@ pub fn series(db: &Db, query: &SeriesQuery, now: u64) -> Result<SeriesAnswer, Me
     let from = query.from - query.from % tier_step;
     let points = (query.to - from).div_ceil(step);
     if points > 20_000 {
-        return Err(MetricsError::Invalid(format!(
-            "{points} points asked for; at most 20000 (raise step)"
-        )));
+        return Err(MetricsError::invalid(
+            "step",
+            format!("{points} points asked for; at most 20000 (raise step)"),
+        ));
     }
     let stored = match query.metric.as_str() {
         "qps" | "error_rate" => "requests",

@@ -597,7 +597,14 @@ impl StepBatch {
         oldest: u64,
         now: u64,
     ) -> Result<(u64, Vec<(SeriesKey, Agg)>), crate::MetricsError> {
-        let bad = |message: String| Err(crate::MetricsError::Invalid(message));
+        let bad = |message: String| {
+            let field = message
+                .split([' ', ':'])
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            Err(crate::MetricsError::Invalid { field, message })
+        };
         if self.time < oldest || self.time > now + 60 {
             return bad(format!(
                 "time {} is outside the stored tiers ({oldest}..={})",

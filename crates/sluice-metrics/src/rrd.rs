@@ -97,7 +97,11 @@ pub fn default_tiers() -> Vec<Tier> {
 }
 
 /// Parses tiers such as `10s:6h,1m:7d,1h:90d`.
-pub fn parse_tiers(text: &str) -> Result<Vec<Tier>, String> {
+pub fn parse_tiers(text: &str) -> Result<Vec<Tier>, MetricsError> {
+    tiers_from_text(text).map_err(|message| MetricsError::invalid("tiers", message))
+}
+
+fn tiers_from_text(text: &str) -> Result<Vec<Tier>, String> {
     let mut tiers = Vec::new();
     for part in text.split(',') {
         let (step, keep) = part
@@ -148,7 +152,7 @@ pub struct Rrd {
 }
 
 fn io_error(path: &Path, error: std::io::Error) -> MetricsError {
-    MetricsError::Io(format!("{}: {error}", path.display()))
+    MetricsError::io(path, error)
 }
 
 impl Rrd {
@@ -185,11 +189,12 @@ impl Rrd {
             tiers: tiers.to_vec(),
         };
         let mut bytes = MAGIC.to_vec();
-        let json = serde_json::to_vec(&header).map_err(|e| MetricsError::Io(e.to_string()))?;
+        let json = serde_json::to_vec(&header).map_err(|e| MetricsError::io(path, e))?;
         if json.len() + 12 > HEADER as usize {
-            return Err(MetricsError::Invalid(format!(
-                "series {key} has too long a name or labels"
-            )));
+            return Err(MetricsError::invalid(
+                "labels",
+                format!("series {key} has too long a name or labels"),
+            ));
         }
         bytes.extend_from_slice(&(json.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&json);
@@ -219,23 +224,26 @@ impl Rrd {
         file.read_exact_at(&mut head, 0)
             .map_err(|e| io_error(path, e))?;
         if &head[..8] != MAGIC {
-            return Err(MetricsError::Io(format!(
-                "{} is not a Sluice series file",
-                path.display()
-            )));
+            return Err(MetricsError::Corrupt {
+                path: path.to_owned(),
+                reason: "not a Sluice series file".into(),
+            });
         }
         let length = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
         let header: Header = head
             .get(12..12 + length)
             .and_then(|json| serde_json::from_slice(json).ok())
-            .ok_or_else(|| MetricsError::Io(format!("{}: unreadable header", path.display())))?;
+            .ok_or_else(|| MetricsError::Corrupt {
+                path: path.to_owned(),
+                reason: "unreadable header".into(),
+            })?;
         let expected = Self::file_size(&header.tiers, header.histogram);
         let actual = file.metadata().map_err(|e| io_error(path, e))?.len();
         if actual != expected {
-            return Err(MetricsError::Io(format!(
-                "{}: {actual} bytes, expected {expected}",
-                path.display()
-            )));
+            return Err(MetricsError::Corrupt {
+                path: path.to_owned(),
+                reason: format!("{actual} bytes, expected {expected}"),
+            });
         }
         remember(path, Arc::new(file));
         Ok(Rrd {

@@ -58,7 +58,11 @@ pub struct ApiTemplate {
 
 impl ApiTemplate {
     /// Parses a template; the error says what is wrong with it.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, crate::ParseError> {
+        Self::parse_text(text).map_err(|message| crate::ParseError::new(text, message))
+    }
+
+    fn parse_text(text: &str) -> Result<Self, String> {
         if !text.starts_with('/') {
             return Err(format!("{text:?} must start with /"));
         }
@@ -163,7 +167,7 @@ pub fn validate_api_templates(apis: &[String], max_apis: usize) -> Result<(), (S
         ));
     }
     for (i, text) in apis.iter().enumerate() {
-        ApiTemplate::parse(text).map_err(|reason| (format!("spec.apis[{i}]"), reason))?;
+        ApiTemplate::parse(text).map_err(|reason| (format!("spec.apis[{i}]"), reason.message))?;
         if apis[..i].contains(text) {
             return Err((
                 format!("spec.apis[{i}]"),

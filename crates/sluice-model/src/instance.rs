@@ -308,7 +308,11 @@ impl HealthCheck {
 }
 
 /// Checks `host:port`.
-pub fn validate_address(address: &str) -> Result<(), String> {
+pub fn validate_address(address: &str) -> Result<(), crate::ParseError> {
+    check_address(address).map_err(|message| crate::ParseError::new(address, message))
+}
+
+fn check_address(address: &str) -> Result<(), String> {
     let Some((host, port)) = address.rsplit_once(':') else {
         return Err(format!("{address:?} is not host:port"));
     };
@@ -353,7 +357,11 @@ pub mod duration_text {
     use serde::{Deserialize, Deserializer, Serializer};
 
     /// Parses a duration such as `1m30s`.
-    pub fn parse(text: &str) -> Result<Duration, String> {
+    pub fn parse(text: &str) -> Result<Duration, crate::ParseError> {
+        parse_text(text).map_err(|message| crate::ParseError::new(text, message))
+    }
+
+    fn parse_text(text: &str) -> Result<Duration, String> {
         let bad = || format!("{text:?} is not a duration such as 500ms, 10s, 5m, 1h");
         if text.is_empty() {
             return Err(bad());

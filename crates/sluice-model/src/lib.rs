@@ -25,7 +25,7 @@ pub use instance::{
     duration_text, validate_address, validate_labels, validate_weight, CheckKind, HealthCheck,
     InstanceSpec, InvalidField, DEFAULT_WEIGHT, MAX_LABELS, MAX_WEIGHT,
 };
-pub use name::{validate_name, NameError, NAME_MAX_LEN};
+pub use name::{validate_name, NameError, ParseError, NAME_MAX_LEN};
 pub use protect::{
     format_time, parse_time, validate_limit_key, AclSpec, AutoBanSpec, BanSpec, BreakerSpec,
     BreakerStatus, ConcurrencyAlgorithm, ConcurrencySpec, ConnLimitSpec, Fallback, LimiterStatus,

@@ -114,3 +114,30 @@ mod tests {
         assert!(validate_name("service", "é").is_err());
     }
 }
+
+/// Text that does not read as what it should be (a duration, a time, an address,
+/// an API template): the text, and a message that names it and says what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseError {
+    /// The text given.
+    pub input: String,
+    /// What is wrong, naming the text.
+    pub message: String,
+}
+
+impl ParseError {
+    /// An error for `input`.
+    pub fn new(input: &str, message: impl Into<String>) -> Self {
+        ParseError {
+            input: input.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ParseError> for String {
+    fn from(error: ParseError) -> Self {
+        error.message
+    }
+}

@@ -245,7 +245,11 @@ impl BanSpec {
 
 /// Parses an RFC 3339 time (`2026-11-22T10:00:00Z`, fractions and offsets
 /// allowed) into Unix milliseconds.
-pub fn parse_time(text: &str) -> Result<i64, String> {
+pub fn parse_time(text: &str) -> Result<i64, crate::ParseError> {
+    parse_time_text(text).map_err(|message| crate::ParseError::new(text, message))
+}
+
+fn parse_time_text(text: &str) -> Result<i64, String> {
     let bad = || format!("{text:?} is not an RFC 3339 time such as 2026-11-22T10:00:00Z");
     let bytes = text.as_bytes();
     if bytes.len() < 20
@@ -681,7 +685,10 @@ mod tests {
             "2026-11-22T10:00:00",
             "tomorrow",
         ] {
-            assert!(parse_time(bad).unwrap_err().contains("RFC 3339"), "{bad}");
+            assert!(
+                parse_time(bad).unwrap_err().message.contains("RFC 3339"),
+                "{bad}"
+            );
         }
     }
 

@@ -205,7 +205,7 @@ async fn record(
 }
 
 /// Runs one check against `address`.
-pub async fn probe(
+pub(crate) async fn probe(
     client: &reqwest::Client,
     address: &str,
     check: &HealthCheck,

@@ -63,18 +63,29 @@ impl RegistryConfig {
     }
 
     /// Checks that the timings make sense together.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, rule| Err(ConfigError { field, rule });
         if self.unhealthy_after < Duration::from_secs(1) {
-            return Err("unhealthy_after must be at least 1s".into());
+            return bad("unhealthy_after", "must be at least 1s");
         }
         if self.remove_after <= self.unhealthy_after {
-            return Err("remove_after must be longer than unhealthy_after".into());
+            return bad("remove_after", "must be longer than unhealthy_after");
         }
         if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.unhealthy_after {
-            return Err("heartbeat_interval must be shorter than unhealthy_after".into());
+            return bad("heartbeat_interval", "must be shorter than unhealthy_after");
         }
         Ok(())
     }
+}
+
+/// Timings of the naming service that do not make sense together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {rule}")]
+pub struct ConfigError {
+    /// The setting at fault.
+    pub field: &'static str,
+    /// The rule it breaks.
+    pub rule: &'static str,
 }
 
 /// What can go wrong in the naming service.
@@ -209,7 +220,7 @@ pub(crate) fn now_ms() -> u64 {
 impl Registry {
     /// Starts following the store; must run inside a Tokio runtime. Active health
     /// checks run on whichever node holds the checker lock (see [`checker`]).
-    pub fn start(store: Arc<dyn Store>, config: RegistryConfig) -> Result<Self, String> {
+    pub fn start(store: Arc<dyn Store>, config: RegistryConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let (changes, _) = watch::channel(0);
         let inner = Arc::new(Inner {

@@ -285,6 +285,20 @@ async fn adaptive_concurrency_rejects_fast_with_a_reason() {
         r#"{"spec": {"service": "echo", "algorithm": "gradient"}}"#,
     )
     .await;
+    // Wait until the gateway's snapshot holds the limiter: a batch sent while the
+    // snapshot is swapped would be judged half without it.
+    for _ in 0..200 {
+        let (_, protection) = api
+            .get("/v1/namespaces/default/services/echo/protection")
+            .await;
+        if protection["limiters"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
     control.set(200, 600);
     let mut answers = Vec::new();
     for _ in 0..50 {

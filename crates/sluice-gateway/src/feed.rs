@@ -52,7 +52,7 @@ impl Gateway {
         let (routes, routes_rx) = watch::channel(Routes::new());
         let (policies, policies_rx) = watch::channel(Policies::new());
         let instances = Arc::new(InstanceTable::default());
-        let gateway = Gateway::with_source(
+        let gateway = Gateway::from_sources(
             routes_rx,
             policies_rx,
             Arc::clone(&instances) as Arc<dyn Instances>,

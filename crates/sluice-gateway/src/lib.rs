@@ -37,8 +37,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use sluice_model::RouteSpec;
-use sluice_registry::Registry;
-use sluice_store::{follow_kind, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -66,30 +64,14 @@ pub struct EndpointInfo {
     pub weight: u32,
 }
 
-/// Where a gateway learns the instances to send a service's traffic to.
-pub(crate) trait Instances: Send + Sync + 'static {
+/// Where a gateway learns the instances to send a service's traffic to. The
+/// in-process control plane implements it over the registry (where roles are
+/// wired, in the `sluice` binary); a standalone gateway over what it follows.
+pub trait Instances: Send + Sync + 'static {
     /// The instances to use now (healthy, not draining; or as the protection threshold says).
     fn endpoints(&self, namespace: &str, service: &str) -> Vec<EndpointInfo>;
     /// Changes whenever any service's instances may have changed.
     fn changes(&self) -> watch::Receiver<u64>;
-}
-
-impl Instances for Registry {
-    fn endpoints(&self, namespace: &str, service: &str) -> Vec<EndpointInfo> {
-        self.instances(namespace, service, false)
-            .instances
-            .into_iter()
-            .map(|i| EndpointInfo {
-                id: i.id,
-                address: i.address,
-                weight: i.weight,
-            })
-            .collect()
-    }
-
-    fn changes(&self) -> watch::Receiver<u64> {
-        Registry::changes(self)
-    }
 }
 
 /// Instances by service, with a counter that changes with them: the instance
@@ -284,32 +266,6 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway fed by an in-process control plane: routes from the store,
-    /// instances from the registry. Must run inside a Tokio runtime.
-    pub fn in_process(store: Arc<dyn Store>, registry: Registry, config: GatewayConfig) -> Self {
-        let (routes_tx, routes_rx) = watch::channel(Routes::new());
-        tokio::spawn(follow_kind(
-            Arc::clone(&store),
-            "Route",
-            |spec: RouteSpec| spec.validate().is_ok().then_some(spec),
-            move |apply| routes_tx.send_modify(|routes| apply(routes)),
-        ));
-        let (policies_tx, policies_rx) = watch::channel(Policies::new());
-        for kind in POLICY_KINDS {
-            let policies_tx = policies_tx.clone();
-            tokio::spawn(follow_kind(
-                Arc::clone(&store),
-                kind,
-                |spec: serde_json::Value| Some(spec),
-                move |apply| {
-                    policies_tx
-                        .send_modify(|policies| apply(policies.entry(kind.to_owned()).or_default()))
-                },
-            ));
-        }
-        Self::with_source(routes_rx, policies_rx, Arc::new(registry), config)
-    }
-
     /// A standalone gateway following the control plane at `control` (several URLs
     /// for failover), keeping its last state in `data_dir` to start from when no
     /// control node answers. Must run inside a Tokio runtime.
@@ -322,10 +278,13 @@ impl Gateway {
         let source = remote::RemoteSource::start(control, token, data_dir)?;
         let routes = source.routes();
         let policies = source.policies();
-        Ok(Self::with_source(routes, policies, source, config))
+        Ok(Self::from_sources(routes, policies, source, config))
     }
 
-    fn with_source(
+    /// A gateway that builds its snapshot from these sources: the routes and
+    /// policies in force (each change builds a new snapshot) and the instances.
+    /// Must run inside a Tokio runtime.
+    pub fn from_sources(
         routes: watch::Receiver<Routes>,
         policies: watch::Receiver<Policies>,
         instances: Arc<dyn Instances>,

@@ -7,11 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use sluice_gateway::{Gateway, GatewayConfig, RequestObserver, RequestRecord};
-use sluice_model::keys::resource_key;
-use sluice_model::InstanceSpec;
-use sluice_registry::{Registry, RegistryConfig};
-use sluice_store::{LocalStore, LocalStoreOptions, Store};
+use sluice_gateway::{Gateway, GatewayConfig, GatewayFeed, RequestObserver, RequestRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// (route, service, instance, status, attempts)
@@ -58,44 +54,35 @@ async fn ok_upstream() -> String {
     address
 }
 
-/// A gateway on a memory store with route `echo` to one upstream; returns the
-/// gateway, its address, the store and the observer.
-async fn gateway_with_observer() -> (Gateway, std::net::SocketAddr, Arc<dyn Store>, Arc<Collect>) {
-    let store: Arc<dyn Store> = Arc::new(LocalStore::memory(LocalStoreOptions::default()).unwrap());
-    let registry = Registry::start(Arc::clone(&store), RegistryConfig::default()).unwrap();
+/// A fed gateway with route `echo` to one upstream; returns the gateway, its
+/// address, its feed and the observer.
+async fn gateway_with_observer() -> (Gateway, std::net::SocketAddr, GatewayFeed, Arc<Collect>) {
     let upstream = ok_upstream().await;
-    let spec: InstanceSpec =
-        serde_json::from_str(&format!(r#"{{"address":"{upstream}"}}"#)).unwrap();
-    registry
-        .register("default", "echo", "i1", spec)
-        .await
-        .unwrap();
-    let route = r#"{"kind":"Route","metadata":{"namespace":"default","name":"echo"},"spec":{"match":{"path_prefix":"/echo"},"service":"echo"}}"#;
-    store
-        .put(
-            &resource_key("Route", "default", "echo"),
-            route.as_bytes().to_vec(),
-            None,
-        )
-        .await
-        .unwrap();
-
     let observer = Arc::new(Collect::default());
     let config = GatewayConfig {
         observer: Some(observer.clone()),
         ..GatewayConfig::default()
     };
-    let gateway = Gateway::in_process(Arc::clone(&store), registry, config);
+    let (gateway, mut feed) = Gateway::fed(config);
+    feed.instances("default", "echo", &[("i1", &upstream)])
+        .await;
+    feed.route(
+        "default",
+        "echo",
+        r#"{"match":{"path_prefix":"/echo"},"service":"echo"}"#,
+    )
+    .await
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let serving = gateway.clone();
     tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
-    (gateway, address, store, observer)
+    (gateway, address, feed, observer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_observer_sees_every_answered_request() {
-    let (_gateway, address, _store, observer) = gateway_with_observer().await;
+    let (_gateway, address, _feed, observer) = gateway_with_observer().await;
     let client = reqwest::Client::new();
     for _ in 0..200 {
         if client
@@ -137,18 +124,17 @@ async fn the_observer_sees_every_answered_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejections_are_counted_by_reason_and_reported() {
-    let (gateway, address, store, observer) = gateway_with_observer().await;
+    let (gateway, address, mut feed, observer) = gateway_with_observer().await;
     let client = reqwest::Client::new();
     let url = format!("http://{address}/echo");
-    let acl = r#"{"kind":"Acl","metadata":{"namespace":"default","name":"a"},"spec":{"route":"echo","deny":["127.0.0.0/8"]}}"#;
-    store
-        .put(
-            &resource_key("Acl", "default", "a"),
-            acl.as_bytes().to_vec(),
-            None,
-        )
-        .await
-        .unwrap();
+    feed.policy(
+        "Acl",
+        "default",
+        "a",
+        r#"{"route":"echo","deny":["127.0.0.0/8"]}"#,
+    )
+    .await
+    .unwrap();
     for _ in 0..400 {
         if client
             .get(&url)

@@ -2,43 +2,14 @@
 //! through with the gateway's memory staying flat. (Malformed requests are tested
 //! in-process: crates/sluice-gateway/tests/bad_input.rs.)
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::Request;
 use futures::StreamExt;
 
 use crate::support::{until_status, Http, Sluice};
-
-/// An upstream that counts the requests it gets; `/big` answers 100 MB, anything
-/// else answers the number of body bytes it read.
-async fn counting_upstream(count: Arc<AtomicUsize>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let app = axum::Router::new().fallback(move |request: Request| {
-        let count = Arc::clone(&count);
-        async move {
-            count.fetch_add(1, Ordering::SeqCst);
-            if request.uri().path() == "/big" {
-                let chunk = bytes::Bytes::from(vec![b'x'; 1 << 20]);
-                let stream = futures::stream::iter(
-                    (0..100).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
-                );
-                return axum::response::Response::new(Body::from_stream(stream));
-            }
-            let mut body = request.into_body().into_data_stream();
-            let mut total = 0usize;
-            while let Some(chunk) = body.next().await {
-                total += chunk.map(|c| c.len()).unwrap_or(0);
-            }
-            axum::response::Response::new(Body::from(total.to_string()))
-        }
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    address
-}
+use sluice_testkit::upstream::counting_upstream;
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -57,7 +28,7 @@ async fn hundred_megabytes_stream_through_with_flat_memory() {
     let gateway = sluice.gateway.clone().unwrap();
     let pid = sluice.pid();
     let count = Arc::new(AtomicUsize::new(0));
-    let upstream = counting_upstream(count).await;
+    let upstream = counting_upstream(count, 200).await;
     let api = Http::new(&sluice.url);
     api.register("up", "u", &upstream).await;
     api.put(

@@ -377,30 +377,6 @@ impl Http {
     }
 }
 
-/// An HTTP upstream on a free port answering every request with JSON: its `name`,
-/// the method, path, query and headers it got.
-pub async fn echo_upstream(name: &'static str) -> String {
-    use axum::extract::Request;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let app = axum::Router::new().fallback(move |request: Request| async move {
-        let headers: std::collections::HashMap<String, String> = request
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-            .collect();
-        axum::Json(serde_json::json!({
-            "instance": name,
-            "method": request.method().to_string(),
-            "path": request.uri().path(),
-            "query": request.uri().query(),
-            "headers": headers,
-        }))
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    address
-}
-
 /// Polls `url` until it answers `status` (a hang guard of 10 s); returns the body.
 pub async fn until_status(client: &reqwest::Client, url: &str, status: u16) -> Value {
     for _ in 0..400 {
@@ -414,54 +390,7 @@ pub async fn until_status(client: &reqwest::Client, url: &str, status: u16) -> V
     panic!("{url} never answered {status}");
 }
 
-/// How a [`controlled_upstream`] answers: its status and how long it waits first.
-#[derive(Clone, Default)]
-pub struct UpstreamControl {
-    /// The status to answer (0: 200).
-    pub status: std::sync::Arc<std::sync::atomic::AtomicU16>,
-    /// Milliseconds to wait before answering.
-    pub delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    /// Requests received.
-    pub hits: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl UpstreamControl {
-    /// Answers `status` after `delay_ms` from now on.
-    pub fn set(&self, status: u16, delay_ms: u64) {
-        use std::sync::atomic::Ordering;
-        self.status.store(status, Ordering::SeqCst);
-        self.delay_ms.store(delay_ms, Ordering::SeqCst);
-    }
-}
-
-/// An HTTP upstream whose answers a test steers through [`UpstreamControl`].
-pub async fn controlled_upstream(name: &'static str) -> (String, UpstreamControl) {
-    use std::sync::atomic::Ordering;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let control = UpstreamControl::default();
-    let state = control.clone();
-    let app = axum::Router::new().fallback(move || {
-        let state = state.clone();
-        async move {
-            state.hits.fetch_add(1, Ordering::SeqCst);
-            let delay = state.delay_ms.load(Ordering::SeqCst);
-            if delay > 0 {
-                tokio::time::sleep(Duration::from_millis(delay)).await;
-            }
-            let status = match state.status.load(Ordering::SeqCst) {
-                0 => 200,
-                status => status,
-            };
-            (
-                axum::http::StatusCode::from_u16(status).unwrap(),
-                axum::Json(serde_json::json!({"instance": name})),
-            )
-        }
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (address, control)
-}
+pub use sluice_testkit::upstream::{controlled_upstream, echo_upstream};
 
 /// A peer process a test started (Prometheus, Alertmanager, an SMTP server),
 /// killed when dropped — also when the test fails.

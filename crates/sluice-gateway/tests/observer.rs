@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use sluice_gateway::{Gateway, GatewayConfig, GatewayFeed, RequestObserver, RequestRecord};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// (route, service, instance, status, attempts)
 type Seen = (Option<String>, Option<String>, Option<String>, u16, usize);
@@ -29,35 +28,10 @@ impl RequestObserver for Collect {
     }
 }
 
-/// An upstream answering every request with 200 "ok".
-async fn ok_upstream() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        loop {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut buffer = [0u8; 4096];
-                while let Ok(n) = socket.read(&mut buffer).await {
-                    if n == 0
-                        || socket
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                            .await
-                            .is_err()
-                    {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    address
-}
-
 /// A fed gateway with route `echo` to one upstream; returns the gateway, its
 /// address, its feed and the observer.
 async fn gateway_with_observer() -> (Gateway, std::net::SocketAddr, GatewayFeed, Arc<Collect>) {
-    let upstream = ok_upstream().await;
+    let upstream = sluice_testkit::upstream::counting_upstream(Default::default(), 200).await;
     let observer = Arc::new(Collect::default());
     let config = GatewayConfig {
         observer: Some(observer.clone()),

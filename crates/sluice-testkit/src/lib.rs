@@ -1,5 +1,5 @@
 //! Test harness shared by Sluice's tests and benchmarks: starts real peers
-//! (etcd for now) on free loopback ports with temporary data directories, and
+//! (etcd) and test upstreams ([`upstream`]) on free loopback ports with temporary data directories, and
 //! stops them when the handle is dropped — also when a test fails.
 //!
 //! Everything here panics with a message saying what to do, because it only runs
@@ -8,8 +8,10 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 mod etcd;
+pub mod upstream;
 
 pub use etcd::{EtcdCluster, EtcdMember};
+pub use upstream::{controlled_upstream, counting_upstream, echo_upstream, UpstreamControl};
 
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};

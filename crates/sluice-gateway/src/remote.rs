@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sluice_client::{ControlPlane, Method};
 use sluice_model::{Resource, RouteSpec};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -57,10 +57,7 @@ struct DiskService {
 
 /// Follows a remote control plane.
 pub(crate) struct RemoteSource {
-    control: Vec<String>,
-    token: Option<String>,
-    current: AtomicUsize,
-    http: reqwest::Client,
+    control: ControlPlane,
     routes: watch::Sender<Routes>,
     policies: watch::Sender<crate::Policies>,
     instances: InstanceTable,
@@ -92,9 +89,9 @@ pub enum RemoteError {
         /// What the system said.
         reason: String,
     },
-    /// The HTTP client could not be built.
-    #[error("cannot build the HTTP client: {0}")]
-    Client(String),
+    /// The control-plane client could not be built.
+    #[error(transparent)]
+    Client(#[from] sluice_client::ClientError),
 }
 
 impl RemoteSource {
@@ -111,20 +108,11 @@ impl RemoteSource {
             path: data_dir.clone(),
             reason: e.to_string(),
         })?;
-        let http = reqwest::Client::builder()
-            .timeout(POLL_TIMEOUT)
-            .build()
-            .map_err(|e| RemoteError::Client(e.to_string()))?;
+        let control = ControlPlane::new(control, token, POLL_TIMEOUT)?;
         let (routes, _) = watch::channel(Routes::new());
         let (policies, _) = watch::channel(crate::Policies::new());
         let source = Arc::new(RemoteSource {
-            control: control
-                .into_iter()
-                .map(|url| url.trim_end_matches('/').to_owned())
-                .collect(),
-            token,
-            current: AtomicUsize::new(0),
-            http,
+            control,
             routes,
             policies,
             instances: InstanceTable::default(),
@@ -198,44 +186,16 @@ impl RemoteSource {
 
     /// Long-polls `path` at the current control node; moves to the next one on failure.
     async fn poll(&self, path: &str, index: u64) -> Option<(u64, serde_json::Value)> {
-        let node = self.current.load(Ordering::Relaxed) % self.control.len();
-        let url = format!("{}{path}?index={index}&wait={WAIT}", self.control[node]);
-        let mut request = self.http.get(&url);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let outcome = async {
-            let response = request.send().await.map_err(|e| e.to_string())?;
-            if !response.status().is_success() {
-                return Err(format!("answered {}", response.status()));
-            }
-            let index = response
-                .headers()
-                .get("x-sluice-index")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let body = response
-                .json::<serde_json::Value>()
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((index, body))
-        }
-        .await;
-        match outcome {
+        let path = format!("{path}?index={index}&wait={WAIT}");
+        let answer = self
+            .control
+            .request_once(Method::GET, &path, None)
+            .await
+            .and_then(|answer| Ok((answer.index.unwrap_or(0), answer.json()?)));
+        match answer {
             Ok(answer) => Some(answer),
             Err(error) => {
-                tracing::warn!(
-                    url,
-                    error,
-                    "control plane did not answer; trying the next one"
-                );
-                let _ = self.current.compare_exchange(
-                    node,
-                    node + 1,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
+                tracing::warn!(%error, "control plane did not answer; trying the next one");
                 None
             }
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::json;
+use sluice_client::{ClientError, ControlPlane, Method};
 use sluice_metrics::host::{hostname, HostSampler};
 
 /// Flags of `sluice agent`.
@@ -34,22 +35,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     let host = args.host.unwrap_or_else(hostname);
     let sampler = HostSampler::new(host.clone());
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let control: Vec<String> = args
-        .control
-        .iter()
-        .map(|url| url.trim_end_matches('/').to_owned())
-        .collect();
+    let control = ControlPlane::new(args.control, args.token, Duration::from_secs(10))?;
     println!("Sluice agent is up ({})", env!("CARGO_PKG_VERSION"));
     println!("  host       {host}");
-    println!("  control    {}", control.join(", "));
+    println!("  control    {}", control.nodes().join(", "));
     use std::io::Write;
     let _ = std::io::stdout().flush();
     // The first sample only primes the rates.
     sampler.sample();
-    let mut current = 0;
+    let path = format!("/v1/hosts/{host}/metrics");
     let mut ticker = tokio::time::interval(interval);
     ticker.tick().await;
     let stop = crate::serve::shutdown_signal();
@@ -61,28 +55,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
         let values = sampler.sample();
         let body = json!({ "values": values });
-        for _ in 0..control.len() {
-            let url = format!(
-                "{}/v1/hosts/{host}/metrics",
-                control[current % control.len()]
-            );
-            let mut request = http.post(&url).json(&body);
-            if let Some(token) = &args.token {
-                request = request.bearer_auth(token);
+        match control.request(Method::POST, &path, Some(&body)).await {
+            Ok(_) => {}
+            Err(error @ ClientError::Api { .. }) => {
+                tracing::warn!(%error, "the control plane refused host metrics");
             }
-            match request.send().await {
-                Ok(response) if response.status().is_success() => break,
-                Ok(response) => {
-                    let status = response.status();
-                    let text = response.text().await.unwrap_or_default();
-                    tracing::warn!(url, %status, text, "the control plane refused host metrics");
-                    break;
-                }
-                Err(error) => {
-                    tracing::warn!(url, %error, "control plane unreachable; trying the next one");
-                    current += 1;
-                }
-            }
+            Err(error) => tracing::warn!(%error, "no control-plane node took host metrics"),
         }
     }
 }

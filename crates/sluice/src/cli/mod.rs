@@ -57,20 +57,22 @@ pub enum Output {
 }
 
 struct Client {
-    http: reqwest::Client,
+    control: sluice_client::ControlPlane,
     args: ClientArgs,
 }
 
 impl Client {
     fn new(args: ClientArgs) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .build()
-            .context("cannot build the HTTP client")?;
-        Ok(Client { http, args })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.args.server.trim_end_matches('/'))
+        // `--server` may name several nodes (comma-separated): the first that
+        // answers is used.
+        let nodes = args.server.split(',').map(str::to_owned).collect();
+        let control = sluice_client::ControlPlane::new(
+            nodes,
+            args.token.clone(),
+            std::time::Duration::from_secs(600),
+        )
+        .context("cannot build the HTTP client")?;
+        Ok(Client { control, args })
     }
 
     fn ns(&self) -> &str {
@@ -83,30 +85,27 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<(u16, Value)> {
-        let mut request = self.http.request(method.clone(), self.url(path));
-        if let Some(token) = &self.args.token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.with_context(|| {
-            format!(
+        use sluice_client::ClientError;
+        match self.control.request(method.clone(), path, body).await {
+            Ok(answer) => {
+                let value = serde_json::from_slice(&answer.body).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(&answer.body).into_owned())
+                });
+                Ok((answer.status, value))
+            }
+            Err(
+                ClientError::Api {
+                    status, message, ..
+                }
+                | ClientError::Server {
+                    status, message, ..
+                },
+            ) => bail!("{method} {path}: {status}: {message}"),
+            Err(error) => Err(anyhow::Error::new(error).context(format!(
                 "cannot reach Sluice at {} (is `sluice up` running? see --server)",
                 self.args.server
-            )
-        })?;
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if status >= 400 {
-            let message = value
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .map_or_else(|| value.to_string(), str::to_owned);
-            bail!("{method} {path}: {status}: {message}");
+            ))),
         }
-        Ok((status, value))
     }
 
     /// GETs `path`; with `-o json` prints the answer and gives `None` (nothing more

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use sluice_client::{ClientError, ControlPlane, Method};
 use sluice_metrics::recorder::{Recorder, StepSource};
 
 use super::metrics::GatewayRecorder;
@@ -69,11 +70,8 @@ async fn push_gateway_metrics(
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let http = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
-        Ok(http) => http,
+    let control = match ControlPlane::new(control, token, Duration::from_secs(10)) {
+        Ok(control) => control,
         Err(error) => {
             tracing::warn!(%error, "cannot build the metrics client; not pushing metrics");
             return;
@@ -82,7 +80,6 @@ async fn push_gateway_metrics(
     let step = interval.as_secs().max(1);
     let mut unsent: std::collections::VecDeque<sluice_metrics::recorder::StepBatch> =
         std::collections::VecDeque::new();
-    let mut current = 0usize;
     loop {
         let now = sluice_metrics::unix_now();
         let next = (now / step + 1) * step;
@@ -105,40 +102,26 @@ async fn push_gateway_metrics(
             }
         }
         while let Some(batch) = unsent.front() {
-            let mut sent = false;
-            for _ in 0..control.len() {
-                let url = format!(
-                    "{}/v1/metrics/steps",
-                    control[current % control.len()].trim_end_matches('/')
-                );
-                let mut request = http.post(&url).json(batch);
-                if let Some(token) = &token {
-                    request = request.bearer_auth(token);
+            let body = match serde_json::to_value(batch) {
+                Ok(body) => body,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot encode a metrics step; dropping it");
+                    unsent.pop_front();
+                    continue;
                 }
-                match request.send().await {
-                    Ok(response) if response.status().is_success() => {
-                        sent = true;
-                        break;
-                    }
-                    Ok(response) if response.status().is_client_error() => {
-                        let status = response.status();
-                        let text = response.text().await.unwrap_or_default();
-                        tracing::warn!(url, %status, text, "the control plane refused a metrics step; dropping it");
-                        sent = true;
-                        break;
-                    }
-                    Ok(response) => {
-                        tracing::warn!(url, status = %response.status(), "metrics push failed; trying the next control node");
-                        current += 1;
-                    }
-                    Err(error) => {
-                        tracing::warn!(url, %error, "metrics push failed; trying the next control node");
-                        current += 1;
-                    }
+            };
+            match control
+                .request(Method::POST, "/v1/metrics/steps", Some(&body))
+                .await
+            {
+                Ok(_) => {}
+                Err(error @ ClientError::Api { .. }) => {
+                    tracing::warn!(%error, "the control plane refused a metrics step; dropping it");
                 }
-            }
-            if !sent {
-                break;
+                Err(error) => {
+                    tracing::warn!(%error, "no control-plane node took metrics; keeping the step");
+                    break;
+                }
             }
             unsent.pop_front();
         }

@@ -597,57 +597,66 @@ impl StepBatch {
         oldest: u64,
         now: u64,
     ) -> Result<(u64, Vec<(SeriesKey, Agg)>), crate::MetricsError> {
-        let bad = |message: String| {
-            let field = message
-                .split([' ', ':'])
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            Err(crate::MetricsError::Invalid { field, message })
-        };
+        let bad =
+            |field: String, message: String| Err(crate::MetricsError::Invalid { field, message });
         if self.time < oldest || self.time > now + 60 {
-            return bad(format!(
-                "time {} is outside the stored tiers ({oldest}..={})",
-                self.time,
-                now + 60
-            ));
+            return bad(
+                "time".into(),
+                format!(
+                    "time {} is outside the stored tiers ({oldest}..={})",
+                    self.time,
+                    now + 60
+                ),
+            );
         }
         if self.series.len() > MAX_STEP_SERIES {
-            return bad(format!(
-                "series: {} in one step; at most {MAX_STEP_SERIES}",
-                self.series.len()
-            ));
+            return bad(
+                "series".into(),
+                format!(
+                    "series: {} in one step; at most {MAX_STEP_SERIES}",
+                    self.series.len()
+                ),
+            );
         }
         let mut out = Vec::with_capacity(self.series.len());
         for (i, series) in self.series.into_iter().enumerate() {
             let at = |field: &str| format!("series[{i}].{field}");
             if series.name != "requests" && series.name != "latency_ms" {
-                return bad(format!(
-                    "{}: {:?} is not a gateway series (requests, latency_ms)",
+                return bad(
                     at("name"),
-                    series.name
-                ));
+                    format!(
+                        "{}: {:?} is not a gateway series (requests, latency_ms)",
+                        at("name"),
+                        series.name
+                    ),
+                );
             }
             if let Some(label) = series
                 .labels
                 .keys()
                 .find(|k| !GATEWAY_LABELS.contains(&k.as_str()))
             {
-                return bad(format!(
-                    "{}: {label:?} is not a gateway label",
-                    at("labels")
-                ));
+                return bad(
+                    at("labels"),
+                    format!("{}: {label:?} is not a gateway label", at("labels")),
+                );
             }
             if series.labels.values().any(|v| v.len() > 512) {
-                return bad(format!("{}: a value is over 512 bytes", at("labels")));
+                return bad(
+                    at("labels"),
+                    format!("{}: a value is over 512 bytes", at("labels")),
+                );
             }
             if !(series.sum.is_finite() && series.min.is_finite() && series.max.is_finite())
                 || series.count == 0
             {
-                return bad(format!(
-                    "{}: count, sum, min and max must be finite, count above 0",
-                    at("count")
-                ));
+                return bad(
+                    at("count"),
+                    format!(
+                        "{}: count, sum, min and max must be finite, count above 0",
+                        at("count")
+                    ),
+                );
             }
             let histogram = match series.histogram {
                 None => None,
@@ -657,11 +666,14 @@ impl StepBatch {
                             .iter()
                             .any(|(b, _)| usize::from(*b) >= crate::hist::BUCKETS)
                     {
-                        return bad(format!(
-                            "{}: buckets must ascend within 0..{}",
+                        return bad(
                             at("histogram"),
-                            crate::hist::BUCKETS
-                        ));
+                            format!(
+                                "{}: buckets must ascend within 0..{}",
+                                at("histogram"),
+                                crate::hist::BUCKETS
+                            ),
+                        );
                     }
                     Some(Histogram { buckets })
                 }

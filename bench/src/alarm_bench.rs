@@ -48,10 +48,10 @@ fn main() {
                 r#"{{"metric": "queue", "match": {{"host": "{host}"}}, "above": 100}}"#
             ))
             .unwrap();
-            resources
-                .write()
-                .rules
-                .insert(("default".into(), format!("r{i}")), spec);
+            resources.write().rules.insert(
+                sluice_model::ResourceId::new("default", format!("r{i}")),
+                spec,
+            );
         }
         let mut state = JudgeState::default();
         let mut cycles = Vec::new();

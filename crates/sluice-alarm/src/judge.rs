@@ -18,7 +18,7 @@ use crate::rules::{advance, alarm_labels, condition_holds};
 use crate::{Alarm, AlarmState};
 use sluice_model::keys::ALARMS_PREFIX;
 
-type Id = (String, String);
+type Id = sluice_model::ResourceId;
 
 /// The alarm resources in force.
 #[derive(Debug, Default)]
@@ -61,21 +61,18 @@ pub fn follow_resources(store: Arc<dyn Store>, resources: Arc<RwLock<Resources>>
 
 /// Whether a mute of `namespace` silences `alarm` at `now_ms`.
 pub fn muted(resources: &Resources, alarm: &Alarm, now_ms: i64) -> bool {
-    resources
-        .mutes
-        .iter()
-        .any(|((ns, _), (spec, starts, ends))| {
-            *ns == alarm.namespace
-                && starts.is_none_or(|s| s <= now_ms)
-                && now_ms < *ends
-                && spec.matching.iter().all(|(k, v)| {
-                    if k == "rule" {
-                        alarm.rule == *v
-                    } else {
-                        alarm.labels.get(k) == Some(v)
-                    }
-                })
-        })
+    resources.mutes.iter().any(|(id, (spec, starts, ends))| {
+        id.namespace == alarm.namespace
+            && starts.is_none_or(|s| s <= now_ms)
+            && now_ms < *ends
+            && spec.matching.iter().all(|(k, v)| {
+                if k == "rule" {
+                    alarm.rule == *v
+                } else {
+                    alarm.labels.get(k) == Some(v)
+                }
+            })
+    })
 }
 
 /// One group's value at an evaluation.
@@ -275,14 +272,14 @@ fn rules_in_force(db: &Db, resources: &RwLock<Resources>) -> Vec<(Id, AlarmRuleS
             let defaults: Vec<String> = resources
                 .notifiers
                 .iter()
-                .filter(|((ns, _), spec)| *ns == namespace && spec.defaults)
-                .map(|((_, name), _)| name.clone())
+                .filter(|(id, spec)| id.namespace == namespace && spec.defaults)
+                .map(|(id, _)| id.name.clone())
                 .collect();
             for (name, spec) in &rules_of_kind {
                 let mut spec = spec.clone();
                 spec.notify = defaults.clone();
                 rules
-                    .entry((namespace.clone(), (*name).to_owned()))
+                    .entry(Id::new(namespace.clone(), *name))
                     .or_insert(spec);
             }
         }
@@ -333,7 +330,14 @@ pub async fn evaluate(
     let grace_s = db.tiers().first().map_or(10, |t| t.step_s).max(1) * NO_DATA_GRACE_STEPS;
     let mut stored = load_alarms(&**store).await;
     let mut current: Vec<Judged> = Vec::new();
-    for ((namespace, rule), spec) in &rules {
+    for (
+        Id {
+            namespace,
+            name: rule,
+        },
+        spec,
+    ) in &rules
+    {
         let observations = {
             let (db, namespace, spec) = (Arc::clone(db), namespace.clone(), spec.clone());
             tokio::task::spawn_blocking(move || observe(&db, &namespace, &spec, now))
@@ -434,7 +438,7 @@ pub async fn evaluate(
     for (key, alarm) in stored.into_values() {
         let exists = rules
             .iter()
-            .any(|((ns, name), _)| *ns == alarm.namespace && *name == alarm.rule);
+            .any(|(id, _)| id.namespace == alarm.namespace && id.name == alarm.rule);
         if !exists {
             let _ = store.delete(&key).await;
         }
@@ -472,7 +476,7 @@ async fn notify(
             for notifier in &spec.notify {
                 let Some(settings) = resources
                     .notifiers
-                    .get(&(alarm.namespace.clone(), notifier.clone()))
+                    .get(&Id::new(alarm.namespace.clone(), notifier.clone()))
                 else {
                     continue;
                 };
@@ -511,7 +515,10 @@ async fn notify(
             if group.waiting.is_empty() {
                 continue;
             }
-            let Some(settings) = resources.notifiers.get(&(key.0.clone(), key.1.clone())) else {
+            let Some(settings) = resources
+                .notifiers
+                .get(&Id::new(key.0.clone(), key.1.clone()))
+            else {
                 group.waiting.clear();
                 continue;
             };
@@ -543,7 +550,7 @@ async fn notify(
             let resources = resources.read();
             let Some(settings) = resources
                 .notifiers
-                .get(&(namespace.clone(), notifier.clone()))
+                .get(&Id::new(namespace.clone(), notifier.clone()))
             else {
                 continue;
             };

@@ -11,7 +11,7 @@
 //! interval. Delivery (webhook formats, Alertmanager's v2 API) is retried with
 //! backoff; failures show in the API.
 
-pub mod errors;
+pub mod error_reports;
 pub mod judge;
 pub mod notify;
 pub mod rules;

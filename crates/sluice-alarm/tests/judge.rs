@@ -12,7 +12,7 @@ use sluice_alarm::notify::pending;
 use sluice_alarm::AlarmState;
 use sluice_metrics::{rrd, Agg, Db, DbConfig, SeriesKey};
 use sluice_model::keys::resource_key;
-use sluice_model::{AlarmRuleSpec, MuteSpec, NotifierSpec};
+use sluice_model::{AlarmRuleSpec, MuteSpec, NotifierSpec, ResourceId};
 use sluice_store::{LocalStore, LocalStoreOptions, Store};
 
 /// A whole day: evaluations run at step boundaries from here.
@@ -69,7 +69,7 @@ impl Bench {
         self.resources
             .write()
             .rules
-            .insert(("default".into(), name.into()), spec);
+            .insert(ResourceId::new("default", name), spec);
     }
 
     fn notifier(&self, name: &str, json: &str) {
@@ -78,7 +78,7 @@ impl Bench {
         self.resources
             .write()
             .notifiers
-            .insert(("default".into(), name.into()), spec);
+            .insert(ResourceId::new("default", name), spec);
     }
 
     /// A gauge value of `logins{namespace=default, tier=vip}` in the step at `time`.
@@ -311,7 +311,7 @@ async fn a_flapping_condition_is_one_alarm_grouped_throttled_muted_and_recovered
         .resources
         .write()
         .mutes
-        .insert(("default".into(), "m".into()), (mute, starts, ends));
+        .insert(ResourceId::new("default", "m"), (mute, starts, ends));
     let before = bench.notifications().await.len();
     for i in 100..110u64 {
         let time = T0 + i * 10;
@@ -560,7 +560,7 @@ async fn unreadable_or_invalid_resources_in_the_store_are_skipped_not_fatal() {
         .read()
         .rules
         .keys()
-        .map(|k| k.1.clone())
+        .map(|k| k.name.clone())
         .collect();
     assert_eq!(names, ["good"]);
     assert!(bench.resources.read().notifiers.is_empty());

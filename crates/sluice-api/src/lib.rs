@@ -6,7 +6,7 @@
 mod alarms;
 mod auth;
 mod error;
-mod errors;
+mod error_reports;
 mod json;
 mod metrics;
 pub mod openapi;
@@ -85,12 +85,15 @@ pub fn router(state: AppState, auth: Auth, body_limit: usize) -> Router {
             "/v1/namespaces/{ns}/notifications",
             get(alarms::notifications),
         )
-        .route("/api/{project}/{endpoint}/", post(errors::sentry))
+        .route("/api/{project}/{endpoint}/", post(error_reports::sentry))
         .route(
             "/v1/namespaces/{ns}/errors",
-            get(errors::list).post(errors::plain),
+            get(error_reports::list).post(error_reports::plain),
         )
-        .route("/v1/namespaces/{ns}/errors/{fingerprint}", get(errors::get))
+        .route(
+            "/v1/namespaces/{ns}/errors/{fingerprint}",
+            get(error_reports::get),
+        )
         .route("/metrics", get(metrics::exposition))
         .route("/v1/metrics/usage", get(metrics::usage))
         .route("/v1/metrics/steps", post(metrics::push_step))

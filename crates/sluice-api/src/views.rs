@@ -182,7 +182,7 @@ pub struct ErrorGroupView {
     /// RFC 3339.
     pub last_seen: String,
     /// The latest stack, innermost last.
-    pub frames: Vec<sluice_alarm::errors::Frame>,
+    pub frames: Vec<sluice_alarm::error_reports::Frame>,
     /// Sample events (one group's answer only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub samples: Option<Vec<Value>>,

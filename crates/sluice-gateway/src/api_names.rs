@@ -126,7 +126,7 @@ impl ApiNamer {
             return path;
         };
         // As the upstream sees it, but borrowed: `/api` alone is `/`.
-        match crate::table::after_prefix(path, prefix) {
+        match after_prefix(path, prefix) {
             "" => "/",
             rest => rest,
         }
@@ -209,6 +209,12 @@ fn spells(name: &str, pieces: &mut Pieces<'_>) -> bool {
         }
     });
     equal && rest.is_empty()
+}
+
+/// What `strip_prefix` leaves of `path` under `prefix` (possibly without a leading
+/// slash: `/apix` under `/api` leaves `x`); the whole path when it lacks the prefix.
+pub(crate) fn after_prefix<'a>(path: &'a str, prefix: &str) -> &'a str {
+    path.strip_prefix(prefix).unwrap_or(path)
 }
 
 #[cfg(test)]

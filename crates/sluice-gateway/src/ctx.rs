@@ -13,10 +13,10 @@ use std::sync::Arc;
 use hyper::header::HeaderValue;
 use sluice_guard::limit::ConnPermit;
 
-use crate::health::Clock;
+use crate::clock::Clock;
 use crate::protect::{Reason, Rejections};
+use crate::snapshot::Snapshot;
 use crate::table::{CompiledRoute, Target};
-use crate::Snapshot;
 
 /// What every request on one client connection shares, built once per connection.
 pub(crate) struct Connection {

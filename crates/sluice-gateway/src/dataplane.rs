@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::{oneshot, watch};
 
-use crate::Gateway;
+use crate::gateway::Gateway;
 
 /// The gateway threads serving one address; stopped by [`DataPlane::shutdown`].
 pub struct DataPlane {

@@ -16,7 +16,7 @@ use hyper::{Response, StatusCode};
 use sluice_model::RetryOn;
 
 use crate::protect::Reason;
-use crate::proxy::ProxyBody;
+use crate::proxy_body::ProxyBody;
 
 /// The header naming why the gateway refused or gave up on a request.
 pub(crate) const X_SLUICE_REJECTED: HeaderName = HeaderName::from_static("x-sluice-rejected");

@@ -5,9 +5,13 @@
 
 use std::sync::Arc;
 
+use sluice_model::ResourceId;
 use tokio::sync::watch;
 
-use crate::{EndpointInfo, Gateway, GatewayConfig, InstanceTable, Instances, Policies, Routes};
+use crate::config::GatewayConfig;
+use crate::gateway::Gateway;
+use crate::protect::Policies;
+use crate::sources::{EndpointInfo, InstanceTable, Instances, Routes};
 
 /// A route or policy handed to a fed gateway that is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,7 +88,7 @@ impl GatewayFeed {
             .map_err(|e| FeedError::new("route", name, e))?;
         self.change(|feed| {
             feed.routes.send_modify(|routes| {
-                routes.insert((namespace.to_owned(), name.to_owned()), spec);
+                routes.insert(ResourceId::new(namespace, name), spec);
             });
             true
         })
@@ -107,7 +111,7 @@ impl GatewayFeed {
                 policies
                     .entry(kind.to_owned())
                     .or_default()
-                    .insert((namespace.to_owned(), name.to_owned()), spec);
+                    .insert(ResourceId::new(namespace, name), spec);
             });
             true
         })

@@ -14,7 +14,7 @@ use sluice_guard::limit::{check_all, parse_rate, Decision, LimitReq, LimitReqSpe
 use sluice_model::RateLimitSpec;
 
 /// Rate limits by (namespace, name).
-pub(crate) type Limits = std::collections::BTreeMap<(String, String), RateLimitSpec>;
+pub(crate) type Limits = std::collections::BTreeMap<sluice_model::ResourceId, RateLimitSpec>;
 
 /// Whether a stored spec is usable.
 pub(crate) fn valid(spec: &RateLimitSpec) -> bool {
@@ -56,7 +56,7 @@ type Zone = (RateLimitSpec, Arc<LimitReq>, Option<Arc<AutoBan>>);
 /// Zones by (namespace, limit name), kept while their spec stays the same.
 #[derive(Default)]
 pub(crate) struct Zones {
-    zones: HashMap<(String, String), Zone>,
+    zones: HashMap<sluice_model::ResourceId, Zone>,
 }
 
 impl Zones {
@@ -70,7 +70,7 @@ impl Zones {
     pub fn for_route(&mut self, namespace: &str, route: &str, specs: &Limits) -> Vec<RouteLimit> {
         specs
             .iter()
-            .filter(|((ns, _), spec)| ns == namespace && spec.route == route)
+            .filter(|(id, spec)| id.namespace == namespace && spec.route == route)
             .filter_map(|(id, spec)| {
                 let rate = parse_rate(&spec.rate).ok()?;
                 let (_, zone, ban) = &self.zones.entry(id.clone()).or_insert_with(|| {
@@ -101,7 +101,7 @@ impl Zones {
                 Some(RouteLimit {
                     zone: Arc::clone(zone),
                     ban: ban.clone(),
-                    name: id.1.clone(),
+                    name: id.name.clone(),
                     key: key_parts(&spec.key),
                     status: StatusCode::from_u16(spec.status)
                         .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),

@@ -23,6 +23,7 @@ use sluice_guard::breaker::{BreakerSettings, CircuitBreaker};
 use sluice_guard::limit::{ConnPermit, LimitConn};
 use sluice_model::{
     AclSpec, BanSpec, BreakerSpec, ConcurrencyAlgorithm, ConcurrencySpec, ConnLimitSpec, Priority,
+    ResourceId,
 };
 
 use crate::limit::{key, key_parts, KeyPart, KeySource, Limits, RouteLimit, Zones};
@@ -38,9 +39,9 @@ pub const POLICY_KINDS: [&str; 6] = [
 ];
 
 /// Protection resources as stored: kind → (namespace, name) → spec.
-pub type Policies = BTreeMap<String, BTreeMap<(String, String), serde_json::Value>>;
+pub type Policies = BTreeMap<String, BTreeMap<ResourceId, serde_json::Value>>;
 
-type Id = (String, String);
+type Id = ResourceId;
 
 /// Why the gateway refused (or gave up on) a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,8 +138,8 @@ fn typed<T: serde::de::DeserializeOwned>(
             if spec.is_none() {
                 tracing::warn!(
                     kind,
-                    namespace = id.0,
-                    name = id.1,
+                    namespace = id.namespace,
+                    name = id.name,
                     "ignoring an invalid resource"
                 );
             }
@@ -320,7 +321,7 @@ fn status(code: u16, default: StatusCode) -> StatusCode {
 }
 
 fn new_limiter(spec: &ConcurrencySpec) -> Arc<ConcurrencyGuard> {
-    let now = crate::health::now_us();
+    let now = crate::clock::now_us();
     let limiter = match spec.algorithm {
         // brpc starts at 40; a service with less room than that queues in the first
         // window, which then sets an inflated no-load latency until the first
@@ -401,7 +402,7 @@ impl GuardState {
     /// The guards of route `namespace/name`.
     pub fn route(&mut self, namespace: &str, name: &str) -> RouteGuards {
         let applies = |id: &Id, route: &Option<String>| {
-            id.0 == namespace && route.as_deref().is_none_or(|r| r == name)
+            id.namespace == namespace && route.as_deref().is_none_or(|r| r == name)
         };
         let acls = self
             .typed
@@ -433,7 +434,7 @@ impl GuardState {
             .typed
             .conn
             .iter()
-            .filter(|(id, spec)| id.0 == namespace && spec.route == name)
+            .filter(|(id, spec)| id.namespace == namespace && spec.route == name)
             .map(|(id, spec)| {
                 let table = &self
                     .conns
@@ -464,7 +465,7 @@ impl GuardState {
             .typed
             .breaker
             .iter()
-            .find(|(id, spec)| id.0 == namespace && spec.service == service)
+            .find(|(id, spec)| id.namespace == namespace && spec.service == service)
             .map(|(id, spec)| (id.clone(), spec.clone()))
         else {
             return ServiceGuards {
@@ -510,7 +511,7 @@ impl GuardState {
             .typed
             .concurrency
             .iter()
-            .find(|(id, spec)| id.0 == namespace && wanted(spec))?;
+            .find(|(id, spec)| id.namespace == namespace && wanted(spec))?;
         Some(Arc::clone(
             &self
                 .limiters

@@ -7,13 +7,13 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 use crate::ctx::{Connection, RequestCtx};
 use crate::error::ProxyError;
+use crate::proxy_body::ProxyBody;
+use crate::snapshot::Shared;
 use crate::stages::fallback::{self, Fallback};
 use crate::stages::rewrite::Outbound;
 use crate::stages::{
@@ -22,13 +22,6 @@ use crate::stages::{
 };
 use crate::table::{CompiledRoute, Target};
 use crate::upstream::UpstreamBody;
-use crate::Shared;
-
-/// The body of every gateway response.
-pub type ProxyBody = BoxBody<Bytes, BoxError>;
-
-/// Errors carried by bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Handles one request: the stages, then the answer, then the record.
 pub(crate) async fn handle(
@@ -116,7 +109,7 @@ async fn call(
             continue;
         }
         if let (Some(breaker), Some(outcome)) = (&target.guards.breaker, attempted.outcome) {
-            let ended_ms = crate::health::Clock::at(attempted.ended).ms;
+            let ended_ms = crate::clock::Clock::at(attempted.ended).ms;
             breaker.record(
                 ended_ms,
                 outcome,
@@ -149,7 +142,7 @@ mod tests {
         // do not carry them. Measured: 3640 bytes, one upstream attempt about 1700.
         let size = future_size(handle);
         assert!(size <= 4096, "the request future grew to {size} bytes");
-        let snapshot = crate::Snapshot::default();
+        let snapshot = crate::snapshot::Snapshot::default();
         let rejections = crate::protect::Rejections::default();
         let conn = Connection::new("10.0.0.1:1".parse().unwrap(), "http", Default::default());
         let mut ctx = RequestCtx::new(&snapshot, &conn, &rejections, false);

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sluice_client::{ControlPlane, Method};
-use sluice_model::{Resource, RouteSpec};
+use sluice_model::{Resource, ResourceId, RouteSpec};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::{EndpointInfo, InstanceTable, Instances, Routes};
+use crate::sources::{EndpointInfo, InstanceTable, Instances, Routes};
 
 /// How long one blocking query waits at the control plane.
 const WAIT: &str = "30s";
@@ -59,7 +59,7 @@ struct DiskService {
 pub(crate) struct RemoteSource {
     control: ControlPlane,
     routes: watch::Sender<Routes>,
-    policies: watch::Sender<crate::Policies>,
+    policies: watch::Sender<crate::protect::Policies>,
     instances: InstanceTable,
     dirty: Notify,
     snapshot_path: PathBuf,
@@ -110,7 +110,7 @@ impl RemoteSource {
         })?;
         let control = ControlPlane::new(control, token, POLL_TIMEOUT)?;
         let (routes, _) = watch::channel(Routes::new());
-        let (policies, _) = watch::channel(crate::Policies::new());
+        let (policies, _) = watch::channel(crate::protect::Policies::new());
         let source = Arc::new(RemoteSource {
             control,
             routes,
@@ -121,7 +121,7 @@ impl RemoteSource {
         });
         source.load_disk_snapshot();
         tokio::spawn(Arc::clone(&source).follow_routes());
-        for kind in crate::POLICY_KINDS {
+        for kind in crate::protect::POLICY_KINDS {
             tokio::spawn(Arc::clone(&source).follow_policies(kind));
         }
         tokio::spawn(Arc::clone(&source).follow_services());
@@ -130,7 +130,7 @@ impl RemoteSource {
     }
 
     /// The protection resources as last seen.
-    pub fn policies(&self) -> watch::Receiver<crate::Policies> {
+    pub fn policies(&self) -> watch::Receiver<crate::protect::Policies> {
         self.policies.subscribe()
     }
 
@@ -149,7 +149,7 @@ impl RemoteSource {
                     .routes
                     .into_iter()
                     .filter(|r| r.spec.validate().is_ok())
-                    .map(|r| ((r.namespace, r.name), r.spec))
+                    .map(|r| (ResourceId::new(r.namespace, r.name), r.spec))
                     .collect();
                 let instances = snapshot
                     .services
@@ -163,12 +163,12 @@ impl RemoteSource {
                         .or_default()
                         .extend(snapshot.limits);
                 }
-                let policies: crate::Policies = policies
+                let policies: crate::protect::Policies = policies
                     .into_iter()
                     .map(|(kind, specs)| {
                         let specs = specs
                             .into_iter()
-                            .map(|p| ((p.namespace, p.name), p.spec))
+                            .map(|p| (ResourceId::new(p.namespace, p.name), p.spec))
                             .collect();
                         (kind, specs)
                     })
@@ -256,14 +256,14 @@ impl RemoteSource {
         &self,
         kind: &str,
         valid: fn(&T) -> bool,
-        apply: impl Fn(BTreeMap<(String, String), T>),
+        apply: impl Fn(BTreeMap<ResourceId, T>),
     ) {
         let path = format!("/v1/resources/{kind}");
         let mut index = 0;
         loop {
             let (new_index, body) = self.next_change(&path, index).await;
             index = new_index;
-            let specs: BTreeMap<(String, String), T> = body["items"]
+            let specs: BTreeMap<ResourceId, T> = body["items"]
                 .as_array()
                 .into_iter()
                 .flatten()
@@ -272,7 +272,7 @@ impl RemoteSource {
                     let spec = serde_json::from_value::<T>(resource.spec)
                         .ok()
                         .filter(valid)?;
-                    Some(((resource.metadata.namespace, resource.metadata.name), spec))
+                    Some((resource.metadata.id(), spec))
                 })
                 .collect();
             apply(specs);
@@ -288,7 +288,7 @@ impl RemoteSource {
             let wanted: std::collections::BTreeSet<(String, String)> = routes
                 .borrow_and_update()
                 .iter()
-                .flat_map(|((namespace, _), spec)| {
+                .flat_map(|(ResourceId { namespace, .. }, spec)| {
                     let fallback = spec
                         .fallback
                         .as_ref()
@@ -353,7 +353,7 @@ impl RemoteSource {
                     .routes
                     .borrow()
                     .iter()
-                    .map(|((namespace, name), spec)| DiskRoute {
+                    .map(|(ResourceId { namespace, name }, spec)| DiskRoute {
                         namespace: namespace.clone(),
                         name: name.clone(),
                         spec: spec.clone(),
@@ -367,7 +367,7 @@ impl RemoteSource {
                     .map(|(kind, specs)| {
                         let specs = specs
                             .iter()
-                            .map(|((namespace, name), spec)| DiskPolicy {
+                            .map(|(ResourceId { namespace, name }, spec)| DiskPolicy {
                                 namespace: namespace.clone(),
                                 name: name.clone(),
                                 spec: spec.clone(),

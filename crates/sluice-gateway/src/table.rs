@@ -13,7 +13,10 @@ use sluice_guard::balance::{
 };
 use sluice_model::{LoadBalancing, OutlierDetection, Retries, Rewrite, RouteSpec};
 
-use crate::health::{now_ms, EndpointHealth, RetryBudget};
+use crate::api_names::after_prefix;
+use crate::clock::now_ms;
+use crate::outlier::EndpointHealth;
+use crate::retry_budget::RetryBudget;
 
 /// An instance traffic can go to.
 #[derive(Debug, Clone)]
@@ -465,12 +468,6 @@ impl CompiledRoute {
     }
 }
 
-/// What `strip_prefix` leaves of `path` under `prefix` (possibly without a leading
-/// slash: `/apix` under `/api` leaves `x`); the whole path when it lacks the prefix.
-pub(crate) fn after_prefix<'a>(path: &'a str, prefix: &str) -> &'a str {
-    path.strip_prefix(prefix).unwrap_or(path)
-}
-
 /// Every route, in precedence order.
 #[derive(Default)]
 pub(crate) struct RouteTable {
@@ -507,13 +504,13 @@ impl RouteTable {
         self.routes.get(index)
     }
 
-    /// The protection state of service `namespace/service` (see [`crate::Gateway::protection`]).
+    /// The protection state of service `namespace/service` (see [`crate::gateway::Gateway::protection`]).
     pub fn protection(&self, namespace: &str, service: &str) -> sluice_model::ProtectionStatus {
         use sluice_model::{BreakerStatus, LimiterStatus};
         let mut status = sluice_model::ProtectionStatus::default();
         let mut limiters_seen = Vec::new();
         let mut breakers_seen = Vec::new();
-        let now_ms = i64::try_from(crate::health::now_ms()).unwrap_or(i64::MAX);
+        let now_ms = i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX);
         let mut limiter =
             |scope: String, guard: &std::sync::Arc<crate::protect::ConcurrencyGuard>| {
                 if limiters_seen
@@ -654,7 +651,7 @@ pub(crate) fn test_target(ids: &[&str], breaker: Option<&str>) -> Target {
     let mut policies = crate::protect::Policies::new();
     if let Some(json) = breaker {
         policies.entry("Breaker".to_owned()).or_default().insert(
-            ("default".to_owned(), "b".to_owned()),
+            sluice_model::ResourceId::new("default", "b"),
             serde_json::from_str(json).expect("a breaker spec"),
         );
     }

@@ -28,7 +28,7 @@ use hyper::{Request, Response, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::Notify;
 
-use crate::proxy::ProxyBody;
+use crate::proxy_body::ProxyBody;
 
 /// Most connects in progress to one instance from one thread at once.
 pub(crate) const MAX_CONNECTING: usize = 16;

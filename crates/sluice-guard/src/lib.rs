@@ -3,11 +3,10 @@
 //!
 //! [`balance`] holds the load balancers: smooth weighted round robin, weighted
 //! random, power-of-two-choices least-request, peak EWMA, consistent hashing (ring
-//! and Maglev) and msec's success-rate weight shaping, with the semantics of
-//! `shared/reference/algorithms.md` §5. [`limit`] holds nginx's `limit_req` and
-//! `limit_conn`, with the exact semantics of §1. [`adaptive`] holds the adaptive
-//! concurrency limiters (brpc's auto limiter, §2; Envoy's gradient controller, §3),
-//! [`breaker`] Hystrix's circuit breaker with a slow-call ratio (§4), and [`acl`]
+//! and Maglev) and msec's success-rate weight shaping. [`limit`] holds nginx's
+//! `limit_req` and `limit_conn`, with nginx's exact semantics. [`adaptive`] holds
+//! the adaptive concurrency limiters (brpc's auto limiter, Envoy's gradient
+//! controller), [`breaker`] Hystrix's circuit breaker with a slow-call ratio, and [`acl`]
 //! CIDR allow / deny lists and automatic bans.
 
 pub mod acl;

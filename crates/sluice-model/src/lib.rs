@@ -31,7 +31,7 @@ pub use protect::{
     BreakerStatus, ConcurrencyAlgorithm, ConcurrencySpec, ConnLimitSpec, Fallback, LimiterStatus,
     Priority, ProtectionStatus, MAX_ACL_ENTRIES,
 };
-pub use resource::{Resource, ResourceMetadata};
+pub use resource::{Resource, ResourceId, ResourceMetadata};
 pub use route::{
     LoadBalancing, OutlierDetection, RateLimitSpec, Retries, RetryOn, Rewrite, RouteMatch,
     RouteSpec, Timeouts, WeightedService,

@@ -4,6 +4,32 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Which resource of a kind: its namespace and name. Ordered by namespace, then
+/// name; shown as `namespace/name`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ResourceId {
+    /// The tenant namespace.
+    pub namespace: String,
+    /// The name, unique within its kind and namespace.
+    pub name: String,
+}
+
+impl ResourceId {
+    /// The resource `name` in `namespace`.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ResourceId {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 /// Where a resource lives and which version of it this is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -32,4 +58,11 @@ pub struct Resource {
     pub metadata: ResourceMetadata,
     /// The kind-specific body.
     pub spec: serde_json::Value,
+}
+
+impl ResourceMetadata {
+    /// The resource's namespace and name.
+    pub fn id(&self) -> ResourceId {
+        ResourceId::new(&self.namespace, &self.name)
+    }
 }

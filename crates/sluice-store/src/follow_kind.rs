@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use sluice_model::keys::{kind_prefix, parse_resource_key};
-use sluice_model::Resource;
+use sluice_model::{Resource, ResourceId};
 
 use crate::{follow, EventKind, FollowUpdate, Store};
 
 /// The specs of one kind that are in force, by (namespace, name).
-pub type KindMap<U> = BTreeMap<(String, String), U>;
+pub type KindMap<U> = BTreeMap<ResourceId, U>;
 
 /// Follows the resources of `kind` until the store closes. `accept` turns a parsed
 /// spec into what is held (or refuses it); `with_map` gives the follower the map to
@@ -72,7 +72,7 @@ pub fn apply_kind_update<T: DeserializeOwned, U>(
         if key_kind != kind {
             return;
         }
-        let id = (namespace.to_owned(), name.to_owned());
+        let id = ResourceId::new(namespace, name);
         if event == EventKind::Delete {
             map.remove(&id);
             return;
@@ -152,7 +152,7 @@ mod tests {
         };
         apply_kind_update(&mut map, "Num", snapshot, &positive);
         assert_eq!(map.len(), 1);
-        assert_eq!(map[&("default".into(), "one".into())], 1);
+        assert_eq!(map[&ResourceId::new("default", "one")], 1);
         let events = FollowUpdate::Events(vec![
             WatchEvent {
                 kind: EventKind::Put,
@@ -166,7 +166,7 @@ mod tests {
         apply_kind_update(&mut map, "Num", events, &positive);
         assert_eq!(
             map.keys().collect::<Vec<_>>(),
-            [&("b".into(), "three".into())]
+            [&ResourceId::new("b", "three")]
         );
         let delete = FollowUpdate::Events(vec![WatchEvent {
             kind: EventKind::Delete,

@@ -489,7 +489,7 @@ pub(crate) async fn alarms(State(state): State<UiState>, viewer: Viewer) -> Resp
 
 /// `GET /ui/errors`: error groups with their latest stack.
 pub(crate) async fn errors(State(state): State<UiState>, viewer: Viewer) -> Response {
-    let groups = sluice_alarm::errors::groups(&*state.app.store, &viewer.ns)
+    let groups = sluice_alarm::error_reports::groups(&*state.app.store, &viewer.ns)
         .await
         .unwrap_or_default();
     page(

@@ -107,7 +107,7 @@ impl<'a> Admitted<'a> {
         }
         let latency = ended.saturating_duration_since(self.started);
         let latency = i64::try_from(latency.as_micros()).unwrap_or(i64::MAX);
-        let now = crate::health::Clock::at(ended).us();
+        let now = crate::clock::Clock::at(ended).us();
         for limit in self.limiters.iter().flatten() {
             limit.release(self.priority, ok, latency, now);
         }

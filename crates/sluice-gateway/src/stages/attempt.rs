@@ -16,7 +16,7 @@ use sluice_model::RetryOn;
 
 use crate::ctx::RequestCtx;
 use crate::error::{ErrorKind, ProxyError};
-use crate::proxy::ProxyBody;
+use crate::proxy_body::ProxyBody;
 use crate::stages::body::is_length_limit;
 use crate::stages::pick::Picked;
 use crate::stages::rewrite::Outbound;
@@ -61,7 +61,7 @@ pub(crate) async fn send(
         exchange(endpoint, route, outbound, body, keep_headers, started),
     )
     .await;
-    let ended = Instant::now();
+    let ended = crate::clock::instant();
     drop(in_flight);
     ctx.last_attempt_end = Some(ended);
     let latency = ended.saturating_duration_since(started);
@@ -71,7 +71,7 @@ pub(crate) async fn send(
     let latency_us = i64::try_from(latency.as_micros()).unwrap_or(i64::MAX);
     let (result, condition, outcome) = classify(exchanged, endpoint, target, route);
     if let Some(outcome) = outcome {
-        let ended_ms = crate::health::Clock::at(ended).ms;
+        let ended_ms = crate::clock::Clock::at(ended).ms;
         if let Some(breaker) = target.guards.instance_breakers.get(picked.index) {
             breaker.record(ended_ms, outcome, latency_us, picked.trial);
         }

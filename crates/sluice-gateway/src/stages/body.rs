@@ -10,7 +10,7 @@ use hyper::header;
 use hyper::Method;
 
 use crate::error::{ErrorKind, ProxyError};
-use crate::proxy::{BoxError, ProxyBody};
+use crate::proxy_body::{BoxError, ProxyBody};
 use crate::stages::rewrite::Outbound;
 use crate::table::CompiledRoute;
 

@@ -10,7 +10,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::Response;
 
 use crate::error::ProxyError;
-use crate::proxy::ProxyBody;
+use crate::proxy_body::ProxyBody;
 use crate::stages::rewrite::Outbound;
 use crate::table::{CompiledRoute, StaticAnswer, Target};
 

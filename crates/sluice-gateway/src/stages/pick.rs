@@ -108,7 +108,7 @@ mod tests {
     use crate::table::test_target;
 
     fn picks(target: &Target, attempts: usize) -> Vec<Result<Picked, ErrorKind>> {
-        let snapshot = crate::Snapshot::default();
+        let snapshot = crate::snapshot::Snapshot::default();
         let rejections = crate::protect::Rejections::default();
         let conn = Connection::new("10.0.0.1:1".parse().unwrap(), "http", Default::default());
         let ctx = RequestCtx::new(&snapshot, &conn, &rejections, false);
@@ -146,7 +146,7 @@ mod tests {
         );
         let breakers = &target.guards.instance_breakers;
         assert_eq!(breakers.len(), 2);
-        let now = crate::health::Clock::now().ms;
+        let now = crate::clock::Clock::now().ms;
         breakers[0].record(now, sluice_guard::breaker::Outcome::Failure, 1000, false);
         // A breaker judges its window at most every 500 ms: ask it a second on.
         breakers[0].state(now + 1000);

@@ -3,13 +3,11 @@
 //! latency (to the response head: the last attempt's end, else now), attempts and
 //! rejection. Nothing is computed for it when no observer is set.
 
-use std::time::Instant;
-
 use hyper::{Method, Response};
 
 use crate::ctx::RequestCtx;
-use crate::proxy::ProxyBody;
-use crate::{RequestObserver, RequestRecord};
+use crate::observe::{RequestObserver, RequestRecord};
+use crate::proxy_body::ProxyBody;
 
 pub(crate) fn observe(
     observer: &dyn RequestObserver,
@@ -18,7 +16,7 @@ pub(crate) fn observe(
     response: &Response<ProxyBody>,
 ) {
     let (route, target, endpoint) = ctx.reached();
-    let head_at = ctx.last_attempt_end.unwrap_or_else(Instant::now);
+    let head_at = ctx.last_attempt_end.unwrap_or_else(crate::clock::instant);
     observer.on_response(&RequestRecord {
         route: route.map(|r| (r.namespace.as_str(), r.name.as_str())),
         service: target.map(|t| (t.namespace.as_str(), t.service.as_str())),

@@ -11,7 +11,7 @@ use sluice_guard::limit::ConnPermit;
 
 use crate::ctx::RequestCtx;
 use crate::error::ProxyError;
-use crate::proxy::{BoxError, ProxyBody};
+use crate::proxy_body::{BoxError, ProxyBody};
 use crate::stages::rewrite::{strip_hop_by_hop, Outbound};
 use crate::upstream::UpstreamBody;
 

@@ -220,7 +220,7 @@ mod tests {
     }
 
     fn rewrite(route_json: &str, parts: Parts) -> Outbound {
-        let snapshot = crate::Snapshot::default();
+        let snapshot = crate::snapshot::Snapshot::default();
         let rejections = crate::protect::Rejections::default();
         let conn = Connection::new(
             "10.1.2.3:5000".parse().unwrap(),

@@ -8,7 +8,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::Value;
-use sluice_alarm::errors::{self, ErrorGroup};
+use sluice_alarm::error_reports::{self as reports, ErrorGroup};
 use sluice_metrics::custom::{MetricType, Push, Sample};
 use sluice_model::keys;
 use sluice_model::{format_time, validate_name, ErrorProjectSpec, Resource};
@@ -55,7 +55,7 @@ fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<S
     headers
         .get("x-sentry-auth")
         .and_then(|v| v.to_str().ok())
-        .and_then(errors::sentry_key)
+        .and_then(reports::sentry_key)
         .map(str::to_owned)
         .or_else(|| {
             let pairs: Vec<(String, String)> =
@@ -111,11 +111,11 @@ async fn take_events(
     let now = sluice_metrics::unix_now();
     let mut normalized = Vec::with_capacity(events.len());
     for event in events {
-        normalized.push(errors::normalize(event).map_err(|e| ApiError::bad_request(e.0))?);
+        normalized.push(reports::normalize(event).map_err(|e| ApiError::bad_request(e.0))?);
     }
     let mut fingerprints = Vec::new();
     for event in normalized {
-        let (group, new) = errors::ingest(&*state.store, namespace, project, event, now)
+        let (group, new) = reports::ingest(&*state.store, namespace, project, event, now)
             .await
             .map_err(store_error)?;
         // Series for alarm rules: events per group, and new groups.
@@ -163,7 +163,7 @@ pub async fn sentry(
     }
     let body = decompress(&headers, &body)?;
     let events = match endpoint.as_str() {
-        "envelope" => errors::envelope_events(&body).map_err(|e| ApiError::bad_request(e.0))?,
+        "envelope" => reports::envelope_events(&body).map_err(|e| ApiError::bad_request(e.0))?,
         "store" => vec![serde_json::from_slice::<Value>(&body)
             .map_err(|e| ApiError::bad_request(format!("the event is not JSON: {e}")))?],
         other => return Err(ApiError::not_found(format!("no Sentry endpoint {other:?}"))),
@@ -212,7 +212,7 @@ pub async fn list(
     Path(ns): Path<String>,
 ) -> Result<Json<Items<ErrorGroupView>>, ApiError> {
     validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let groups = errors::groups(&*state.store, &ns)
+    let groups = reports::groups(&*state.store, &ns)
         .await
         .map_err(store_error)?;
     let items = groups.iter().map(|g| view(g, false)).collect();
@@ -228,7 +228,7 @@ pub async fn get(
     Path((ns, fingerprint)): Path<(String, String)>,
 ) -> Result<Json<ErrorGroupView>, ApiError> {
     validate_name("namespace", &ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let groups = errors::groups(&*state.store, &ns)
+    let groups = reports::groups(&*state.store, &ns)
         .await
         .map_err(store_error)?;
     let group = groups

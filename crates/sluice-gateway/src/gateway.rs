@@ -24,7 +24,7 @@ use crate::{ctx, proxy, sniff};
 ///
 /// Fed in-process (no store, no control plane): two routes that both match
 /// `/api/v2/…`, where the longer path prefix takes precedence (the order is in
-/// [`RouteSpec`]'s documentation), one gateway thread, one request.
+/// [`RouteSpec`](sluice_model::RouteSpec)'s documentation), one gateway thread, one request.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]

@@ -12,13 +12,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -51,30 +50,12 @@ async fn upstream(port: u16, capacity: usize, latency_ms: u64) {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind");
-    // Tokio's semaphore is fair: waiters are served first come, first served.
-    let slots = Arc::new(tokio::sync::Semaphore::new(capacity));
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let slots = Arc::clone(&slots);
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |_request| {
-                let slots = Arc::clone(&slots);
-                async move {
-                    let _slot = slots.acquire().await.unwrap();
-                    tokio::time::sleep(Duration::from_millis(latency_ms)).await;
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                        Bytes::from_static(b"ok"),
-                    )))
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    sluice_testkit::upstream::capacity_upstream(
+        listener,
+        capacity,
+        Duration::from_millis(latency_ms),
+    )
+    .await;
 }
 
 #[derive(Default)]

@@ -241,55 +241,34 @@ impl Drop for Sluice {
     }
 }
 
-/// Sends a request again, up to five times, for the answer a closing server left unread.
-async fn resend(http: &Http, method: &str, path: &str, body: Option<&str>) -> reqwest::Response {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut last = None;
-    for _ in 0..5 {
-        let mut request = http
-            .client
-            .request(method.clone(), format!("{}{path}", http.base));
-        if let Some(token) = &http.token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_owned());
-        }
-        match request.send().await {
-            Ok(response) => return response,
-            Err(error) => last = Some(error),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("send request: {last:?}");
-}
-
-/// A small JSON HTTP client for tests.
+/// A small JSON HTTP client for tests, over the admin API's own client
+/// (`sluice_client::ControlPlane::exchange`: the bearer token, any status).
 #[derive(Clone)]
 pub struct Http {
-    client: reqwest::Client,
-    base: String,
-    token: Option<String>,
+    plane: std::sync::Arc<sluice_client::ControlPlane>,
 }
 
 impl Http {
     /// A client for `base` (`http://127.0.0.1:PORT`).
     pub fn new(base: &str) -> Self {
-        Http {
-            client: reqwest::Client::new(),
-            base: base.to_owned(),
-            token: None,
-        }
+        Self::client(base, None)
     }
 
     /// The same, sending a bearer token.
     pub fn with_token(base: &str, token: &str) -> Self {
+        Self::client(base, Some(token.to_owned()))
+    }
+
+    fn client(base: &str, token: Option<String>) -> Self {
+        let plane = sluice_client::ControlPlane::new(
+            vec![base.to_owned()],
+            token,
+            // Longer than any blocking query a test makes.
+            Duration::from_secs(120),
+        )
+        .unwrap();
         Http {
-            client: reqwest::Client::new(),
-            base: base.to_owned(),
-            token: Some(token.to_owned()),
+            plane: std::sync::Arc::new(plane),
         }
     }
 
@@ -300,36 +279,30 @@ impl Http {
         path: &str,
         body: Option<&str>,
     ) -> (u16, Option<u64>, Value) {
-        let method_name = method;
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_owned());
-        }
-        let response = match request.send().await {
-            Ok(response) => response,
-            // A server refusing a large body may close before the client is done
-            // sending it, so the client never reads the answer; and a connection the
-            // server closed after such an answer may be reused once. Send again.
-            Err(error) if error.is_request() && !error.is_timeout() => {
-                resend(self, method_name, path, body).await
+        let body = body.map(|b| bytes::Bytes::from(b.to_owned()));
+        // A server refusing a large body may close before the client is done
+        // sending it, so the client never reads the answer; and a connection the
+        // server closed after such an answer may be reused once. Send again, up
+        // to five times.
+        let mut last = None;
+        for _ in 0..5 {
+            match self
+                .plane
+                .exchange(method.clone(), path, body.clone())
+                .await
+            {
+                Ok(answer) => {
+                    let value = serde_json::from_slice(&answer.body).unwrap_or_else(|_| {
+                        Value::String(String::from_utf8_lossy(&answer.body).into_owned())
+                    });
+                    return (answer.status, answer.index, value);
+                }
+                Err(error) => last = Some(error),
             }
-            Err(error) => panic!("send request: {error:?}"),
-        };
-        let status = response.status().as_u16();
-        let index = response
-            .headers()
-            .get("x-sluice-index")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let text = response.text().await.unwrap_or_default();
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, index, value)
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("send request: {last:?}");
     }
 
     /// GET, expecting 200.

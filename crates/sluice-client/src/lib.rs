@@ -98,12 +98,13 @@ pub enum ClientError {
     },
 }
 
-/// A successful answer.
+/// A node's answer: a success from [`ControlPlane::request`], any status from
+/// [`ControlPlane::exchange`].
 #[derive(Debug, Clone)]
 pub struct Answer {
     /// The URL that answered.
     pub url: String,
-    /// Its status (2xx).
+    /// Its status (2xx from `request`).
     pub status: u16,
     /// The `X-Sluice-Index` of a blocking query, when the answer has one.
     pub index: Option<u64>,
@@ -208,18 +209,35 @@ impl ControlPlane {
         outcome
     }
 
-    async fn send(
+    /// Sends `body` (JSON text, sent as `application/json` whatever it holds)
+    /// to the current node and returns the answer whatever its status: only a
+    /// node that cannot be reached is an error. For tools and tests that read
+    /// error answers themselves; no failover.
+    pub async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<bytes::Bytes>,
+    ) -> Result<Answer, ClientError> {
+        let node = self.current.load(Ordering::Relaxed) % self.nodes.len();
+        let url = format!("{}{path}", self.nodes[node]);
+        self.exchange_at(method, &url, body).await
+    }
+
+    async fn exchange_at(
         &self,
         method: Method,
         url: &str,
-        body: Option<&serde_json::Value>,
+        body: Option<bytes::Bytes>,
     ) -> Result<Answer, ClientError> {
         let mut request = self.http.request(method, url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
-            request = request.json(body);
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
         }
         let unreachable = |reason: String| ClientError::Unreachable {
             url: url.to_owned(),
@@ -239,14 +257,30 @@ impl ControlPlane {
             .bytes()
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-        match status {
-            200..=299 => Ok(Answer {
-                url: url.to_owned(),
-                status,
-                index,
-                body,
-            }),
-            _ => Err(api_error(url, status, &body)),
+        Ok(Answer {
+            url: url.to_owned(),
+            status,
+            index,
+            body,
+        })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, ClientError> {
+        let body = match body {
+            Some(value) => Some(bytes::Bytes::from(
+                serde_json::to_vec(value).map_err(|e| ClientError::Build(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let answer = self.exchange_at(method, url, body).await?;
+        match answer.status {
+            200..=299 => Ok(answer),
+            status => Err(api_error(url, status, &answer.body)),
         }
     }
 }

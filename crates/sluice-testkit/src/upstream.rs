@@ -4,7 +4,9 @@
 //!
 //! - [`echo_upstream`]: answers what it got, as JSON;
 //! - [`counting_upstream`]: counts requests, reads whole bodies, answers a fixed status;
-//! - [`controlled_upstream`]: its status and latency steered by the test.
+//! - [`controlled_upstream`]: its status and latency steered by the test;
+//! - [`capacity_upstream`]: a fixed capacity (C requests in service at once, L ms
+//!   each, the rest queued first come, first served), for overload benchmarks.
 
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,10 +16,21 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::StatusCode;
 
+/// Serves `app` on `listener` until the runtime ends.
+/// Serves `app` on `listener` until the runtime ends (answers are not held back
+/// by Nagle's algorithm).
+async fn serve_on(listener: tokio::net::TcpListener, app: axum::Router) {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
+    let _ = axum::serve(listener, app).await;
+}
+
 async fn serve(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(serve_on(listener, app));
     address
 }
 
@@ -114,4 +127,24 @@ pub async fn controlled_upstream(name: &'static str) -> (String, UpstreamControl
     }))
     .await;
     (address, control)
+}
+
+/// Serves on `listener`, forever, as an upstream of fixed capacity: at most
+/// `capacity` requests in service at once, each taking `latency` and answered
+/// 200 `ok`; more wait in a FIFO queue (Tokio's semaphore is fair).
+pub async fn capacity_upstream(
+    listener: tokio::net::TcpListener,
+    capacity: usize,
+    latency: Duration,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(capacity));
+    let app = axum::Router::new().fallback(move || {
+        let slots = Arc::clone(&slots);
+        async move {
+            let _slot = slots.acquire().await;
+            tokio::time::sleep(latency).await;
+            "ok"
+        }
+    });
+    serve_on(listener, app).await;
 }

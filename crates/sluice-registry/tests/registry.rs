@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,6 @@ use sluice_model::keys::resource_key;
 use sluice_model::InstanceSpec;
 use sluice_registry::{InstancePatch, Registry, RegistryConfig, RegistryError};
 use sluice_store::{LocalStore, LocalStoreOptions, Store};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn fast() -> RegistryConfig {
     RegistryConfig {
@@ -133,40 +131,12 @@ async fn persistent_instances_without_checks_stay_healthy_and_take_operator_heal
     );
 }
 
-/// A tiny HTTP server answering 200 or 503 on any path, as `up` says.
-async fn http_server(up: Arc<AtomicBool>) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                return;
-            };
-            let up = Arc::clone(&up);
-            tokio::spawn(async move {
-                let mut buffer = [0u8; 1024];
-                let _ = socket.read(&mut buffer).await;
-                let status = if up.load(Ordering::SeqCst) {
-                    "200 OK"
-                } else {
-                    "503 Service Unavailable"
-                };
-                let response =
-                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-                let _ = socket.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    port
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_checks_fail_and_recover() {
     let registry = registry().await;
-    let up = Arc::new(AtomicBool::new(true));
-    let port = http_server(Arc::clone(&up)).await;
+    let (address, upstream) = sluice_testkit::upstream::controlled_upstream("checked").await;
     let body = format!(
-        r#"{{"address":"127.0.0.1:{port}","check":{{"type":"http","path":"/health","interval":"100ms","timeout":"100ms","healthy_threshold":2,"unhealthy_threshold":2}}}}"#
+        r#"{{"address":"{address}","check":{{"type":"http","path":"/health","interval":"100ms","timeout":"100ms","healthy_threshold":2,"unhealthy_threshold":2}}}}"#
     );
     registry
         .register("default", "web", "w1", spec(&body))
@@ -174,7 +144,7 @@ async fn http_checks_fail_and_recover() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(registry.instance("default", "web", "w1").unwrap().healthy);
-    up.store(false, Ordering::SeqCst);
+    upstream.set(503, 0);
     eventually("unhealthy after failing checks", || {
         registry
             .instance("default", "web", "w1")
@@ -187,7 +157,7 @@ async fn http_checks_fail_and_recover() {
         .health_output
         .unwrap();
     assert!(output.contains("503"), "{output}");
-    up.store(true, Ordering::SeqCst);
+    upstream.set(200, 0);
     eventually("healthy after passing checks", || {
         registry
             .instance("default", "web", "w1")

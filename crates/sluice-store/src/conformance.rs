@@ -12,7 +12,7 @@ use futures::StreamExt;
 
 use crate::{
     Compare, EventKind, LeaseId, RangeOptions, Revision, Store, StoreError, Txn, TxnOp, WatchEvent,
-    WatchStream, MAX_KEY_BYTES, MAX_TXN_OPS, MAX_VALUE_BYTES,
+    WatchStream, MAX_KEY_BYTES, MAX_RANGE_LIMIT, MAX_TXN_OPS, MAX_VALUE_BYTES,
 };
 
 /// Generates one `#[tokio::test]` per conformance behaviour. `$open` is an async
@@ -25,7 +25,8 @@ macro_rules! conformance_tests {
             txn_applies_all_or_nothing_at_one_revision, revision_moves_only_on_change,
             lease_revoke_deletes_keys, lease_expires_after_last_keep_alive, missing_lease_is_typed,
             watch_replays_every_event_in_order_once, watch_from_now, watch_after_compaction_fails,
-            watch_from_the_future_fails, bad_input_is_typed);
+            watch_from_the_future_fails, bad_input_is_typed,
+            snapshot_reads_one_revision_while_writes_go_on);
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
         $(
@@ -539,4 +540,56 @@ pub async fn bad_input_is_typed(store: Arc<dyn Store>) {
     assert!(error.to_string().contains("limit"), "{error}");
     assert!(store.range("", RangeOptions::default()).await.is_ok());
     assert_eq!(store.get("bad/a").await.unwrap(), None);
+}
+
+/// A snapshot holds every key under its prefix exactly as at its revision, over
+/// more than one page, while keys ahead of the reader are changed, deleted and added.
+pub async fn snapshot_reads_one_revision_while_writes_go_on(store: Arc<dyn Store>) {
+    let count = MAX_RANGE_LIMIT + 50;
+    let key = |i: usize| format!("snap/{i:06}");
+    for start in (0..count).step_by(MAX_TXN_OPS) {
+        let mut txn = Txn::new();
+        for i in start..(start + MAX_TXN_OPS).min(count) {
+            txn = txn.then(TxnOp::put(key(i), format!("v{i}")));
+        }
+        assert!(store.txn(txn).await.unwrap().succeeded);
+    }
+    store.put("snaq", b"outside".to_vec(), None).await.unwrap();
+    let written = store.current_revision().await.unwrap();
+    let mut snapshot = store.snapshot("snap/").await.unwrap();
+    assert_eq!(snapshot.revision, written);
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        seen.push(snapshot.kvs.next().await.unwrap().unwrap());
+    }
+    // Changes after the snapshot's revision, ahead of where it has read.
+    store
+        .put(&key(20), b"changed".to_vec(), None)
+        .await
+        .unwrap();
+    store
+        .put(&key(count - 1), b"changed".to_vec(), None)
+        .await
+        .unwrap();
+    store.delete(&key(30)).await.unwrap();
+    store.delete(&key(count - 2)).await.unwrap();
+    store
+        .put("snap/000020x", b"new".to_vec(), None)
+        .await
+        .unwrap();
+    store
+        .put("snap/999999", b"new".to_vec(), None)
+        .await
+        .unwrap();
+    while let Some(kv) = snapshot.kvs.next().await {
+        seen.push(kv.unwrap());
+    }
+    assert_eq!(seen.len(), count, "every key of the revision, no other");
+    for (i, kv) in seen.iter().enumerate() {
+        assert_eq!(kv.key, key(i));
+        assert_eq!(kv.value, format!("v{i}").into_bytes(), "{}", kv.key);
+        assert!(kv.mod_revision <= written);
+    }
+    let empty = store.snapshot("nothing-here/").await.unwrap();
+    assert_eq!(empty.kvs.count().await, 0);
 }

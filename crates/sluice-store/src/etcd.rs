@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::types::{validate_key, validate_prefix, validate_ttl};
 use crate::{
     Compare, EventKind, KeyValue, LeaseId, RangeOptions, RangePage, Result, Revision, Store,
-    StoreError, Txn, TxnOp, TxnOutcome, WatchEvent, WatchStream,
+    StoreError, StoreSnapshot, Txn, TxnOp, TxnOutcome, WatchEvent, WatchStream,
 };
 
 const BACKEND: &str = "etcd";
@@ -260,6 +260,59 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
     vec![0]
 }
 
+impl EtcdStore {
+    /// One page of `prefix`, at `revision` when given (etcd's MVCC read), else now.
+    async fn range_at(
+        &self,
+        prefix: &str,
+        options: RangeOptions,
+        revision: Option<Revision>,
+    ) -> Result<RangePage> {
+        validate_prefix(prefix)?;
+        let limit = options.page_size()?;
+        let full_prefix = self.full_key(prefix);
+        let start = match &options.after {
+            Some(after) => {
+                validate_key(after)?;
+                let mut start = self.full_key(after).into_bytes();
+                start.push(0);
+                start
+            }
+            None => full_prefix.clone().into_bytes(),
+        };
+        let end = prefix_end(&full_prefix);
+        let limit_i64 = i64::try_from(limit).unwrap_or(i64::MAX);
+        let at = revision.map(etcd_revision).transpose()?;
+        let response = self
+            .call(true, |mut client| {
+                let (start, end) = (start.clone(), end.clone());
+                async move {
+                    let mut get = GetOptions::new().with_range(end).with_limit(limit_i64);
+                    if let Some(at) = at {
+                        get = get.with_revision(at);
+                    }
+                    client.get(start, Some(get)).await
+                }
+            })
+            .await?;
+        let kvs = response
+            .kvs()
+            .iter()
+            .map(|kv| self.convert_kv(kv))
+            .collect::<Result<Vec<_>>>()?;
+        let next = if response.more() {
+            kvs.last().map(|kv| kv.key.clone())
+        } else {
+            None
+        };
+        Ok(RangePage {
+            kvs,
+            next,
+            revision: revision.unwrap_or_else(|| header_revision(response.header())),
+        })
+    }
+}
+
 #[async_trait::async_trait]
 impl Store for EtcdStore {
     fn backend(&self) -> &'static str {
@@ -283,48 +336,7 @@ impl Store for EtcdStore {
     }
 
     async fn range(&self, prefix: &str, options: RangeOptions) -> Result<RangePage> {
-        validate_prefix(prefix)?;
-        let limit = options.page_size()?;
-        let full_prefix = self.full_key(prefix);
-        let start = match &options.after {
-            Some(after) => {
-                validate_key(after)?;
-                let mut start = self.full_key(after).into_bytes();
-                start.push(0);
-                start
-            }
-            None => full_prefix.clone().into_bytes(),
-        };
-        let end = prefix_end(&full_prefix);
-        let limit_i64 = i64::try_from(limit).unwrap_or(i64::MAX);
-        let response = self
-            .call(true, |mut client| {
-                let (start, end) = (start.clone(), end.clone());
-                async move {
-                    client
-                        .get(
-                            start,
-                            Some(GetOptions::new().with_range(end).with_limit(limit_i64)),
-                        )
-                        .await
-                }
-            })
-            .await?;
-        let kvs = response
-            .kvs()
-            .iter()
-            .map(|kv| self.convert_kv(kv))
-            .collect::<Result<Vec<_>>>()?;
-        let next = if response.more() {
-            kvs.last().map(|kv| kv.key.clone())
-        } else {
-            None
-        };
-        Ok(RangePage {
-            kvs,
-            next,
-            revision: header_revision(response.header()),
-        })
+        self.range_at(prefix, options, None).await
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {
@@ -514,6 +526,42 @@ impl Store for EtcdStore {
             })
             .await?;
         Ok(header_revision(response.header()))
+    }
+
+    async fn snapshot(&self, prefix: &str) -> Result<StoreSnapshot<'_>> {
+        let first = self.range_at(prefix, RangeOptions::default(), None).await?;
+        let revision = first.revision;
+        let prefix = prefix.to_owned();
+        let pages = futures::stream::unfold(Some(Ok(first)), move |page| {
+            let prefix = prefix.clone();
+            async move {
+                match page? {
+                    Err(error) => Some((futures::stream::iter(vec![Err(error)]), None)),
+                    Ok(page) => {
+                        let next = match page.next {
+                            Some(after) => Some(
+                                self.range_at(
+                                    &prefix,
+                                    RangeOptions {
+                                        limit: 0,
+                                        after: Some(after),
+                                    },
+                                    Some(revision),
+                                )
+                                .await,
+                            ),
+                            None => None,
+                        };
+                        let kvs: Vec<Result<KeyValue>> = page.kvs.into_iter().map(Ok).collect();
+                        Some((futures::stream::iter(kvs), next))
+                    }
+                }
+            }
+        });
+        Ok(StoreSnapshot {
+            revision,
+            kvs: Box::pin(pages.flatten()),
+        })
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {

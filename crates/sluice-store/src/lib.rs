@@ -22,6 +22,7 @@
 //! # });
 //! ```
 
+pub mod backup;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod engine;
@@ -47,6 +48,22 @@ pub use url::{open, StoreUrl};
 
 /// An ordered stream of changes; it ends after yielding an error.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent>> + Send>>;
+
+/// Every key under a prefix as of one revision: see [`Store::snapshot`].
+pub struct StoreSnapshot<'a> {
+    /// The revision the keys are read at.
+    pub revision: Revision,
+    /// The keys, in byte order; the stream ends after yielding an error.
+    pub kvs: Pin<Box<dyn Stream<Item = Result<KeyValue>> + Send + 'a>>,
+}
+
+impl std::fmt::Debug for StoreSnapshot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSnapshot")
+            .field("revision", &self.revision)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The storage interface every Sluice component uses. See the crate docs.
 #[async_trait::async_trait]
@@ -118,6 +135,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// The store's current revision.
     async fn current_revision(&self) -> Result<Revision>;
+
+    /// Every key under `prefix` exactly as it was at one revision (the current one
+    /// when called), streamed in byte order while writes go on: what a backup
+    /// reads. The embedded engine keeps the map of that revision while the stream
+    /// lives; etcd reads every page at that revision (a compaction past it in the
+    /// meantime fails the stream with [`StoreError::Compacted`]).
+    async fn snapshot(&self, prefix: &str) -> Result<StoreSnapshot<'_>>;
 
     /// Discards the history before `revision`: watches after an earlier revision
     /// fail with [`StoreError::Compacted`]. Current keys are untouched.

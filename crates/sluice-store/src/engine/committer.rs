@@ -472,12 +472,23 @@ impl Committer {
 
     fn publish(&mut self, batch: Batch, first_retained: Revision) {
         let changed = batch.revision;
+        // A snapshot being read (a backup) holds the map: copy it before taking the
+        // write lock, so readers do not wait for the copy. The committer is the only
+        // writer, so the map cannot change in between.
+        let copy = {
+            let state = self.state.read();
+            (Arc::strong_count(&state.kvs) > 1).then(|| (*state.kvs).clone())
+        };
         {
             let mut state = self.state.write();
+            if let Some(copy) = copy {
+                state.kvs = Arc::new(copy);
+            }
+            let kvs = Arc::make_mut(&mut state.kvs);
             for (key, kv) in batch.kvs {
                 match kv {
-                    Some(kv) => state.kvs.insert(key, kv),
-                    None => state.kvs.remove(&key),
+                    Some(kv) => kvs.insert(key, kv),
+                    None => kvs.remove(&key),
                 };
             }
             state.history.extend(batch.events);
@@ -504,7 +515,7 @@ impl Committer {
             Ok(loaded) => {
                 {
                     let mut state = self.state.write();
-                    state.kvs = loaded.kvs;
+                    state.kvs = Arc::new(loaded.kvs);
                     state.history = loaded.history;
                     state.first_retained = loaded.first_retained.max(1);
                     state.revision = loaded.revision;

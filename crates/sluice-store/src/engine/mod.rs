@@ -27,8 +27,8 @@ use tokio::sync::{oneshot, watch};
 
 use crate::types::{validate_key, validate_prefix, validate_ttl};
 use crate::{
-    KeyValue, LeaseId, RangeOptions, RangePage, Result, Revision, Store, StoreError, Txn,
-    TxnOutcome, WatchEvent, WatchStream, DEFAULT_HISTORY_REVISIONS,
+    KeyValue, LeaseId, RangeOptions, RangePage, Result, Revision, Store, StoreError, StoreSnapshot,
+    Txn, TxnOutcome, WatchEvent, WatchStream, DEFAULT_HISTORY_REVISIONS,
 };
 
 use committer::{Command, Committer, Persistence};
@@ -63,7 +63,9 @@ impl LocalStoreOptions {
 /// What readers and watchers see: the state as of the last committed batch.
 #[derive(Debug, Default)]
 struct State {
-    kvs: BTreeMap<String, KeyValue>,
+    /// Shared with the snapshots being read (backups); the committer copies it
+    /// before changing it while one is.
+    kvs: Arc<BTreeMap<String, KeyValue>>,
     /// Events of revisions `first_retained..=revision`, in order.
     history: VecDeque<WatchEvent>,
     /// The oldest revision whose events are all in `history`.
@@ -104,7 +106,7 @@ impl LocalStore {
         options.validate()?;
         let loaded = persistence.load()?;
         let state = Arc::new(RwLock::new(State {
-            kvs: loaded.kvs,
+            kvs: Arc::new(loaded.kvs),
             history: loaded.history,
             first_retained: loaded.first_retained.max(1),
             revision: loaded.revision,
@@ -252,6 +254,48 @@ impl Store for LocalStore {
 
     async fn compact(&self, revision: Revision) -> Result<()> {
         self.call(|reply| Command::Compact(revision, reply)).await
+    }
+
+    async fn snapshot(&self, prefix: &str) -> Result<StoreSnapshot<'_>> {
+        validate_prefix(prefix)?;
+        let (kvs, revision) = {
+            let state = self.state.read();
+            (Arc::clone(&state.kvs), state.revision)
+        };
+        /// Keys handed over per step.
+        const CHUNK: usize = 1024;
+        let prefix = prefix.to_owned();
+        let chunks = futures::stream::unfold(Some(None::<String>), move |after| {
+            let kvs = Arc::clone(&kvs);
+            let prefix = prefix.clone();
+            async move {
+                let after = after?;
+                let start = match &after {
+                    Some(after) => std::ops::Bound::Excluded(after.as_str()),
+                    None => std::ops::Bound::Included(prefix.as_str()),
+                };
+                let chunk: Vec<Result<KeyValue>> = kvs
+                    .range::<str, _>((start, std::ops::Bound::Unbounded))
+                    .take_while(|(key, _)| key.starts_with(prefix.as_str()))
+                    .take(CHUNK)
+                    .map(|(_, kv)| Ok(kv.clone()))
+                    .collect();
+                if chunk.is_empty() {
+                    return None;
+                }
+                let next = (chunk.len() == CHUNK).then(|| {
+                    chunk
+                        .last()
+                        .and_then(|kv| kv.as_ref().ok())
+                        .map(|kv| kv.key.clone())
+                });
+                Some((futures::stream::iter(chunk), next))
+            }
+        });
+        Ok(StoreSnapshot {
+            revision,
+            kvs: chunks.flatten().boxed(),
+        })
     }
 }
 

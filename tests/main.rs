@@ -27,6 +27,7 @@ mod metrics_prometheus;
 mod registry_etcd_nodes;
 mod registry_prometheus_sd;
 mod registry_tour;
+mod store_backup;
 mod store_crash;
 mod ui_browser;
 mod ui_console;

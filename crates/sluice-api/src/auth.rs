@@ -212,6 +212,24 @@ pub async fn authorize(
     let Some(token) = auth.find(presented) else {
         return unauthorized("the bearer token is not valid");
     };
+    // Node administration (backups) reads every namespace: admin tokens for all
+    // namespaces only.
+    if request.uri().path().starts_with("/v1/admin/")
+        && (token.role < Role::Admin || !token.namespaces.iter().any(|n| n == "*"))
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "{} is for admin tokens covering every namespace (\"*\"); this is a {:?} token for {}",
+                request.uri().path(),
+                token.role,
+                token.namespaces.join(", ")
+            )
+            .to_lowercase(),
+        )
+        .into_response();
+    }
     let needed = match *request.method() {
         Method::GET | Method::HEAD | Method::OPTIONS => Role::Read,
         _ => Role::Write,

@@ -3,6 +3,7 @@
 //! bearer-token access control. Every error is `{"error": {"code", "message"}}`
 //! with a 4xx/5xx status; bodies are size-limited and parsed strictly.
 
+mod admin;
 mod alarms;
 mod auth;
 mod error;
@@ -55,6 +56,7 @@ pub fn router(state: AppState, auth: Auth, body_limit: usize) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/kinds", get(kinds))
         .route("/v1/sd/prometheus", get(prometheus_sd))
+        .route("/v1/admin/backup", get(admin::backup))
         .route("/v1/namespaces/{ns}/services", get(list_services))
         .route(
             "/v1/namespaces/{ns}/services/{svc}/instances",

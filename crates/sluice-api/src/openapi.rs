@@ -34,6 +34,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "get", path: "/readyz", summary: "The registry is loaded and the store answers.", query: &[], body: false },
     Endpoint { method: "get", path: "/v1/openapi.json", summary: "This document.", query: &[], body: false },
     Endpoint { method: "get", path: "/v1/kinds", summary: "Resource kinds this Sluice accepts.", query: &[], body: false },
+    Endpoint { method: "get", path: "/v1/admin/backup", summary: "A backup of the whole store at one revision, streamed as JSON lines (header, one record per key, an end line with counts and SHA-256); keys on leases left out. Admin tokens covering every namespace only. Restore with sluice store import.", query: &[], body: false },
     Endpoint { method: "get", path: "/v1/sd/prometheus", summary: "Prometheus HTTP service discovery: a target group per instance with __meta_sluice_* labels.", query: &[("namespace", "only this namespace"), ("service", "only this service")], body: false },
     Endpoint { method: "get", path: "/v1/namespaces/{ns}/services", summary: "Services with instances, with healthy / total / draining counts.", query: &[], body: false },
     Endpoint { method: "get", path: "/v1/namespaces/{ns}/services/{svc}/instances", summary: "Instances to send traffic to (healthy, not draining; all non-draining when the protection threshold triggers), or all with all=true. Blocking with index/wait.", query: &[("all", "true: every instance, flagged"), BLOCKING[0], BLOCKING[1]], body: false },
@@ -262,6 +263,11 @@ pub fn document_with(step_times: Option<(u64, u64)>) -> Value {
             },
             "security": [{"bearer": []}, {}],
         });
+        if endpoint.path == "/v1/admin/backup" {
+            operation["responses"]["200"]["content"] = json!({
+                "application/jsonl": {"schema": {"type": "string"}},
+            });
+        }
         if endpoint.path == "/metrics" {
             operation["responses"]["200"]["content"] = json!({
                 OPENMETRICS_CONTENT_TYPE: {"schema": {"type": "string"}},

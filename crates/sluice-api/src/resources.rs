@@ -218,14 +218,30 @@ pub struct HistoryEntry {
     pub resource: Resource,
 }
 
-/// Moves a version into the history, under the revision it was written at.
-fn archive(kind: &str, namespace: &str, name: &str, version: &KeyValue) -> TxnOp {
-    let key = format!(
-        "{}{:020}",
-        history_prefix(kind, namespace, name),
-        version.mod_revision
-    );
-    TxnOp::put(key, version.value.clone())
+/// Moves a version into the history, under the revision it was written at —
+/// or, in a store restored from a backup (whose revisions start again lower
+/// than the ones the history was numbered with), just after the newest entry,
+/// so the history stays in the order versions were replaced.
+async fn archive(
+    store: &dyn sluice_store::Store,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    version: &KeyValue,
+) -> Result<TxnOp, ApiError> {
+    let prefix = history_prefix(kind, namespace, name);
+    let newest = store
+        .range(&prefix, RangeOptions::default())
+        .await?
+        .kvs
+        .last()
+        .and_then(|kv| kv.key.rsplit('/').next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let at = version.mod_revision.max(newest + 1);
+    Ok(TxnOp::put(
+        format!("{prefix}{at:020}"),
+        version.value.clone(),
+    ))
 }
 
 fn decode(kv: &KeyValue) -> Result<Resource, ApiError> {
@@ -382,7 +398,7 @@ impl Resources {
                 ))
                 .then(TxnOp::put(key.clone(), value.clone()));
             if let Some(current) = &current {
-                txn = txn.then(archive(kind, namespace, name, current));
+                txn = txn.then(archive(&*self.store, kind, namespace, name, current).await?);
             }
             let outcome = self.store.txn(txn).await?;
             if outcome.succeeded {
@@ -470,8 +486,11 @@ impl Resources {
         let deadline = tokio::time::Instant::now() + wait + wait.mul_f64(fastrand::f64() / 16.0);
         let mut changes = self.changes.subscribe();
         loop {
-            changes.borrow_and_update();
-            if self.index(kind, namespace) > after {
+            let followed = *changes.borrow_and_update();
+            // An index beyond everything this node has followed comes from a store
+            // before a restore (whose revisions start again lower): answer now,
+            // with the index to use from here on.
+            if self.index(kind, namespace) > after || after > followed {
                 break;
             }
             tokio::select! {
@@ -500,7 +519,7 @@ impl Resources {
             let txn = Txn::new()
                 .when(Compare::ModRevision(key.clone(), current.mod_revision))
                 .then(TxnOp::delete(key.clone()))
-                .then(archive(kind, namespace, name, &current));
+                .then(archive(&*self.store, kind, namespace, name, &current).await?);
             let outcome = self.store.txn(txn).await?;
             if outcome.succeeded {
                 self.trim_history(kind, namespace, name).await;

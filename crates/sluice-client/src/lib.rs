@@ -199,14 +199,68 @@ impl ControlPlane {
             outcome,
             Err(ClientError::Unreachable { .. } | ClientError::Server { .. })
         ) {
-            let _ = self.current.compare_exchange(
-                node,
-                (node + 1) % self.nodes.len(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            self.fail_over_from(node);
         }
         outcome
+    }
+
+    /// Node `node` failed: the next call goes to the one after it (unless another
+    /// call moved on already).
+    fn fail_over_from(&self, node: usize) {
+        let _ = self.current.compare_exchange(
+            node,
+            (node + 1) % self.nodes.len(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// GETs `path` from the first node that answers 2xx (failing over as
+    /// [`request`](Self::request) does) and hands its body over as it arrives,
+    /// for answers too large to hold (a backup). Per-request timeouts still apply
+    /// to the whole transfer.
+    pub async fn download(
+        &self,
+        path: &str,
+    ) -> Result<impl futures::Stream<Item = Result<bytes::Bytes, ClientError>>, ClientError> {
+        let mut last = None;
+        for _ in 0..self.nodes.len() {
+            let node = self.current.load(Ordering::Relaxed) % self.nodes.len();
+            let url = format!("{}{path}", self.nodes[node]);
+            let mut request = self.http.get(&url);
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            let failure = match request.send().await {
+                Ok(response) if response.status().is_success() => {
+                    use futures::StreamExt;
+                    return Ok(response.bytes_stream().map(move |chunk| {
+                        chunk.map_err(|e| ClientError::Unreachable {
+                            url: url.clone(),
+                            reason: e.to_string(),
+                        })
+                    }));
+                }
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let body = response.bytes().await.unwrap_or_default();
+                    api_error(&url, status, &body)
+                }
+                Err(error) => ClientError::Unreachable {
+                    url: url.clone(),
+                    reason: error.to_string(),
+                },
+            };
+            if !matches!(
+                failure,
+                ClientError::Unreachable { .. } | ClientError::Server { .. }
+            ) {
+                return Err(failure);
+            }
+            self.fail_over_from(node);
+            last = Some(failure);
+        }
+        Err(last.unwrap_or(ClientError::NoControl))
     }
 
     /// Sends `body` (JSON text, sent as `application/json` whatever it holds)

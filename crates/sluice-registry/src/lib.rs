@@ -636,10 +636,12 @@ impl Registry {
         let deadline = tokio::time::Instant::now() + wait + jitter;
         let mut changes = self.inner.changes.subscribe();
         loop {
-            changes.borrow_and_update();
+            let followed = *changes.borrow_and_update();
             // Any change wakes every waiter; only the index is looked at until this
             // service's changed, so other services' changes cost almost nothing.
-            if self.service_index(namespace, service) > after {
+            // An index beyond everything followed comes from a store before a
+            // restore: answer now, with the index to use from here on.
+            if self.service_index(namespace, service) > after || after > followed {
                 break;
             }
             tokio::select! {

@@ -427,8 +427,12 @@ namespaces = ["team-a"]
     assert!(!dir.path().join("refused.jsonl").exists());
 
     // A damaged copy is refused with nothing written.
+    let (ok, out, stderr) = sluice(&["store", "verify", path.to_str().unwrap()]);
+    assert!(ok && out.contains("records from redb"), "{out} {stderr}");
     let damaged = dir.path().join("damaged.jsonl");
     std::fs::write(&damaged, text.replacen("/shop", "/shoq", 1)).unwrap();
+    let (ok, _, stderr) = sluice(&["store", "verify", damaged.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("SHA-256"), "{stderr}");
     let target = format!("redb://{}", dir.path().join("target").display());
     let (ok, _, stderr) = sluice(&[
         "store",

@@ -55,6 +55,12 @@ pub enum StoreCommand {
         /// The backup file.
         file: PathBuf,
     },
+    /// Check a backup file whole (header, every record, key order, count and
+    /// SHA-256) without writing anything.
+    Verify {
+        /// The backup file.
+        file: PathBuf,
+    },
     /// Copy everything from one store into another (an export piped into an import),
     /// e.g. from the embedded store to etcd when a team outgrows one machine.
     Copy {
@@ -104,6 +110,7 @@ impl StoreCommand {
                 replace,
                 file,
             } => import(&store.store, &file, replace).await,
+            StoreCommand::Verify { file } => verify(&file).await,
             StoreCommand::Copy { from, to, replace } => copy(&from, &to, replace).await,
         }
     }
@@ -288,6 +295,28 @@ async fn export_from_server(
     } else {
         eprintln!("exported {bytes} bytes from {server}");
     }
+    Ok(())
+}
+
+async fn verify(file: &Path) -> anyhow::Result<()> {
+    let reader = tokio::io::BufReader::new(
+        tokio::fs::File::open(file)
+            .await
+            .with_context(|| format!("cannot open {}", file.display()))?,
+    );
+    let summary = sluice_store::backup::verify(reader)
+        .await
+        .with_context(|| format!("{} is not a sound backup", file.display()))?;
+    println!(
+        "{}: {} records from {} at revision {}, taken {}; {} keys on leases were left out; SHA-256 {}",
+        file.display(),
+        summary.trailer.records,
+        summary.header.source,
+        summary.header.revision,
+        summary.header.created,
+        summary.trailer.leased_left_out,
+        summary.trailer.sha256
+    );
     Ok(())
 }
 

@@ -27,6 +27,20 @@ fn sluice(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Exports the store at `url` into `path` with the CLI; returns what it said.
+fn export_store(url: &str, path: &Path) -> String {
+    let (ok, _, stderr) = sluice(&[
+        "store",
+        "export",
+        "--store",
+        url,
+        "--out",
+        path.to_str().unwrap(),
+    ]);
+    assert!(ok, "export of {url}: {stderr}");
+    stderr
+}
+
 /// The records of a backup file: every line but the header and the end line.
 fn records(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -196,15 +210,7 @@ async fn a_store_moves_from_redb_to_etcd_and_back_and_serves_the_same() {
 
     // Offline, from the stopped data directory.
     let first = dir.path().join("first.jsonl");
-    let (ok, _, stderr) = sluice(&[
-        "store",
-        "export",
-        "--store",
-        &redb_url,
-        "--out",
-        first.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stderr}");
+    let stderr = export_store(&redb_url, &first);
     assert!(
         stderr.contains("keys on leases left out"),
         "the export says what it left out: {stderr}"
@@ -243,15 +249,7 @@ async fn a_store_moves_from_redb_to_etcd_and_back_and_serves_the_same() {
     assert!(ok, "{stderr}");
     assert!(stderr.contains("imported"), "{stderr}");
     let second = dir.path().join("second.jsonl");
-    let (ok, _, stderr) = sluice(&[
-        "store",
-        "export",
-        "--store",
-        &etcd_url,
-        "--out",
-        second.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stderr}");
+    export_store(&etcd_url, &second);
     assert_eq!(records(&first), records(&second), "the same records");
 
     let server = Sluice::start("server", &["--store", etcd_url.as_str()], dir.path());
@@ -316,29 +314,13 @@ async fn a_store_moves_from_redb_to_etcd_and_back_and_serves_the_same() {
 
     // And back: etcd (with the change made there) → a new redb directory.
     let moved_records = dir.path().join("moved.jsonl");
-    let (ok, _, stderr) = sluice(&[
-        "store",
-        "export",
-        "--store",
-        &etcd_url,
-        "--out",
-        moved_records.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stderr}");
+    export_store(&etcd_url, &moved_records);
     let back = dir.path().join("back");
     let back_url = format!("redb://{}", back.display());
     let (ok, _, stderr) = sluice(&["store", "copy", "--from", &etcd_url, "--to", &back_url]);
     assert!(ok, "{stderr}");
     let third = dir.path().join("third.jsonl");
-    let (ok, _, stderr) = sluice(&[
-        "store",
-        "export",
-        "--store",
-        &back_url,
-        "--out",
-        third.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stderr}");
+    export_store(&back_url, &third);
     assert_eq!(records(&moved_records), records(&third));
 }
 

@@ -332,30 +332,17 @@ fn header_value(text: &[u8]) -> HeaderValue {
     HeaderValue::from_bytes(text).unwrap_or(HeaderValue::from_static("0"))
 }
 
-/// Writes `out` into `headers`: `traceparent` (and `tracestate`) always, B3 in
-/// the form the request came with. Headers of the formats not written are removed.
+/// Writes `out` into `headers`: `traceparent` always, `tracestate` when there is
+/// one to pass on, and B3 in the form asked for (the other B3 form's headers
+/// removed). Nothing else is looked up: a request whose own `tracestate` was
+/// invalid has it removed by the caller ([`TRACESTATE`]).
 pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>) {
     headers.insert(
         TRACEPARENT,
         traceparent(out.trace_id, out.span_id, out.sampled),
     );
-    match out.tracestate.and_then(|t| HeaderValue::from_str(t).ok()) {
-        Some(state) => {
-            headers.insert(TRACESTATE, state);
-        }
-        None => {
-            headers.remove(&TRACESTATE);
-        }
-    }
-    for name in [
-        &B3,
-        &X_B3_TRACE_ID,
-        &X_B3_SPAN_ID,
-        &X_B3_PARENT_SPAN_ID,
-        &X_B3_SAMPLED,
-        &X_B3_FLAGS,
-    ] {
-        headers.remove(name);
+    if let Some(state) = out.tracestate.and_then(|t| HeaderValue::from_str(t).ok()) {
+        headers.insert(TRACESTATE, state);
     }
     let trace = out.trace_id.to_hex();
     let trace: &[u8] = if out.b3_64_bit && out.trace_id.is_64_bit() {
@@ -365,6 +352,15 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>) {
     };
     match out.b3 {
         Some(Format::B3Single) => {
+            for name in [
+                &X_B3_TRACE_ID,
+                &X_B3_SPAN_ID,
+                &X_B3_PARENT_SPAN_ID,
+                &X_B3_SAMPLED,
+                &X_B3_FLAGS,
+            ] {
+                headers.remove(name);
+            }
             let mut text = Vec::with_capacity(32 + 1 + 16 + 2 + 17);
             text.extend_from_slice(trace);
             text.push(b'-');
@@ -381,14 +377,22 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>) {
             headers.insert(B3, header_value(&text));
         }
         Some(Format::B3Multi) => {
+            headers.remove(&B3);
             headers.insert(X_B3_TRACE_ID, header_value(trace));
             headers.insert(X_B3_SPAN_ID, header_value(&out.span_id.to_hex()));
-            if let Some(parent) = out.parent_id {
-                headers.insert(X_B3_PARENT_SPAN_ID, header_value(&parent.to_hex()));
+            match out.parent_id {
+                Some(parent) => {
+                    headers.insert(X_B3_PARENT_SPAN_ID, header_value(&parent.to_hex()));
+                }
+                None => {
+                    headers.remove(&X_B3_PARENT_SPAN_ID);
+                }
             }
             if out.debug {
+                headers.remove(&X_B3_SAMPLED);
                 headers.insert(X_B3_FLAGS, HeaderValue::from_static("1"));
             } else {
+                headers.remove(&X_B3_FLAGS);
                 headers.insert(
                     X_B3_SAMPLED,
                     HeaderValue::from_static(if out.sampled { "1" } else { "0" }),
@@ -397,6 +401,18 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>) {
         }
         Some(Format::W3c) | None => {}
     }
+}
+
+/// The B3 form a request's headers carry, if any, and whether its B3 trace id
+/// is 64-bit — so what goes on speaks B3 as the request did, even when its
+/// context was read from `traceparent`.
+pub fn b3_form(headers: &HeaderMap) -> Option<(Format, bool)> {
+    if let Some(single) = first(headers, &B3) {
+        let trace = single.trim().split('-').next().unwrap_or("");
+        return Some((Format::B3Single, trace.len() == 16));
+    }
+    let trace = first(headers, &X_B3_TRACE_ID)?;
+    Some((Format::B3Multi, trace.trim().len() == 16))
 }
 
 #[cfg(test)]
@@ -647,9 +663,9 @@ mod tests {
             format!("00-{TRACE}-53995c3f42cd8ad8-01").as_str()
         );
         assert_eq!(map["tracestate"], "congo=t61rcWkgMzE");
-        assert!(
-            map.get("x-b3-sampled").is_none(),
-            "B3 only when it came with B3"
+        assert_eq!(
+            map["x-b3-sampled"], "1",
+            "B3 is written only when asked for"
         );
 
         let short = TraceId::from_hex("a3ce929d0e0e4736").unwrap();
@@ -689,6 +705,8 @@ mod tests {
         assert_eq!(map["x-b3-parentspanid"], PARENT);
         assert_eq!(map["x-b3-flags"], "1");
         assert!(map.get("x-b3-sampled").is_none(), "debug implies sampled");
+        assert!(map.get("b3").is_none(), "one B3 form");
+        assert_eq!(b3_form(&map), Some((Format::B3Multi, true)));
         // What is written reads back the same.
         let read = extract(&map).unwrap();
         assert_eq!(read.ids, Some((short, span)));

@@ -70,6 +70,8 @@ pub(crate) struct RequestCtx<'s> {
     pub rejected: Option<Reason>,
     /// Connection-limit places, held until the response body is sent.
     pub conn_permits: Vec<ConnPermit>,
+    /// The request's trace (set by the trace stage, first).
+    pub trace: Option<crate::stages::trace::Trace>,
 }
 
 impl<'s> RequestCtx<'s> {
@@ -95,6 +97,7 @@ impl<'s> RequestCtx<'s> {
             last_attempt_end: None,
             rejected: None,
             conn_permits: Vec::new(),
+            trace: None,
         }
     }
 

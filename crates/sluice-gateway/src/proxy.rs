@@ -18,7 +18,7 @@ use crate::stages::fallback::{self, Fallback};
 use crate::stages::rewrite::Outbound;
 use crate::stages::{
     access, admit, attempt, body, framing, limits, pick, record, respond, retry, rewrite, route,
-    target,
+    target, trace,
 };
 use crate::table::{CompiledRoute, Target};
 use crate::upstream::UpstreamBody;
@@ -38,7 +38,12 @@ pub(crate) async fn handle(
         Ok(response) => response,
         Err(error) => respond::error(&mut ctx, error),
     };
-    let response = respond::hold_permits(&mut ctx, response);
+    let mut response = respond::hold_permits(&mut ctx, response);
+    if let Some(trace) = &ctx.trace {
+        response
+            .headers_mut()
+            .insert(trace::X_SLUICE_TRACE_ID, trace.header());
+    }
     if let (Some(observer), Some(method)) = (observer, &method) {
         record::observe(observer, &ctx, method, &response);
     }
@@ -51,6 +56,8 @@ async fn proxy(
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (parts, body) = request.into_parts();
+    // trace: the trace the request belongs to, or a new one.
+    ctx.trace = Some(trace::Trace::start(&parts.headers));
     // framing: a connection whose heads carried both framings is refused.
     framing::check(ctx, parts.version)?;
     // route: the first route that matches; the API the request calls.

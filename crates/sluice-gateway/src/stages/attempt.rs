@@ -56,6 +56,10 @@ pub(crate) async fn send(
         Balancer::PeakEwma(b) => b.start(picked.index),
         _ => None,
     };
+    // The attempt is a CLIENT span of the request's trace: the upstream's parent.
+    if let Some(trace) = &ctx.trace {
+        trace.to_upstream(&mut outbound.parts.headers);
+    }
     let exchanged = tokio::time::timeout(
         route.request_timeout,
         exchange(endpoint, route, outbound, body, keep_headers, started),

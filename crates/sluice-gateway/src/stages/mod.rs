@@ -3,6 +3,7 @@
 //!
 //! | stage | module | what it does |
 //! |---|---|---|
+//! | trace | [`trace`] | the trace context: read or started; sent on with each attempt |
 //! | framing | [`framing`] | refuses a connection whose heads carried both framings |
 //! | route | [`route`] | finds the route; names the API |
 //! | access | [`access`] | access lists and bans |
@@ -35,3 +36,4 @@ pub(crate) mod retry;
 pub(crate) mod rewrite;
 pub(crate) mod route;
 pub(crate) mod target;
+pub(crate) mod trace;

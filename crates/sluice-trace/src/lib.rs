@@ -4,8 +4,11 @@
 //! Context (`traceparent`, `tracestate`) and Zipkin's B3 (the single `b3` header
 //! and the `X-B3-*` headers) — exactly as their specifications say. The ids are
 //! [`TraceId`] (128 bits) and [`SpanId`] (64 bits), never zero when valid.
+//! [`span`] is the span as Sluice keeps and answers it: Zipkin v2's model, with
+//! its validation and limits.
 
 pub mod propagation;
+pub mod span;
 
 /// Lowercase hex digits.
 const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -5,8 +5,10 @@
 //! and the `X-B3-*` headers) — exactly as their specifications say. The ids are
 //! [`TraceId`] (128 bits) and [`SpanId`] (64 bits), never zero when valid.
 //! [`span`] is the span as Sluice keeps and answers it: Zipkin v2's model, with
-//! its validation and limits.
+//! its validation and limits; [`otlp`] decodes what OpenTelemetry SDKs export
+//! (protobuf and OTLP's JSON) into it.
 
+pub mod otlp;
 pub mod propagation;
 pub mod span;
 

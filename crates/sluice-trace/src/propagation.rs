@@ -96,6 +96,16 @@ pub struct Outgoing<'a> {
     pub b3_64_bit: bool,
 }
 
+/// Whether the headers carry any trace context at all (`traceparent`,
+/// `tracestate`, `b3`, `X-B3-*`): one pass over the names, so a request without
+/// one (most requests at a front gate) costs no lookups.
+pub fn carries_context(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| {
+        let name = name.as_str();
+        name == "traceparent" || name == "tracestate" || name == "b3" || name.starts_with("x-b3-")
+    })
+}
+
 /// Reads the trace context of a request (see the module docs for the order).
 /// `None`: the request carries none that holds.
 pub fn extract(headers: &HeaderMap) -> Option<Incoming> {
@@ -456,6 +466,12 @@ mod tests {
         assert_eq!(unsampled.sampled, Some(false));
         // Header names in any case.
         assert!(extract(&headers(&[("TraceParent", &valid)])).is_some());
+        assert!(carries_context(&headers(&[("TraceParent", &valid)])));
+        assert!(carries_context(&headers(&[("X-B3-Sampled", "1")])));
+        assert!(!carries_context(&headers(&[
+            ("x-request-id", "1"),
+            ("b3x", "1")
+        ])));
         for invalid in [
             format!("00-{}-{PARENT}-01", "0".repeat(32)), // all-zero trace id
             format!("00-{TRACE}-{}-01", "0".repeat(16)),  // all-zero parent id

@@ -39,6 +39,18 @@ pub(crate) struct Trace {
 impl Trace {
     /// The context of a request with these headers.
     pub fn start(headers: &HeaderMap) -> Self {
+        if !propagation::carries_context(headers) {
+            return Trace {
+                trace_id: TraceId::random(),
+                span_id: SpanId::random(),
+                parent_id: None,
+                sampled: true,
+                debug: false,
+                tracestate: None,
+                drop_tracestate: false,
+                b3: None,
+            };
+        }
         let incoming = propagation::extract(headers);
         let (ids, sampled, debug, tracestate) = match incoming {
             Some(incoming) => (

@@ -18,6 +18,27 @@
 //! span of the one sending it, `tracestate` passed on as it came (normalised), and
 //! B3 in the form the request came with (a 64-bit B3 trace id stays 64-bit there,
 //! and is left-padded to 32 digits in `traceparent`).
+//!
+//! ```
+//! use http::HeaderMap;
+//! use sluice_trace::propagation::{extract, inject, Outgoing};
+//! use sluice_trace::SpanId;
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
+//! let incoming = extract(&headers).unwrap();
+//! let (trace_id, caller) = incoming.ids.unwrap();
+//! assert_eq!(caller.to_string(), "00f067aa0ba902b7");
+//!
+//! // Call on in the same trace, under a span of our own.
+//! let ours = SpanId::random();
+//! let mut upstream = HeaderMap::new();
+//! inject(&mut upstream, &Outgoing {
+//!     trace_id, span_id: ours, parent_id: Some(caller), sampled: true, debug: false,
+//!     tracestate: incoming.tracestate.as_deref(), b3: None, b3_64_bit: false,
+//! });
+//! assert_eq!(upstream["traceparent"], format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{ours}-01").as_str());
+//! ```
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 

@@ -334,8 +334,10 @@ pub async fn lease_expires_after_last_keep_alive(store: Arc<dyn Store>) {
         (EventKind::Delete, "le/a")
     );
     assert_eq!(store.get("le/a").await.unwrap(), None);
+    // Within a few TTLs (etcd rounds 1 s up to its 2 s minimum), not a timing
+    // claim: a loaded machine adds its own delay, and it was seen at 2.03 s.
     assert!(
-        gone_after <= Duration::from_secs(2),
+        gone_after <= Duration::from_secs(5),
         "deleted {gone_after:?} after the last keep-alive"
     );
     assert!(

@@ -73,6 +73,23 @@ impl Clock {
     }
 }
 
+/// Unix microseconds of the instant `at` (the wall clock as it was when the
+/// gateway started, moved on by the monotonic clock): a span's start.
+pub(crate) fn unix_us(at: Instant) -> u64 {
+    let (anchor, anchor_unix_ms) = *UNIX_AT_EPOCH.get_or_init(|| (Instant::now(), unix_ms()));
+    let anchor_us = u64::try_from(anchor_unix_ms)
+        .unwrap_or(0)
+        .saturating_mul(1000);
+    let since = |a: Instant, b: Instant| {
+        u64::try_from(a.saturating_duration_since(b).as_micros()).unwrap_or(u64::MAX)
+    };
+    if at >= anchor {
+        anchor_us.saturating_add(since(at, anchor))
+    } else {
+        anchor_us.saturating_sub(since(anchor, at))
+    }
+}
+
 /// The instant now, for what measures a duration against a request's clock
 /// (an attempt's end, a response head's arrival).
 pub(crate) fn instant() -> Instant {

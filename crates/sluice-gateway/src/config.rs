@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::observe::RequestObserver;
+use crate::observe::{RequestObserver, SpanSink};
 
 /// Listener settings of the gateway.
 #[derive(Clone)]
@@ -18,6 +18,8 @@ pub struct GatewayConfig {
     pub shutdown_grace: Duration,
     /// Told about every answered request (metrics, spans), when set.
     pub observer: Option<Arc<dyn RequestObserver>>,
+    /// Given the spans of sampled requests, when set.
+    pub spans: Option<Arc<dyn SpanSink>>,
     /// Gateway threads, each with its own runtime, listener and upstream
     /// connections (0: one per core).
     pub threads: usize,
@@ -31,6 +33,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("max_headers", &self.max_headers)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("observer", &self.observer.is_some())
+            .field("spans", &self.spans.is_some())
             .field("threads", &self.threads)
             .finish()
     }
@@ -44,6 +47,7 @@ impl Default for GatewayConfig {
             max_headers: 100,
             shutdown_grace: Duration::from_secs(10),
             observer: None,
+            spans: None,
             threads: 0,
         }
     }

@@ -72,6 +72,11 @@ pub(crate) struct RequestCtx<'s> {
     pub conn_permits: Vec<ConnPermit>,
     /// The request's trace (set by the trace stage, first).
     pub trace: Option<crate::stages::trace::Trace>,
+    /// Whether the request's spans are recorded (a span sink is set and the
+    /// trace is sampled): then each attempt is kept in `attempt_spans`.
+    pub record_spans: bool,
+    /// The upstream attempts, as CLIENT spans to be.
+    pub attempt_spans: Vec<crate::stages::spans::AttemptSpan>,
 }
 
 impl<'s> RequestCtx<'s> {
@@ -98,6 +103,8 @@ impl<'s> RequestCtx<'s> {
             rejected: None,
             conn_permits: Vec::new(),
             trace: None,
+            record_spans: false,
+            attempt_spans: Vec::new(),
         }
     }
 

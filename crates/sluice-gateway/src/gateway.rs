@@ -95,6 +95,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             observer: config.observer.clone(),
+            spans: config.spans.clone(),
             rejections: protect::Rejections::default(),
         });
         let (built_tx, changes) = watch::channel(0u64);

@@ -1,16 +1,25 @@
 //! What the gateway tells about each request it answered, to whoever records
-//! metrics and spans: the [`RequestObserver`] seam.
+//! metrics ([`RequestObserver`]) and spans ([`SpanSink`]).
 
 use std::time::Duration;
 
 use crate::protect::Reason;
 
 /// What the gateway tells an observer about each request it answered: where
-/// metrics (and, later, spans) are recorded. Called once per request, after the
+/// metrics are recorded. Called once per request, after the
 /// response head is known; nothing is computed for it when no observer is set.
 pub trait RequestObserver: Send + Sync + 'static {
     /// One answered request.
     fn on_response(&self, record: &RequestRecord<'_>);
+}
+
+/// Where the gateway's spans go: for each answered request of a sampled trace,
+/// its SERVER span and one CLIENT span per upstream attempt (Zipkin's model,
+/// `localEndpoint.serviceName = sluice-gateway`). Called once per such request;
+/// nothing is built for it when no sink is set or the trace is not sampled.
+pub trait SpanSink: Send + Sync + 'static {
+    /// The spans of one request, the SERVER span first.
+    fn record(&self, spans: Vec<sluice_trace::span::Span>);
 }
 
 /// One answered request, as an observer sees it.

@@ -18,7 +18,7 @@ use crate::stages::fallback::{self, Fallback};
 use crate::stages::rewrite::Outbound;
 use crate::stages::{
     access, admit, attempt, body, framing, limits, pick, record, respond, retry, rewrite, route,
-    target, trace,
+    spans, target, trace,
 };
 use crate::table::{CompiledRoute, Target};
 use crate::upstream::UpstreamBody;
@@ -31,9 +31,18 @@ pub(crate) async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let snapshot = shared.snapshot.load_full();
     let observer = shared.observer.as_deref();
-    let mut ctx = RequestCtx::new(&snapshot, &conn, &shared.rejections, observer.is_some());
-    // Only an observer needs the method once the request has gone on.
-    let method = observer.map(|_| request.method().clone());
+    let sink = shared.spans.as_deref();
+    let mut ctx = RequestCtx::new(
+        &snapshot,
+        &conn,
+        &shared.rejections,
+        observer.is_some() || sink.is_some(),
+    );
+    // Only an observer or a span sink needs the method once the request has gone on.
+    let method = (observer.is_some() || sink.is_some()).then(|| request.method().clone());
+    let path = sink.map(|_| request.uri().path().to_owned());
+    // Recorded when the trace turns out sampled (the trace stage says).
+    ctx.record_spans = sink.is_some();
     let response = match proxy(&mut ctx, request).await {
         Ok(response) => response,
         Err(error) => respond::error(&mut ctx, error),
@@ -47,6 +56,9 @@ pub(crate) async fn handle(
     if let (Some(observer), Some(method)) = (observer, &method) {
         record::observe(observer, &ctx, method, &response);
     }
+    if let (Some(sink), Some(method), true) = (sink, &method, ctx.record_spans) {
+        spans::record(sink, &ctx, method, path.as_deref().unwrap_or(""), &response);
+    }
     Ok(response)
 }
 
@@ -57,7 +69,9 @@ async fn proxy(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (parts, body) = request.into_parts();
     // trace: the trace the request belongs to, or a new one.
-    ctx.trace = Some(trace::Trace::start(&parts.headers));
+    let trace = trace::Trace::start(&parts.headers);
+    ctx.record_spans &= trace.sampled;
+    ctx.trace = Some(trace);
     // framing: a connection whose heads carried both framings is refused.
     framing::check(ctx, parts.version)?;
     // route: the first route that matches; the API the request calls.

@@ -14,7 +14,7 @@ use sluice_model::ResourceId;
 use tokio::sync::watch;
 
 use crate::api_names;
-use crate::observe::RequestObserver;
+use crate::observe::{RequestObserver, SpanSink};
 use crate::outlier::EndpointHealth;
 use crate::protect::{self, Policies};
 use crate::sources::{Instances, Routes};
@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     /// Told about every answered request, when set.
     pub observer: Option<Arc<dyn RequestObserver>>,
+    /// Given the spans of sampled requests, when set.
+    pub spans: Option<Arc<dyn SpanSink>>,
     /// Requests refused, by reason.
     pub rejections: protect::Rejections,
 }

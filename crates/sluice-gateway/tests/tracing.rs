@@ -108,3 +108,107 @@ async fn the_upstream_joins_the_callers_trace_under_the_gateways_span() {
     .await;
     assert_eq!((status, trace.as_deref()), (404, Some(TRACE)));
 }
+
+/// Collects what the gateway records.
+#[derive(Default)]
+struct Collected(std::sync::Mutex<Vec<Vec<sluice_trace::span::Span>>>);
+
+impl sluice_gateway::SpanSink for Collected {
+    fn record(&self, spans: Vec<sluice_trace::span::Span>) {
+        self.0.lock().unwrap().push(spans);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampled_requests_leave_a_server_span_and_a_client_span_per_attempt() {
+    let collected = std::sync::Arc::new(Collected::default());
+    let sink: std::sync::Arc<dyn sluice_gateway::SpanSink> = collected.clone();
+    let mut gateway = Harness::with_config(sluice_gateway::GatewayConfig {
+        spans: Some(sink),
+        ..Default::default()
+    })
+    .await;
+    let echo = echo_upstream("e").await;
+    // The first instance refuses connections: the retry is a span of its own.
+    let dead = format!("127.0.0.1:{}", sluice_testkit::free_port());
+    gateway
+        .instances("echo", &[("dead", &dead), ("e", &echo)])
+        .await;
+    gateway
+        .route(
+            "echo",
+            r#"{"match": {"path_prefix": "/echo"}, "service": "echo", "lb": "round_robin",
+                "retries": {"attempts": 2, "on": ["connect_failure"]},
+                "apis": ["/echo/{id}"]}"#,
+        )
+        .await;
+    let url = format!("{}/echo/7", gateway.url);
+    let mut upstream_parents = Vec::new();
+    for _ in 0..2 {
+        let (status, _, seen) =
+            get(&url, &[("traceparent", &format!("00-{TRACE}-{CALLER}-01"))]).await;
+        assert_eq!(status, 200, "{seen}");
+        upstream_parents.push(parts(&seen["headers"]["traceparent"]).1);
+    }
+    // Not sampled: nothing recorded.
+    get(&url, &[("traceparent", &format!("00-{TRACE}-{CALLER}-00"))]).await;
+    // No route: a SERVER span alone, named by the method.
+    get(
+        &format!("{}/nowhere", gateway.url),
+        &[("traceparent", &format!("00-{TRACE}-{CALLER}-01"))],
+    )
+    .await;
+
+    let recorded = collected.0.lock().unwrap().clone();
+    assert_eq!(recorded.len(), 3, "{recorded:#?}");
+    let mut retried = false;
+    for (request, spans) in recorded[..2].iter().enumerate() {
+        let server = &spans[0];
+        assert_eq!(server.kind, Some(sluice_trace::span::Kind::Server));
+        assert_eq!(server.trace_id, TRACE);
+        assert_eq!(server.parent_id.as_deref(), Some(CALLER));
+        assert_eq!(server.name.as_deref(), Some("GET /echo/{id}"));
+        assert_eq!(server.service(), Some("sluice-gateway"));
+        assert_eq!(server.tags["sluice.route"], "default/echo");
+        assert_eq!(server.tags["sluice.service"], "default/echo");
+        assert_eq!(server.tags["http.status_code"], "200");
+        assert_eq!(
+            server.remote_endpoint.as_ref().unwrap().ipv4.as_deref(),
+            Some("127.0.0.1")
+        );
+        let clients = &spans[1..];
+        assert!(!clients.is_empty());
+        for client in clients {
+            assert_eq!(client.kind, Some(sluice_trace::span::Kind::Client));
+            assert_eq!(client.parent_id.as_deref(), Some(server.id.as_str()));
+            assert_eq!(
+                client
+                    .remote_endpoint
+                    .as_ref()
+                    .unwrap()
+                    .service_name
+                    .as_deref(),
+                Some("echo")
+            );
+        }
+        let last = clients.last().unwrap();
+        assert_eq!(last.tags["http.status_code"], "200");
+        assert_eq!(
+            last.id, upstream_parents[request],
+            "the upstream's parent is the last attempt"
+        );
+        if clients.len() == 2 {
+            retried = true;
+            assert!(clients[0].tags.contains_key("error"), "{clients:#?}");
+            assert_ne!(clients[0].id, clients[1].id);
+        }
+    }
+    assert!(
+        retried,
+        "round robin sent one of the two to the dead instance first"
+    );
+    let lone = &recorded[2];
+    assert_eq!(lone.len(), 1);
+    assert_eq!(lone[0].name.as_deref(), Some("GET"));
+    assert_eq!(lone[0].tags["http.status_code"], "404");
+}

@@ -20,6 +20,7 @@ use crate::proxy_body::ProxyBody;
 use crate::stages::body::is_length_limit;
 use crate::stages::pick::Picked;
 use crate::stages::rewrite::Outbound;
+use crate::stages::spans::AttemptSpan;
 use crate::table::{Balancer, CompiledRoute, Endpoint, Target};
 use crate::upstream::{self, UpstreamBody, UpstreamError};
 
@@ -57,9 +58,10 @@ pub(crate) async fn send(
         _ => None,
     };
     // The attempt is a CLIENT span of the request's trace: the upstream's parent.
-    if let Some(trace) = &ctx.trace {
-        trace.to_upstream(&mut outbound.parts.headers);
-    }
+    let span_id = ctx
+        .trace
+        .as_ref()
+        .map(|trace| trace.to_upstream(&mut outbound.parts.headers));
     let exchanged = tokio::time::timeout(
         route.request_timeout,
         exchange(endpoint, route, outbound, body, keep_headers, started),
@@ -74,6 +76,16 @@ pub(crate) async fn send(
     }
     let latency_us = i64::try_from(latency.as_micros()).unwrap_or(i64::MAX);
     let (result, condition, outcome) = classify(exchanged, endpoint, target, route);
+    if let (true, Some(span_id)) = (ctx.record_spans, span_id) {
+        ctx.attempt_spans.push(AttemptSpan {
+            span_id,
+            started,
+            ended,
+            address: endpoint.address.clone(),
+            status: result.as_ref().ok().map(|r| r.status().as_u16()),
+            error: result.as_ref().err().map(|e| e.to_string()),
+        });
+    }
     if let Some(outcome) = outcome {
         let ended_ms = crate::clock::Clock::at(ended).ms;
         if let Some(breaker) = target.guards.instance_breakers.get(picked.index) {

@@ -7,7 +7,8 @@
 //! trace id back in `x-sluice-trace-id`.
 //!
 //! Sampling: the caller's decision is kept; a trace started here is sampled
-//! (head sampling ratios come with span storage).
+//! (head sampling ratios come with span storage). The spans of a sampled trace
+//! are built by stage `spans`, when a span sink is set.
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use sluice_trace::propagation::{self, Format, Outgoing};
@@ -22,9 +23,7 @@ pub(crate) struct Trace {
     pub trace_id: TraceId,
     /// The gateway's SERVER span.
     pub span_id: SpanId,
-    /// The caller's span (the SERVER span's parent), when the request named one;
-    /// what the span recorder will give as the SERVER span's parent.
-    #[allow(dead_code)]
+    /// The caller's span (the SERVER span's parent), when the request named one.
     pub parent_id: Option<SpanId>,
     pub sampled: bool,
     pub debug: bool,

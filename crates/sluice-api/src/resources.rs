@@ -484,13 +484,16 @@ impl Resources {
     ) -> Result<(Vec<Resource>, Revision), ApiError> {
         self.check_path(namespace, kind, None)?;
         let deadline = tokio::time::Instant::now() + wait + wait.mul_f64(fastrand::f64() / 16.0);
+        // An index beyond the store's revision comes from a store before a
+        // restore (whose revisions start again lower): answer now, with the
+        // index to use from here on.
+        if after > self.store.current_revision().await? {
+            return self.list(namespace, kind).await;
+        }
         let mut changes = self.changes.subscribe();
         loop {
-            let followed = *changes.borrow_and_update();
-            // An index beyond everything this node has followed comes from a store
-            // before a restore (whose revisions start again lower): answer now,
-            // with the index to use from here on.
-            if self.index(kind, namespace) > after || after > followed {
+            changes.borrow_and_update();
+            if self.index(kind, namespace) > after {
                 break;
             }
             tokio::select! {

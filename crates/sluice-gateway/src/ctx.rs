@@ -45,6 +45,20 @@ impl Connection {
     }
 }
 
+/// One upstream attempt, as a CLIENT span to be.
+#[derive(Debug)]
+pub(crate) struct AttemptSpan {
+    pub span_id: sluice_trace::SpanId,
+    pub started: std::time::Instant,
+    pub ended: std::time::Instant,
+    /// The instance's address.
+    pub address: String,
+    /// The upstream's status, when it answered.
+    pub status: Option<u16>,
+    /// Why the attempt failed, when it did.
+    pub error: Option<String>,
+}
+
 /// One request on its way through the stages.
 pub(crate) struct RequestCtx<'s> {
     pub snapshot: &'s Snapshot,
@@ -76,7 +90,7 @@ pub(crate) struct RequestCtx<'s> {
     /// trace is sampled): then each attempt is kept in `attempt_spans`.
     pub record_spans: bool,
     /// The upstream attempts, as CLIENT spans to be.
-    pub attempt_spans: Vec<crate::stages::spans::AttemptSpan>,
+    pub attempt_spans: Vec<AttemptSpan>,
 }
 
 impl<'s> RequestCtx<'s> {

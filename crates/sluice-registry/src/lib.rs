@@ -634,14 +634,21 @@ impl Registry {
     ) -> InstanceList {
         let jitter = wait.mul_f64(fastrand::f64() / 16.0);
         let deadline = tokio::time::Instant::now() + wait + jitter;
+        // An index beyond the store's revision comes from a store before a
+        // restore (whose revisions start again lower): answer now, with the
+        // index to use from here on.
+        let from_before_a_restore = self
+            .inner
+            .store
+            .current_revision()
+            .await
+            .is_ok_and(|current| after > current);
         let mut changes = self.inner.changes.subscribe();
         loop {
-            let followed = *changes.borrow_and_update();
+            changes.borrow_and_update();
             // Any change wakes every waiter; only the index is looked at until this
             // service's changed, so other services' changes cost almost nothing.
-            // An index beyond everything followed comes from a store before a
-            // restore: answer now, with the index to use from here on.
-            if self.service_index(namespace, service) > after || after > followed {
+            if self.service_index(namespace, service) > after || from_before_a_restore {
                 break;
             }
             tokio::select! {

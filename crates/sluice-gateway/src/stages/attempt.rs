@@ -14,13 +14,12 @@ use hyper::{Request, Response, Uri, Version};
 use sluice_guard::breaker::Outcome;
 use sluice_model::RetryOn;
 
-use crate::ctx::RequestCtx;
+use crate::ctx::{AttemptSpan, RequestCtx};
 use crate::error::{ErrorKind, ProxyError};
 use crate::proxy_body::ProxyBody;
 use crate::stages::body::is_length_limit;
 use crate::stages::pick::Picked;
 use crate::stages::rewrite::Outbound;
-use crate::stages::spans::AttemptSpan;
 use crate::table::{Balancer, CompiledRoute, Endpoint, Target};
 use crate::upstream::{self, UpstreamBody, UpstreamError};
 

@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use hyper::{Method, Response};
 use sluice_trace::span::{Endpoint, Kind, Span};
-use sluice_trace::SpanId;
 
 use crate::ctx::RequestCtx;
 use crate::observe::SpanSink;
@@ -19,20 +18,6 @@ use crate::proxy_body::ProxyBody;
 
 /// The service name of the gateway's spans.
 pub(crate) const SERVICE_NAME: &str = "sluice-gateway";
-
-/// One upstream attempt, as a CLIENT span to be.
-#[derive(Debug)]
-pub(crate) struct AttemptSpan {
-    pub span_id: SpanId,
-    pub started: Instant,
-    pub ended: Instant,
-    /// The instance's address.
-    pub address: String,
-    /// The upstream's status, when it answered.
-    pub status: Option<u16>,
-    /// Why the attempt failed, when it did.
-    pub error: Option<String>,
-}
 
 fn endpoint(service: Option<&str>, address: Option<SocketAddr>) -> Endpoint {
     let (ipv4, ipv6) = match address.map(|a| a.ip()) {

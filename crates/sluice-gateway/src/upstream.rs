@@ -26,6 +26,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::Notify;
 
 use crate::proxy_body::ProxyBody;
@@ -66,7 +67,9 @@ struct IdleSender {
 #[derive(Default)]
 struct Http1Pool {
     idle: Vec<IdleSender>,
-    connecting: usize,
+    /// Connects under way. Shared with them: a request on a multi-threaded
+    /// runtime (`Gateway::serve`) may end its connect on another thread.
+    connecting: Arc<AtomicUsize>,
     /// Woken when a connection comes back or a connect ends.
     returned: Arc<Notify>,
 }
@@ -75,7 +78,8 @@ struct Http1Pool {
 #[derive(Default)]
 struct Http2Pool {
     sender: Option<http2::SendRequest<ProxyBody>>,
-    connecting: bool,
+    /// A connect under way (shared with it, as for HTTP/1.1).
+    connecting: Arc<AtomicBool>,
     connected: Arc<Notify>,
 }
 
@@ -103,9 +107,10 @@ fn with_pool<P: Default, R>(
 }
 
 /// What a checkout found.
-enum Checkout<S> {
+enum Checkout<S, C> {
     Ready(S),
-    Connect,
+    /// Connect, and then release this pool's connect slot.
+    Connect(C, Arc<Notify>),
     Wait(Arc<Notify>),
 }
 
@@ -216,9 +221,9 @@ async fn checkout_http1(
                     }
                     // Closed by the upstream, or idle too long: dropped (and closed).
                 }
-                if pool.connecting < MAX_CONNECTING {
-                    pool.connecting += 1;
-                    Checkout::Connect
+                if pool.connecting.load(Ordering::Relaxed) < MAX_CONNECTING {
+                    pool.connecting.fetch_add(1, Ordering::Relaxed);
+                    Checkout::Connect(Arc::clone(&pool.connecting), Arc::clone(&pool.returned))
                 } else {
                     Checkout::Wait(Arc::clone(&pool.returned))
                 }
@@ -226,15 +231,12 @@ async fn checkout_http1(
         });
         match found {
             Checkout::Ready(sender) => return Ok((sender, true)),
-            Checkout::Connect => {
+            Checkout::Connect(connecting, returned) => {
                 // Connecting is the cold path: its future is boxed, not carried by every request.
                 let connected = Box::pin(connect_http1(address, connect_timeout)).await;
-                POOLS.with(|pools| {
-                    if let Some(pool) = pools.borrow_mut().http1.get_mut(address) {
-                        pool.connecting -= 1;
-                        pool.returned.notify_one();
-                    }
-                });
+                // The slot of the pool it was taken from, whichever thread this is now.
+                connecting.fetch_sub(1, Ordering::Relaxed);
+                returned.notify_one();
                 return connected.map(|sender| (sender, false));
             }
             Checkout::Wait(returned) => {
@@ -325,27 +327,28 @@ async fn checkout_http2(
                     Some(sender) if !sender.is_closed() => return Checkout::Ready(sender.clone()),
                     _ => pool.sender = None,
                 }
-                if pool.connecting {
+                if pool.connecting.load(Ordering::Relaxed) {
                     Checkout::Wait(Arc::clone(&pool.connected))
                 } else {
-                    pool.connecting = true;
-                    Checkout::Connect
+                    pool.connecting.store(true, Ordering::Relaxed);
+                    Checkout::Connect(Arc::clone(&pool.connecting), Arc::clone(&pool.connected))
                 }
             })
         });
         match found {
             Checkout::Ready(sender) => return Ok(sender),
-            Checkout::Connect => {
+            Checkout::Connect(connecting, connected_notify) => {
                 let connected = Box::pin(connect_http2(address, connect_timeout)).await;
-                POOLS.with(|pools| {
-                    if let Some(pool) = pools.borrow_mut().http2.get_mut(address) {
-                        pool.connecting = false;
-                        if let Ok(sender) = &connected {
+                if let Ok(sender) = &connected {
+                    POOLS.with(|pools| {
+                        if let Some(pool) = pools.borrow_mut().http2.get_mut(address) {
                             pool.sender = Some(sender.clone());
                         }
-                        pool.connected.notify_waiters();
-                    }
-                });
+                    });
+                }
+                // The flag of the pool it was set in, whichever thread this is now.
+                connecting.store(false, Ordering::Relaxed);
+                connected_notify.notify_waiters();
                 return connected;
             }
             Checkout::Wait(connected) => {

@@ -41,6 +41,12 @@ fn export_store(url: &str, path: &Path) -> String {
     stderr
 }
 
+/// Imports the backup at `path` into the store at `url` with the CLI: (success, what it said).
+fn import_store(url: &str, path: &Path) -> (bool, String) {
+    let (ok, _, stderr) = sluice(&["store", "import", "--store", url, path.to_str().unwrap()]);
+    (ok, stderr)
+}
+
 /// The records of a backup file: every line but the header and the end line.
 fn records(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -239,13 +245,7 @@ async fn a_store_moves_from_redb_to_etcd_and_back_and_serves_the_same() {
     // Into a real etcd, served by a `sluice server` there.
     let etcd = sluice_testkit::EtcdCluster::single();
     let etcd_url = etcd.url("/moved");
-    let (ok, _, stderr) = sluice(&[
-        "store",
-        "import",
-        "--store",
-        &etcd_url,
-        first.to_str().unwrap(),
-    ]);
+    let (ok, stderr) = import_store(&etcd_url, &first);
     assert!(ok, "{stderr}");
     assert!(stderr.contains("imported"), "{stderr}");
     let second = dir.path().join("second.jsonl");
@@ -304,13 +304,7 @@ async fn a_store_moves_from_redb_to_etcd_and_back_and_serves_the_same() {
     drop(server);
 
     // Importing again into the store that now holds it is refused, naming a key.
-    let (ok, _, stderr) = sluice(&[
-        "store",
-        "import",
-        "--store",
-        &etcd_url,
-        first.to_str().unwrap(),
-    ]);
+    let (ok, stderr) = import_store(&etcd_url, &first);
     assert!(!ok && stderr.contains("not empty"), "{stderr}");
 
     // And back: etcd (with the change made there) → a new redb directory.
@@ -417,13 +411,7 @@ namespaces = ["team-a"]
     let (ok, _, stderr) = sluice(&["store", "verify", damaged.to_str().unwrap()]);
     assert!(!ok && stderr.contains("SHA-256"), "{stderr}");
     let target = format!("redb://{}", dir.path().join("target").display());
-    let (ok, _, stderr) = sluice(&[
-        "store",
-        "import",
-        "--store",
-        &target,
-        damaged.to_str().unwrap(),
-    ]);
+    let (ok, stderr) = import_store(&target, &damaged);
     assert!(!ok && stderr.contains("SHA-256"), "{stderr}");
     let (ok, out, stderr) = sluice(&["store", "export", "--store", &target]);
     assert!(ok, "{stderr}");

@@ -7,10 +7,20 @@
 //! [`span`] is the span as Sluice keeps and answers it: Zipkin v2's model, with
 //! its validation and limits; [`otlp`] decodes what OpenTelemetry SDKs export
 //! (protobuf and OTLP's JSON) into it.
+//!
+//! What a node does with spans: [`pipeline`] queues them, [`tail`] decides
+//! which traces to keep whole, [`store`] keeps them on disk (segments of
+//! [`codec`] blocks) and answers Zipkin's queries, and [`deps`] keeps the
+//! dependency graph between services live.
 
+pub mod codec;
+pub mod deps;
 pub mod otlp;
+pub mod pipeline;
 pub mod propagation;
 pub mod span;
+pub mod store;
+pub mod tail;
 
 /// Lowercase hex digits.
 const HEX: &[u8; 16] = b"0123456789abcdef";

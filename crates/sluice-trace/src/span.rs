@@ -106,7 +106,7 @@ pub const MAX_NAME: usize = 1024;
 
 impl Span {
     /// Checks the ids and units, and brings the span within the limits: ids to
-    /// lowercase (Zipkin's readers accept either), a 64-bit trace id kept as
+    /// lowercase (Zipkin's readers accept either), service names lowercase, a 64-bit trace id kept as
     /// 16 digits, a duration of 0 raised to 1, tags and annotations beyond the
     /// limits dropped, long values cut. Why a span is refused, otherwise.
     pub fn normalize(&mut self) -> Result<(), String> {
@@ -156,6 +156,11 @@ impl Span {
         {
             if endpoint.port == Some(0) {
                 endpoint.port = None;
+            }
+            // Zipkin's model: service names are lowercase.
+            if let Some(service) = &mut endpoint.service_name {
+                service.make_ascii_lowercase();
+                truncate(service, MAX_NAME);
             }
         }
         Ok(())

@@ -1,0 +1,289 @@
+//! The path of spans through a node: a bounded queue that ingest endpoints
+//! and the gateway hand spans to, one worker thread that feeds the tail
+//! sampler and writes what it keeps to the [`SpanStore`], and the counters of
+//! all of it. A full queue refuses more (the caller answers 503 with
+//! `Retry-After`), so memory stays bounded whatever the senders do.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+use crate::span::Span;
+use crate::store::{SpanStore, StoreConfig};
+use crate::tail::{Tail, TailConfig, TailCounts};
+
+/// The pipeline's settings.
+#[derive(Debug, Clone)]
+pub struct TracingConfig {
+    /// Storage.
+    pub store: StoreConfig,
+    /// Tail decisions.
+    pub tail: TailConfig,
+    /// Most spans queued for the worker.
+    pub queue_spans: usize,
+}
+
+impl TracingConfig {
+    /// The defaults, storing in `dir`.
+    pub fn new(dir: std::path::PathBuf) -> Self {
+        TracingConfig {
+            store: StoreConfig::new(dir),
+            tail: TailConfig::default(),
+            queue_spans: 200_000,
+        }
+    }
+}
+
+/// Why spans were not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue is full: try again shortly.
+    Busy,
+    /// The pipeline has stopped.
+    Stopped,
+}
+
+/// Counters of the pipeline, for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TracingCounts {
+    /// Spans taken in.
+    pub received: u64,
+    /// Spans refused as invalid (by the ingest endpoints).
+    pub invalid: u64,
+    /// Spans refused because the queue was full.
+    pub refused_busy: u64,
+    /// Spans stored.
+    pub stored: u64,
+    /// Failed writes.
+    pub write_errors: u64,
+    /// The tail sampler's counts.
+    pub tail: TailCounts,
+    /// Spans held undecided now.
+    pub held: u64,
+    /// Spans queued now.
+    pub queued: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    received: AtomicU64,
+    invalid: AtomicU64,
+    refused_busy: AtomicU64,
+    stored: AtomicU64,
+    write_errors: AtomicU64,
+    queued: AtomicUsize,
+    tail: Mutex<(TailCounts, usize)>,
+}
+
+enum Message {
+    Spans(Vec<Span>),
+    Flush(mpsc::SyncSender<()>),
+}
+
+/// A node's tracing: queue, sampler, store.
+pub struct Tracing {
+    sender: Mutex<Option<SyncSender<Message>>>,
+    store: Arc<SpanStore>,
+    counters: Arc<Counters>,
+    queue_spans: usize,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How often the worker decides due traces and applies the bounds.
+const TICK: Duration = Duration::from_millis(100);
+/// How often the size and age bounds are checked.
+const BOUNDS_EVERY: Duration = Duration::from_secs(10);
+
+impl Tracing {
+    /// Opens the store and starts the worker.
+    pub fn start(config: TracingConfig) -> std::io::Result<Arc<Self>> {
+        let store = Arc::new(SpanStore::open(config.store)?);
+        let (sender, receiver) = mpsc::sync_channel::<Message>(4096);
+        let counters = Arc::new(Counters::default());
+        let worker = {
+            let store = Arc::clone(&store);
+            let counters = Arc::clone(&counters);
+            let tail = Tail::new(config.tail);
+            std::thread::Builder::new()
+                .name("sluice-spans".into())
+                .spawn(move || work(receiver, tail, &store, &counters))?
+        };
+        Ok(Arc::new(Tracing {
+            sender: Mutex::new(Some(sender)),
+            store,
+            counters,
+            queue_spans: config.queue_spans,
+            worker: Mutex::new(Some(worker)),
+        }))
+    }
+
+    /// Hands spans over; refused when the queue holds `queue_spans` already.
+    pub fn submit(&self, spans: Vec<Span>) -> Result<(), Refused> {
+        if spans.is_empty() {
+            return Ok(());
+        }
+        let count = spans.len();
+        let queued = self.counters.queued.fetch_add(count, Ordering::AcqRel);
+        if queued + count > self.queue_spans && queued > 0 {
+            self.counters.queued.fetch_sub(count, Ordering::AcqRel);
+            self.counters
+                .refused_busy
+                .fetch_add(count as u64, Ordering::Relaxed);
+            return Err(Refused::Busy);
+        }
+        let sender = self.sender.lock().clone();
+        let Some(sender) = sender else {
+            self.counters.queued.fetch_sub(count, Ordering::AcqRel);
+            return Err(Refused::Stopped);
+        };
+        match sender.try_send(Message::Spans(spans)) {
+            Ok(()) => {
+                self.counters
+                    .received
+                    .fetch_add(count as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => {
+                self.counters.queued.fetch_sub(count, Ordering::AcqRel);
+                match error {
+                    TrySendError::Full(_) => {
+                        self.counters
+                            .refused_busy
+                            .fetch_add(count as u64, Ordering::Relaxed);
+                        Err(Refused::Busy)
+                    }
+                    TrySendError::Disconnected(_) => Err(Refused::Stopped),
+                }
+            }
+        }
+    }
+
+    /// Counts spans an ingest endpoint refused as invalid.
+    pub fn count_invalid(&self, spans: u64) {
+        self.counters.invalid.fetch_add(spans, Ordering::Relaxed);
+    }
+
+    /// Waits until everything submitted before has been through the sampler
+    /// (decided traces written; undecided ones still held).
+    pub fn flush(&self) {
+        let sender = self.sender.lock().clone();
+        if let Some(sender) = sender {
+            let (done_tx, done_rx) = mpsc::sync_channel(1);
+            if sender.send(Message::Flush(done_tx)).is_ok() {
+                let _ = done_rx.recv_timeout(Duration::from_secs(30));
+            }
+        }
+    }
+
+    /// The store, for queries.
+    pub fn store(&self) -> &SpanStore {
+        &self.store
+    }
+
+    /// The counters now.
+    pub fn counts(&self) -> TracingCounts {
+        let (tail, held) = self.counters.tail.lock().clone();
+        TracingCounts {
+            received: self.counters.received.load(Ordering::Relaxed),
+            invalid: self.counters.invalid.load(Ordering::Relaxed),
+            refused_busy: self.counters.refused_busy.load(Ordering::Relaxed),
+            stored: self.counters.stored.load(Ordering::Relaxed),
+            write_errors: self.counters.write_errors.load(Ordering::Relaxed),
+            tail,
+            held: held as u64,
+            queued: self.counters.queued.load(Ordering::Relaxed) as u64,
+        }
+    }
+
+    /// Decides every held trace, writes what is kept, and stops the worker.
+    pub fn stop(&self) {
+        self.sender.lock().take();
+        if let Some(worker) = self.worker.lock().take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Drop for Tracing {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn write(store: &SpanStore, counters: &Counters, traces: Vec<Vec<Span>>) {
+    if traces.is_empty() {
+        return;
+    }
+    let spans: usize = traces.iter().map(Vec::len).sum();
+    match store.append(traces) {
+        Ok(()) => {
+            counters.stored.fetch_add(spans as u64, Ordering::Relaxed);
+        }
+        Err(error) => {
+            counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%error, spans, "cannot store spans; they are dropped");
+        }
+    }
+}
+
+fn work(receiver: mpsc::Receiver<Message>, mut tail: Tail, store: &SpanStore, counters: &Counters) {
+    let mut last_tick = std::time::Instant::now();
+    let mut last_bounds = std::time::Instant::now();
+    // Kept traces not yet written: written a block at a time, or every tick.
+    let mut kept: Vec<Vec<Span>> = Vec::new();
+    let mut kept_spans = 0;
+    loop {
+        let message = receiver.recv_timeout(TICK);
+        let now = now_ms();
+        let mut flushed = None;
+        match message {
+            Ok(Message::Spans(spans)) => {
+                counters.queued.fetch_sub(spans.len(), Ordering::AcqRel);
+                for trace in tail.offer(spans, now) {
+                    kept_spans += trace.len();
+                    kept.push(trace);
+                }
+            }
+            Ok(Message::Flush(done)) => flushed = Some(done),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                kept.extend(tail.drain(now));
+                write(store, counters, kept);
+                *counters.tail.lock() = (tail.counts().clone(), tail.held_spans());
+                if let Err(error) = store.sync() {
+                    tracing::warn!(%error, "cannot sync the span store");
+                }
+                return;
+            }
+        }
+        let due = last_tick.elapsed() >= TICK || flushed.is_some();
+        if due {
+            last_tick = std::time::Instant::now();
+            kept.extend(tail.tick(now));
+            *counters.tail.lock() = (tail.counts().clone(), tail.held_spans());
+        }
+        if due || kept_spans >= 2048 {
+            write(store, counters, std::mem::take(&mut kept));
+            kept_spans = 0;
+        }
+        if let Some(done) = flushed {
+            let _ = done.send(());
+        }
+        if last_bounds.elapsed() >= BOUNDS_EVERY {
+            last_bounds = std::time::Instant::now();
+            if let Err(error) = store.enforce_bounds(now.saturating_mul(1000)) {
+                tracing::warn!(%error, "cannot drop old span segments");
+            }
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Sluice's control-plane HTTP API (axum): the naming service's endpoints, generic
 //! resources, Prometheus service discovery, health, the OpenAPI document, and
-//! bearer-token access control. Every error is `{"error": {"code", "message"}}`
+//! bearer-token access control, and trace ingest and queries (OTLP, Zipkin).
+//! Every error is `{"error": {"code", "message"}}`
 //! with a 4xx/5xx status; bodies are size-limited and parsed strictly.
 
 mod admin;
@@ -14,6 +15,7 @@ pub mod openapi;
 pub mod protection;
 mod resources;
 mod routes;
+pub mod traces;
 pub mod views;
 
 use std::sync::Arc;
@@ -43,6 +45,30 @@ pub struct AppState {
     pub metrics: Option<MetricsHandle>,
     /// The in-process gateway's protection state, when a gateway runs in this process.
     pub protection: Option<protection::ProtectionSource>,
+    /// Trace ingest and storage, when this node keeps traces.
+    pub tracing: Option<Arc<sluice_trace::pipeline::Tracing>>,
+}
+
+/// Only the tracing endpoints (OTLP ingest, Zipkin's collector and query
+/// API), with the same auth: what `sluice up` serves on the standard ports.
+pub fn tracing_router(state: AppState, auth: Auth) -> Router {
+    traces::routes()
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(auth),
+            auth::authorize,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            use axum::response::IntoResponse;
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the request hit a bug in Sluice; it is logged",
+            )
+            .into_response()
+        }))
 }
 
 /// The admin API's router, with auth, body limits and panic protection.
@@ -107,6 +133,7 @@ pub fn router(state: AppState, auth: Auth, body_limit: usize) -> Router {
         )
         .route("/v1/namespaces/{ns}/metrics", post(metrics::push))
         .route("/v1/hosts/{host}/metrics", post(metrics::push_host))
+        .merge(traces::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -64,6 +64,19 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "get", path: "/v1/namespaces/{ns}/services/{svc}/protection", summary: "A service's protection: routes to it, adaptive concurrency limits and circuit breakers as the in-process gateway holds them, the protection resources naming it or its routes, and requests refused over the window by reason.", query: &[("window", "such as 5m (default)")], body: false },
     Endpoint { method: "get", path: "/v1/namespaces/{ns}/health", summary: "The API-health board: qps, error_rate, p50_ms, p98_ms, p99_ms, codes and top_apis for the namespace (or a service), each service and each instance.", query: &[("window", "such as 5m (default)"), ("service", "only this service")], body: false },
     Endpoint { method: "post", path: "/v1/namespaces/{ns}/metrics", summary: "Push business metrics: {metrics: [{name, type: counter | gauge | observation, value, labels}]}; all or nothing.", query: &[], body: true },
+    Endpoint { method: "post", path: "/v1/traces", summary: "OTLP/HTTP trace export (protobuf or OTLP JSON; gzip or deflate), as OpenTelemetry SDKs send it. 200 with partialSuccess naming spans refused; 503 with Retry-After when the queue is full.", query: &[], body: true },
+    Endpoint { method: "post", path: "/api/v2/spans", summary: "Zipkin v2 collector: a JSON list of spans (gzip allowed); 202, or 400 for the whole batch when a span is invalid.", query: &[], body: true },
+    Endpoint { method: "get", path: "/api/v2/spans", summary: "Zipkin: the span names of a service, sorted.", query: &[("serviceName", "the service")], body: false },
+    Endpoint { method: "get", path: "/api/v2/services", summary: "Zipkin: services that recorded spans, sorted.", query: &[], body: false },
+    Endpoint { method: "get", path: "/api/v2/remoteServices", summary: "Zipkin: the services a service calls, sorted.", query: &[("serviceName", "the service")], body: false },
+    Endpoint { method: "get", path: "/api/v2/traces", summary: "Zipkin: traces matching a search, newest first, as a list of span lists.", query: &[("serviceName", "spans of this service"), ("remoteServiceName", "calling this service"), ("spanName", "with this span name"), ("annotationQuery", "key=value tags and bare words (tag keys, annotations) joined by and"), ("minDuration", "span duration at least, microseconds"), ("maxDuration", "span duration at most, microseconds (needs minDuration)"), ("endTs", "epoch milliseconds (default now)"), ("lookback", "milliseconds before endTs (default a day)"), ("limit", "most traces (default 10)")], body: false },
+    Endpoint { method: "get", path: "/api/v2/trace/{traceId}", summary: "Zipkin: one trace's spans by start time; 404 when unknown.", query: &[], body: false },
+    Endpoint { method: "get", path: "/api/v2/traceMany", summary: "Zipkin: the traces found among several ids.", query: &[("traceIds", "trace ids separated by commas")], body: false },
+    Endpoint { method: "get", path: "/api/v2/dependencies", summary: "Zipkin: the dependency links (parent, child, callCount, errorCount) of calls in the range.", query: &[("endTs", "epoch milliseconds"), ("lookback", "milliseconds before endTs (default a day)")], body: false },
+    Endpoint { method: "get", path: "/api/v2/autocompleteKeys", summary: "Zipkin: the tag keys whose values are offered.", query: &[], body: false },
+    Endpoint { method: "get", path: "/api/v2/autocompleteValues", summary: "Zipkin: known values of a tag key.", query: &[("key", "the tag key")], body: false },
+    Endpoint { method: "get", path: "/v1/tracing", summary: "This node's tracing: spans received, refused, held and stored, tail decisions by reason, bytes on disk.", query: &[], body: false },
+    Endpoint { method: "get", path: "/v1/tracing/dependencies", summary: "The dependency graph with p50 and p99 call durations per edge (microseconds).", query: &[("endTs", "epoch milliseconds"), ("lookback", "milliseconds before endTs (default a day)")], body: false },
     Endpoint { method: "post", path: "/v1/hosts/{host}/metrics", summary: "An agent's host metrics: {values: {host_cpu_percent: 12.5, ...}}.", query: &[], body: true },
 ];
 
@@ -97,6 +110,19 @@ fn query_schema(name: &str) -> Value {
             json!({"type": "string", "pattern": "^([0-9]{1,9}(ms|s|m|h|d))*[1-9][0-9]{0,8}(s|m|h|d)([0-9]{1,9}(ms|s|m|h|d))*$"})
         }
         "namespace" | "service" => json!({"type": "string", "pattern": NAME_PATTERN}),
+        "serviceName" | "remoteServiceName" | "spanName" | "key" => {
+            json!({"type": "string", "minLength": 1})
+        }
+        "minDuration" | "maxDuration" => {
+            json!({"type": "integer", "minimum": 1, "maximum": crate::traces::MAX_DURATION_US})
+        }
+        "endTs" | "lookback" => {
+            json!({"type": "integer", "minimum": 1, "maximum": crate::traces::MAX_MS})
+        }
+        "limit" => json!({"type": "integer", "minimum": 1, "maximum": crate::traces::MAX_LIMIT}),
+        "traceIds" => {
+            json!({"type": "string", "pattern": "^[0-9a-fA-F]{1,32}(,[0-9a-fA-F]{1,32})*$"})
+        }
         "state" => json!({"type": "string", "enum": ["firing", "pending", "resolved", "all"]}),
         "metric" => json!({"type": "string", "pattern": "^[A-Za-z0-9_]{1,128}$"}),
         "agg" => {
@@ -114,6 +140,18 @@ fn query_schema(name: &str) -> Value {
         }
         _ => json!({"type": "string"}),
     }
+}
+
+/// Whether query parameter `name` of `endpoint` is required.
+fn required(endpoint: &Endpoint, name: &str) -> bool {
+    matches!(
+        (endpoint.path, name),
+        ("/v1/query", "metric")
+            | ("/api/v2/spans" | "/api/v2/remoteServices", "serviceName")
+            | ("/api/v2/traceMany", "traceIds")
+            | ("/api/v2/autocompleteValues", "key")
+            | ("/api/v2/dependencies" | "/v1/tracing/dependencies", "endTs")
+    ) || (endpoint.path.ends_with("/rollback") && name == "revision")
 }
 
 /// The schema of a 200 answer of `method path`, from the type its handler answers with.
@@ -167,6 +205,29 @@ fn response_schema(generator: &mut SchemaGenerator, method: &str, path: &str) ->
             of::<crate::protection::ServiceProtection>(generator)
         }
         ("get", "/v1/namespaces/{ns}/health") => of::<sluice_metrics::query::Board>(generator),
+        (
+            "get",
+            "/api/v2/spans"
+            | "/api/v2/services"
+            | "/api/v2/remoteServices"
+            | "/api/v2/autocompleteKeys"
+            | "/api/v2/autocompleteValues",
+        ) => of::<Vec<String>>(generator),
+        ("get", "/api/v2/traces" | "/api/v2/traceMany") => {
+            of::<Vec<Vec<sluice_trace::span::Span>>>(generator)
+        }
+        ("get", "/api/v2/trace/{traceId}") => of::<Vec<sluice_trace::span::Span>>(generator),
+        ("get", "/api/v2/dependencies" | "/v1/tracing/dependencies") => {
+            of::<Vec<sluice_trace::deps::DependencyLink>>(generator)
+        }
+        ("get", "/v1/tracing") => of::<crate::traces::TracingStatus>(generator),
+        ("post", "/v1/traces") => Some(json!({
+            "type": "object",
+            "properties": {"partialSuccess": {"type": "object", "properties": {
+                "rejectedSpans": {"type": ["string", "integer"]},
+                "errorMessage": {"type": "string"},
+            }}},
+        })),
         _ => None,
     }
 }
@@ -248,8 +309,7 @@ pub fn document_with(step_times: Option<(u64, u64)>) -> Value {
             json!({
                 "name": name,
                 "in": "query",
-                "required": (endpoint.path == "/v1/query" && *name == "metric")
-                    || (endpoint.path.ends_with("/rollback") && *name == "revision"),
+                "required": required(endpoint, name),
                 "description": description,
                 "schema": query_schema(name),
             })
@@ -317,6 +377,39 @@ pub fn document_with(step_times: Option<(u64, u64)>) -> Value {
         if let Some(schema) = response_schema(&mut generator, endpoint.method, endpoint.path) {
             operation["responses"]["200"]["content"]["application/json"] =
                 json!({"schema": schema});
+        }
+        if endpoint.path.starts_with("/api/v2/") {
+            // Zipkin's errors are plain text.
+            operation["responses"]["4XX"] = json!({"description": "Bad request, not found, too large", "content": {"text/plain": {"schema": {"type": "string"}}}});
+            if endpoint.method == "post" {
+                operation["responses"] = json!({
+                    "202": {"description": "Accepted"},
+                    "4XX": operation["responses"]["4XX"].clone(),
+                    "503": {"description": "The span queue is full: retry after Retry-After seconds", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                });
+                operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
+                    "type": "array",
+                    "items": generator.subschema_for::<sluice_trace::span::Span>().to_value(),
+                }}}});
+            }
+        }
+        if endpoint.path == "/v1/traces" {
+            // OTLP answers in the request's encoding, errors as google.rpc.Status.
+            let status = json!({"type": "object", "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}});
+            operation["responses"]["200"]["content"]["application/x-protobuf"] =
+                json!({"schema": {"type": "string", "format": "binary"}});
+            operation["responses"]["4XX"] = json!({"description": "Not an OTLP export, too large, unsupported encoding", "content": {
+                "application/json": {"schema": status},
+                "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+            }});
+            operation["responses"]["503"] = json!({"description": "The span queue is full: retry after Retry-After seconds", "content": {
+                "application/json": {"schema": status},
+                "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+            }});
+            operation["requestBody"] = json!({"required": true, "content": {
+                "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": {"type": "object"}},
+            }});
         }
         if endpoint.method == "put" {
             // Creating answers 201, replacing 200.
@@ -408,7 +501,8 @@ mod tests {
                     .as_object()
                     .and_then(|types| types.values().next())
                     .map(|media| &media["schema"]);
-                if path == "/v1/openapi.json" {
+                // Zipkin's collector answers 202 with no body.
+                if path == "/v1/openapi.json" || (path == "/api/v2/spans" && method == "post") {
                     continue;
                 }
                 assert!(

@@ -34,6 +34,7 @@ fn app() -> Router {
         store,
         metrics: None,
         protection: None,
+        tracing: None,
     };
     sluice_api::router(state, Auth::default(), 1024 * 1024)
 }

@@ -22,6 +22,7 @@ async fn every_documented_endpoint_is_routed() {
         store,
         metrics: None,
         protection: None,
+        tracing: None,
     };
     let app = sluice_api::router(state, Auth::default(), 1024 * 1024);
     for endpoint in ENDPOINTS {
@@ -31,7 +32,8 @@ async fn every_documented_endpoint_is_routed() {
             .replace("{svc}", "echo")
             .replace("{id}", "i1")
             .replace("{kind}", "Service")
-            .replace("{name}", "echo");
+            .replace("{name}", "echo")
+            .replace("{traceId}", "4bf92f3577b34da6a3ce929d0e0e4736");
         let method = Method::from_bytes(endpoint.method.to_uppercase().as_bytes()).unwrap();
         let body = if endpoint.body {
             Body::from("{}")

@@ -19,6 +19,7 @@ mod dataplane;
 mod error;
 mod feed;
 mod gateway;
+mod head_sampling;
 mod limit;
 mod observe;
 mod outlier;

@@ -56,7 +56,8 @@ pub(crate) async fn handle(
     if let (Some(observer), Some(method)) = (observer, &method) {
         record::observe(observer, &ctx, method, &response);
     }
-    if let (Some(sink), Some(method), true) = (sink, &method, ctx.record_spans) {
+    let sampled = ctx.trace.as_ref().is_some_and(|t| t.sampled);
+    if let (Some(sink), Some(method), true) = (sink, &method, ctx.record_spans && sampled) {
         spans::record(sink, &ctx, method, path.as_deref().unwrap_or(""), &response);
     }
     Ok(response)
@@ -70,12 +71,16 @@ async fn proxy(
     let (parts, body) = request.into_parts();
     // trace: the trace the request belongs to, or a new one.
     let trace = trace::Trace::start(&parts.headers);
-    ctx.record_spans &= trace.sampled;
+    if trace.decided {
+        ctx.record_spans &= trace.sampled;
+    }
     ctx.trace = Some(trace);
     // framing: a connection whose heads carried both framings is refused.
     framing::check(ctx, parts.version)?;
     // route: the first route that matches; the API the request calls.
     let route = route::find(ctx, &parts)?;
+    // trace (head sampling): the route decides for a trace the caller did not.
+    trace::sample(ctx, route);
     // access: access lists and bans.
     access::check(ctx, route, &parts)?;
     // limits: rate limits (which may delay) and connection limits.

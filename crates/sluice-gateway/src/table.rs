@@ -259,6 +259,8 @@ pub(crate) struct CompiledRoute {
     pub connect_timeout: std::time::Duration,
     /// Names the API each request calls (kept across snapshots; see `api_names`).
     pub apis: Arc<crate::api_names::ApiNamer>,
+    /// Which requests without a sampling decision start a sampled trace.
+    pub head_sampling: crate::head_sampling::HeadSampling,
     /// Precedence: lower sorts first.
     rank: (u8, u8, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>),
 }
@@ -370,6 +372,7 @@ impl CompiledRoute {
             fallback_target,
             connect_timeout: spec.timeouts.connect,
             apis,
+            head_sampling: crate::head_sampling::HeadSampling::new(&spec.tracing),
             rank: (
                 host_rank,
                 path_rank,

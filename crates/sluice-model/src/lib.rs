@@ -34,6 +34,6 @@ pub use protect::{
 pub use resource::{Resource, ResourceId, ResourceMetadata};
 pub use route::{
     LoadBalancing, OutlierDetection, RateLimitSpec, Retries, RetryOn, Rewrite, RouteMatch,
-    RouteSpec, Timeouts, WeightedService,
+    RouteSpec, Timeouts, TraceSampling, WeightedService,
 };
 pub use service::ServiceSpec;

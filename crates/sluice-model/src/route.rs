@@ -66,6 +66,43 @@ pub struct RouteSpec {
     #[serde(default = "default_max_apis")]
     #[schemars(range(min = 1, max = 10000))]
     pub max_apis: usize,
+    /// Head sampling of the traces this route starts (requests that arrive
+    /// with a sampling decision keep it).
+    #[serde(default)]
+    pub tracing: TraceSampling,
+}
+
+/// Which of a route's requests start a sampled trace: a share of them, and
+/// at least a few per API each second so quiet APIs are never invisible. What
+/// is kept of the sampled traces is decided at ingest (tail decisions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TraceSampling {
+    /// The share of requests sampled, 0 to 1. Default 1.
+    #[serde(default = "default_sample")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub sample: f64,
+    /// Traces sampled per API per second whatever `sample` says (0 to 1000). Default 1.
+    #[serde(default = "default_floor")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub floor_per_second: u32,
+}
+
+fn default_sample() -> f64 {
+    1.0
+}
+
+fn default_floor() -> u32 {
+    1
+}
+
+impl Default for TraceSampling {
+    fn default() -> Self {
+        TraceSampling {
+            sample: default_sample(),
+            floor_per_second: default_floor(),
+        }
+    }
 }
 
 fn default_max_apis() -> usize {
@@ -419,6 +456,18 @@ impl RouteSpec {
         }
         if let Some(fallback) = &self.fallback {
             fallback.validate()?;
+        }
+        if !(0.0..=1.0).contains(&self.tracing.sample) {
+            return Err(InvalidField::new(
+                "spec.tracing.sample",
+                format!("{} is outside 0..=1", self.tracing.sample),
+            ));
+        }
+        if self.tracing.floor_per_second > 1000 {
+            return Err(InvalidField::new(
+                "spec.tracing.floor_per_second",
+                format!("{} is over 1000", self.tracing.floor_per_second),
+            ));
         }
         crate::api_template::validate_api_templates(&self.apis, self.max_apis)
             .map_err(|(field, reason)| InvalidField::new(field, reason))?;

@@ -211,7 +211,7 @@ impl Edge {
 }
 
 /// Zipkin's `DependencyLink`, with Sluice's latency quantiles when asked for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DependencyLink {
     /// The caller.

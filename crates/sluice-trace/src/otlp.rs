@@ -421,6 +421,35 @@ pub fn response(decoded: &Decoded, as_json: bool) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// `google.rpc.Status`: the body of a refused export.
+#[derive(Clone, PartialEq, Message)]
+pub struct RpcStatus {
+    /// A `google.rpc.Code` (3 invalid argument, 8 resource exhausted, ...).
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    /// Why.
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// `google.rpc.Code` of a body that is not a valid export.
+pub const INVALID_ARGUMENT: i32 = 3;
+/// `google.rpc.Code` of a node that cannot take more now.
+pub const UNAVAILABLE: i32 = 14;
+
+/// The body of a refused export, in the request's encoding.
+pub fn failure(code: i32, message: &str, as_json: bool) -> Vec<u8> {
+    if as_json {
+        return serde_json::to_vec(&serde_json::json!({"code": code, "message": message}))
+            .unwrap_or_default();
+    }
+    RpcStatus {
+        code,
+        message: message.to_owned(),
+    }
+    .encode_to_vec()
+}
+
 /// OTLP's JSON mapping, read into the protobuf messages.
 mod json {
     use super::*;

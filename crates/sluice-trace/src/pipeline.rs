@@ -82,11 +82,14 @@ struct Counters {
 enum Message {
     Spans(Vec<Span>),
     Flush(mpsc::SyncSender<()>),
+    Stop,
 }
 
 /// A node's tracing: queue, sampler, store.
 pub struct Tracing {
-    sender: Mutex<Option<SyncSender<Message>>>,
+    /// The queue (lock-free to send on: the gateway's threads use it).
+    sender: SyncSender<Message>,
+    stopped: std::sync::atomic::AtomicBool,
     store: Arc<SpanStore>,
     counters: Arc<Counters>,
     queue_spans: usize,
@@ -119,7 +122,8 @@ impl Tracing {
                 .spawn(move || work(receiver, tail, &store, &counters))?
         };
         Ok(Arc::new(Tracing {
-            sender: Mutex::new(Some(sender)),
+            sender,
+            stopped: std::sync::atomic::AtomicBool::new(false),
             store,
             counters,
             queue_spans: config.queue_spans,
@@ -141,12 +145,11 @@ impl Tracing {
                 .fetch_add(count as u64, Ordering::Relaxed);
             return Err(Refused::Busy);
         }
-        let sender = self.sender.lock().clone();
-        let Some(sender) = sender else {
+        if self.stopped.load(Ordering::Acquire) {
             self.counters.queued.fetch_sub(count, Ordering::AcqRel);
             return Err(Refused::Stopped);
-        };
-        match sender.try_send(Message::Spans(spans)) {
+        }
+        match self.sender.try_send(Message::Spans(spans)) {
             Ok(()) => {
                 self.counters
                     .received
@@ -176,12 +179,12 @@ impl Tracing {
     /// Waits until everything submitted before has been through the sampler
     /// (decided traces written; undecided ones still held).
     pub fn flush(&self) {
-        let sender = self.sender.lock().clone();
-        if let Some(sender) = sender {
-            let (done_tx, done_rx) = mpsc::sync_channel(1);
-            if sender.send(Message::Flush(done_tx)).is_ok() {
-                let _ = done_rx.recv_timeout(Duration::from_secs(30));
-            }
+        if self.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let (done_tx, done_rx) = mpsc::sync_channel(1);
+        if self.sender.send(Message::Flush(done_tx)).is_ok() {
+            let _ = done_rx.recv_timeout(Duration::from_secs(30));
         }
     }
 
@@ -207,7 +210,10 @@ impl Tracing {
 
     /// Decides every held trace, writes what is kept, and stops the worker.
     pub fn stop(&self) {
-        self.sender.lock().take();
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = self.sender.send(Message::Stop);
         if let Some(worker) = self.worker.lock().take() {
             let _ = worker.join();
         }
@@ -256,7 +262,7 @@ fn work(receiver: mpsc::Receiver<Message>, mut tail: Tail, store: &SpanStore, co
             }
             Ok(Message::Flush(done)) => flushed = Some(done),
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
+            Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => {
                 kept.extend(tail.drain(now));
                 write(store, counters, kept);
                 *counters.tail.lock() = (tail.counts().clone(), tail.held_spans());

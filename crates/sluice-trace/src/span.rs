@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::{SpanId, TraceId};
 
 /// A span's role in an RPC or a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Kind {
     /// The caller's side.
@@ -26,7 +26,7 @@ pub enum Kind {
 }
 
 /// Where a span happened, or whom it talked to.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
     /// The service (lowercase in Zipkin's convention).
@@ -44,7 +44,7 @@ pub struct Endpoint {
 }
 
 /// An event in a span's life.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Annotation {
     /// Epoch microseconds.
     pub timestamp: u64,
@@ -53,15 +53,18 @@ pub struct Annotation {
 }
 
 /// One span.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Span {
     /// 16 or 32 lowercase hex digits.
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{16}([0-9a-fA-F]{16})?$"))]
     pub trace_id: String,
     /// 16 lowercase hex digits.
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{16}$"))]
     pub id: String,
     /// The parent's id; absent on a root span.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{16}$"))]
     pub parent_id: Option<String>,
     /// The operation (for the gateway: the API, `get /articles/{id}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

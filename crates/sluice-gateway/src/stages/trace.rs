@@ -6,13 +6,33 @@
 //! `traceparent` — and in B3 when the request spoke B3. The client gets the
 //! trace id back in `x-sluice-trace-id`.
 //!
-//! Sampling: the caller's decision is kept; a trace started here is sampled
-//! (head sampling ratios come with span storage). The spans of a sampled trace
-//! are built by stage `spans`, when a span sink is set.
+//! Sampling: the caller's decision is kept; otherwise the matched route's head
+//! sampling decides ([`sample`], after routing: a share, and a floor per API);
+//! a request that matches no route and brought no decision is not sampled.
+//! The spans of a sampled trace are built by stage `spans`, when a span sink is
+//! set.
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use sluice_trace::propagation::{self, Format, Outgoing};
 use sluice_trace::{SpanId, TraceId};
+
+use crate::ctx::RequestCtx;
+use crate::table::CompiledRoute;
+
+/// Head sampling, once the route is known: a trace the caller did not decide
+/// on is sampled as the route says. Spans are recorded only for sampled traces.
+pub(crate) fn sample(ctx: &mut RequestCtx<'_>, route: &CompiledRoute) {
+    let Some(trace) = &mut ctx.trace else {
+        return;
+    };
+    if !trace.decided {
+        trace.sampled = route
+            .head_sampling
+            .sample(ctx.api.as_deref(), u64::try_from(ctx.clock.ms).unwrap_or(0));
+        trace.decided = true;
+    }
+    ctx.record_spans &= trace.sampled;
+}
 
 /// The response header that names the trace.
 pub(crate) const X_SLUICE_TRACE_ID: HeaderName = HeaderName::from_static("x-sluice-trace-id");
@@ -26,6 +46,8 @@ pub(crate) struct Trace {
     /// The caller's span (the SERVER span's parent), when the request named one.
     pub parent_id: Option<SpanId>,
     pub sampled: bool,
+    /// Whether `sampled` is the caller's decision (else the route decides).
+    pub decided: bool,
     pub debug: bool,
     /// `tracestate` to pass on (valid, normalised).
     pub tracestate: Option<String>,
@@ -43,7 +65,8 @@ impl Trace {
                 trace_id: TraceId::random(),
                 span_id: SpanId::random(),
                 parent_id: None,
-                sampled: true,
+                sampled: false,
+                decided: false,
                 debug: false,
                 tracestate: None,
                 drop_tracestate: false,
@@ -69,7 +92,8 @@ impl Trace {
             trace_id,
             span_id: SpanId::random(),
             parent_id,
-            sampled: debug || sampled.unwrap_or(true),
+            sampled: debug || sampled.unwrap_or(false),
+            decided: debug || sampled.is_some(),
             debug,
             // A restarted trace does not carry the old one's state.
             tracestate: tracestate.filter(|_| parent_id.is_some()),
@@ -153,7 +177,10 @@ mod tests {
     #[test]
     fn a_request_without_a_context_starts_a_trace() {
         let trace = Trace::start(&HeaderMap::new());
-        assert!(trace.parent_id.is_none() && trace.sampled);
+        assert!(
+            trace.parent_id.is_none() && !trace.decided,
+            "the route decides"
+        );
         let mut out = HeaderMap::new();
         trace.to_upstream(&mut out);
         assert!(out["traceparent"]

@@ -28,6 +28,18 @@
 //! host = true                     # sample this host's CPU, memory, load, network, disk
 //! gateway = true                  # --metrics-gateway, SLUICE_METRICS_GATEWAY: record every request
 //!
+//! [tracing]                       # --tracing false, SLUICE_TRACING: no span ingest or storage
+//! dir = "./sluice-data/traces"    # spans on disk (default: <data>/traces)
+//! max_mib = 1024                  # most disk used by spans, oldest dropped first
+//! max_age = "7d"                  # oldest span kept
+//! otlp = "127.0.0.1:4318"         # --tracing-otlp, SLUICE_TRACING_OTLP: OTLP/HTTP port, or "off"
+//! zipkin = "127.0.0.1:9411"       # --tracing-zipkin, SLUICE_TRACING_ZIPKIN: Zipkin API port, or "off"
+//! window = "5s"                   # --tracing-window: spans held before a trace is decided
+//! keep_ratio = 0.1                # --tracing-keep-ratio: share of ordinary traces kept
+//! slow = "p98"                    # --tracing-slow: kept when the root is slower (p98 | off | 300ms)
+//! floor_per_second = 1            # traces kept per API per second whatever the ratio
+//! max_held_spans = 500000         # spans held undecided at most
+//!
 //! [registry]
 //! heartbeat_interval = "5s"       # --heartbeat-interval, SLUICE_HEARTBEAT_INTERVAL
 //! unhealthy_after = "15s"         # --unhealthy-after,    SLUICE_UNHEALTHY_AFTER
@@ -108,6 +120,142 @@ pub struct ServerArgs {
     /// Record every gateway request's metrics [default: true].
     #[arg(long, env = "SLUICE_METRICS_GATEWAY")]
     pub metrics_gateway: Option<bool>,
+    /// Take in, keep and answer traces [default: true].
+    #[arg(long, env = "SLUICE_TRACING")]
+    pub tracing: Option<bool>,
+    /// OTLP/HTTP listener (POST /v1/traces), or off [default: 127.0.0.1:4318].
+    #[arg(long, env = "SLUICE_TRACING_OTLP")]
+    pub tracing_otlp: Option<String>,
+    /// Zipkin API listener (/api/v2/...), or off [default: 127.0.0.1:9411].
+    #[arg(long, env = "SLUICE_TRACING_ZIPKIN")]
+    pub tracing_zipkin: Option<String>,
+    /// How long a trace's spans are held before it is kept or dropped [default: 5s].
+    #[arg(long, env = "SLUICE_TRACING_WINDOW")]
+    pub tracing_window: Option<String>,
+    /// Share of ordinary traces kept, 0 to 1 (failed and slow ones always are) [default: 0.1].
+    #[arg(long, env = "SLUICE_TRACING_KEEP_RATIO")]
+    pub tracing_keep_ratio: Option<f64>,
+    /// When a trace counts as slow: p98 (its API's), off, or a duration [default: p98].
+    #[arg(long, env = "SLUICE_TRACING_SLOW")]
+    pub tracing_slow: Option<String>,
+}
+
+/// `[tracing]` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTracing {
+    enabled: Option<bool>,
+    dir: Option<PathBuf>,
+    max_mib: Option<u64>,
+    max_age: Option<String>,
+    otlp: Option<String>,
+    zipkin: Option<String>,
+    window: Option<String>,
+    keep_ratio: Option<f64>,
+    slow: Option<String>,
+    floor_per_second: Option<u32>,
+    max_held_spans: Option<usize>,
+}
+
+/// Tracing settings in force (`None` in [`ServerConfig`] when turned off).
+#[derive(Debug, Clone)]
+pub struct TracingSettings {
+    /// The pipeline: storage and tail decisions.
+    pub pipeline: sluice_trace::pipeline::TracingConfig,
+    /// The OTLP/HTTP listener.
+    pub otlp: Option<SocketAddr>,
+    /// The Zipkin API listener.
+    pub zipkin: Option<SocketAddr>,
+}
+
+/// An optional listener: `off` or `IP:PORT`.
+fn listener(name: &str, text: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if text.eq_ignore_ascii_case("off") || text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .with_context(|| format!("{name} {text:?} is not IP:PORT or off"))
+}
+
+impl FileTracing {
+    /// Merges `args` over the file and defaults.
+    fn resolve(
+        self,
+        args: &mut ServerArgs,
+        data: &Path,
+    ) -> anyhow::Result<Option<TracingSettings>> {
+        if !args.tracing.or(self.enabled).unwrap_or(true) {
+            return Ok(None);
+        }
+        let mut pipeline = sluice_trace::pipeline::TracingConfig::new(
+            self.dir.unwrap_or_else(|| data.join("traces")),
+        );
+        let mib = self.max_mib.unwrap_or(1024);
+        if !(16..=16 * 1024 * 1024).contains(&mib) {
+            bail!("tracing max_mib {mib} is outside 16..=16777216");
+        }
+        pipeline.store.max_bytes = mib << 20;
+        pipeline.store.max_age = duration("tracing max_age", self.max_age, pipeline.store.max_age)?;
+        if pipeline.store.max_age < Duration::from_secs(60) {
+            bail!("tracing max_age must be at least 1m");
+        }
+        let tail = &mut pipeline.tail;
+        tail.window = duration(
+            "tracing window",
+            args.tracing_window.take().or(self.window),
+            tail.window,
+        )?;
+        if tail.window > Duration::from_secs(300) {
+            bail!("tracing window must be at most 5m");
+        }
+        tail.keep_ratio = args
+            .tracing_keep_ratio
+            .or(self.keep_ratio)
+            .unwrap_or(tail.keep_ratio);
+        if !(0.0..=1.0).contains(&tail.keep_ratio) {
+            bail!("tracing keep_ratio {} is outside 0..=1", tail.keep_ratio);
+        }
+        if let Some(slow) = args.tracing_slow.take().or(self.slow) {
+            tail.slow =
+                match slow.trim() {
+                    "p98" => sluice_trace::tail::Slow::P98,
+                    "off" => sluice_trace::tail::Slow::Off,
+                    text => sluice_trace::tail::Slow::Above(duration_text::parse(text).map_err(
+                        |e| anyhow::anyhow!("tracing slow {text:?}: p98, off or a duration ({e})"),
+                    )?),
+                };
+        }
+        tail.floor_per_second = self.floor_per_second.unwrap_or(tail.floor_per_second);
+        if tail.floor_per_second > 1000 {
+            bail!(
+                "tracing floor_per_second {} is over 1000",
+                tail.floor_per_second
+            );
+        }
+        tail.max_spans = self.max_held_spans.unwrap_or(tail.max_spans);
+        if !(1000..=100_000_000).contains(&tail.max_spans) {
+            bail!(
+                "tracing max_held_spans {} is outside 1000..=100000000",
+                tail.max_spans
+            );
+        }
+        let otlp = args
+            .tracing_otlp
+            .take()
+            .or(self.otlp)
+            .unwrap_or_else(|| "127.0.0.1:4318".into());
+        let zipkin = args
+            .tracing_zipkin
+            .take()
+            .or(self.zipkin)
+            .unwrap_or_else(|| "127.0.0.1:9411".into());
+        Ok(Some(TracingSettings {
+            pipeline,
+            otlp: listener("tracing otlp", &otlp)?,
+            zipkin: listener("tracing zipkin", &zipkin)?,
+        }))
+    }
 }
 
 /// `[gateway_tls]` in the config file.
@@ -135,6 +283,8 @@ struct FileConfig {
     registry: FileRegistry,
     #[serde(default)]
     metrics: FileMetrics,
+    #[serde(default)]
+    tracing: FileTracing,
     #[serde(default)]
     tokens: Vec<TokenConfig>,
 }
@@ -199,6 +349,8 @@ pub struct ServerConfig {
     pub tokens: Vec<TokenConfig>,
     /// Metrics.
     pub metrics: MetricsConfig,
+    /// Tracing, unless turned off.
+    pub tracing: Option<TracingSettings>,
 }
 
 fn duration(name: &str, value: Option<String>, default: Duration) -> anyhow::Result<Duration> {
@@ -210,15 +362,17 @@ fn duration(name: &str, value: Option<String>, default: Duration) -> anyhow::Res
 
 impl ServerArgs {
     /// Merges flags, environment, the config file and defaults.
-    pub fn resolve(self, default_gateway: Option<&str>) -> anyhow::Result<ServerConfig> {
-        let file = match &self.config {
+    pub fn resolve(mut self, default_gateway: Option<&str>) -> anyhow::Result<ServerConfig> {
+        let mut file = match &self.config {
             Some(path) => load(path)?,
             None => FileConfig::default(),
         };
         let data = self
             .data
-            .or(file.data)
+            .take()
+            .or(file.data.take())
             .unwrap_or_else(|| PathBuf::from("./sluice-data"));
+        let tracing = std::mem::take(&mut file.tracing).resolve(&mut self, &data)?;
         let store = self
             .store
             .or(file.store)
@@ -337,6 +491,7 @@ impl ServerArgs {
             registry,
             tokens: file.tokens,
             metrics,
+            tracing,
         })
     }
 }

@@ -35,6 +35,7 @@ impl Planes {
         store: &Arc<dyn Store>,
         registry: &Registry,
         recorder: &Arc<Recorder>,
+        spans: Option<Arc<dyn sluice_gateway::SpanSink>>,
     ) -> anyhow::Result<Option<Self>> {
         let Some(address) = config.gateway else {
             if config.gateway_tls.is_some() {
@@ -46,6 +47,7 @@ impl Planes {
         if config.metrics.gateway {
             gateway_config.observer = Some(Arc::new(GatewayRecorder(Arc::clone(recorder))));
         }
+        gateway_config.spans = spans;
         let threads = gateway_config.threads;
         let gateway = in_process(store, registry, gateway_config);
         let plain = gateway

@@ -3,13 +3,14 @@
 //! `sluice gateway` (standalone, in [`standalone`]).
 //!
 //! [`run`] reads as the list of what a node runs — store, registry, resources,
-//! metrics, gateway, alarms, admin API — each started by its own module with
+//! metrics, tracing, gateway, alarms, admin API — each started by its own module with
 //! what it depends on, then one wait for the signal and one ordered stop.
 
 mod alarms;
 mod gateway;
 mod metrics;
 mod standalone;
+mod traces;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,9 +43,21 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!(e))?;
     let resources = Resources::start(Arc::clone(&store), Kinds::builtin());
     let metrics = metrics::Metrics::start(&config).await?;
-    let gateway = gateway::Planes::start(&config, &store, &registry, &metrics.recorder)?;
+    let mut traces = match &config.tracing {
+        Some(settings) => Some(traces::Tracing::start(settings).await?),
+        None => None,
+    };
+    let gateway = gateway::Planes::start(
+        &config,
+        &store,
+        &registry,
+        &metrics.recorder,
+        traces.as_ref().map(traces::Tracing::sink),
+    )?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let alarms = alarms::Alarms::start(&store, &metrics.db, &stop_rx);
+    let mut counters = alarms.counters();
+    counters.extend(traces.iter().flat_map(traces::Tracing::counters));
     let state = AppState {
         registry,
         resources,
@@ -53,10 +66,14 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
             db: Arc::clone(&metrics.db),
             custom: Arc::clone(&metrics.custom),
             agents: Arc::clone(&metrics.agents),
-            exposition: metrics.exposition(gateway.as_ref(), alarms.counters()),
+            exposition: metrics.exposition(gateway.as_ref(), counters),
         }),
         protection: gateway.as_ref().map(gateway::Planes::protection),
+        tracing: traces.as_ref().map(|t| Arc::clone(&t.pipeline)),
     };
+    if let (Some(traces), Some(settings)) = (&mut traces, &config.tracing) {
+        traces.listen(settings, &state, &auth, &stop_rx).await;
+    }
     let admin = start_admin(&config, state, &auth, stop_rx.clone()).await?;
     print_banner(
         role,
@@ -65,6 +82,7 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
         gateway.as_ref().map(|planes| planes.plain.local_addr()),
         auth.enabled(),
         &metrics.db,
+        traces.as_ref(),
     );
     if let Some(tls) = gateway.as_ref().and_then(|planes| planes.tls.as_ref()) {
         println!(
@@ -82,6 +100,9 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, flusher).await;
     alarms.stop(SHUTDOWN_GRACE).await;
+    if let Some(traces) = traces {
+        traces.stop(SHUTDOWN_GRACE).await;
+    }
     match tokio::time::timeout(SHUTDOWN_GRACE, admin.server).await {
         Ok(Ok(Ok(()))) | Err(_) => Ok(()),
         Ok(Ok(Err(error))) => Err(error.into()),
@@ -123,6 +144,7 @@ fn print_banner(
     gateway: Option<std::net::SocketAddr>,
     auth: bool,
     metrics: &Db,
+    traces: Option<&traces::Tracing>,
 ) {
     let what = match role {
         Role::Up => "Sluice is up",
@@ -152,6 +174,24 @@ fn print_banner(
         mib(usage.bytes_at_limit),
         config.metrics.max_series,
     );
+    match traces {
+        Some(traces) => {
+            let stats = traces.pipeline.store().stats();
+            let ports: Vec<String> = traces
+                .listening
+                .iter()
+                .map(|(what, address)| format!("{what} http://{address}"))
+                .collect();
+            println!(
+                "  tracing    {} spans stored ({:.1} MiB); OTLP and Zipkin on the admin address{}{}",
+                stats.spans,
+                mib(stats.bytes),
+                if ports.is_empty() { "" } else { ", " },
+                ports.join(", "),
+            );
+        }
+        None => println!("  tracing    off"),
+    }
     if auth {
         println!(
             "  auth       bearer tokens required ({} configured)",

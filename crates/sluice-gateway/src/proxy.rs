@@ -18,7 +18,7 @@ use crate::stages::fallback::{self, Fallback};
 use crate::stages::rewrite::Outbound;
 use crate::stages::{
     access, admit, attempt, body, framing, limits, pick, record, respond, retry, rewrite, route,
-    spans, target, trace,
+    sample, spans, target, trace,
 };
 use crate::table::{CompiledRoute, Target};
 use crate::upstream::UpstreamBody;
@@ -79,8 +79,8 @@ async fn proxy(
     framing::check(ctx, parts.version)?;
     // route: the first route that matches; the API the request calls.
     let route = route::find(ctx, &parts)?;
-    // trace (head sampling): the route decides for a trace the caller did not.
-    trace::sample(ctx, route);
+    // sample: the route decides for a trace the caller did not.
+    sample::decide(ctx, route);
     // access: access lists and bans.
     access::check(ctx, route, &parts)?;
     // limits: rate limits (which may delay) and connection limits.

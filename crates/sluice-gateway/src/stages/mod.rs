@@ -6,6 +6,7 @@
 //! | trace | [`trace`] | the trace context: read or started; sent on with each attempt |
 //! | framing | [`framing`] | refuses a connection whose heads carried both framings |
 //! | route | [`route`] | finds the route; names the API |
+//! | sample | [`sample`] | head sampling: the route decides for a trace the caller did not |
 //! | access | [`access`] | access lists and bans |
 //! | limits | [`limits`] | rate limits (may delay) and connection limits |
 //! | target | [`target`] | which of the route's services |
@@ -36,6 +37,7 @@ pub(crate) mod respond;
 pub(crate) mod retry;
 pub(crate) mod rewrite;
 pub(crate) mod route;
+pub(crate) mod sample;
 pub(crate) mod spans;
 pub(crate) mod target;
 pub(crate) mod trace;

@@ -7,7 +7,7 @@
 //! trace id back in `x-sluice-trace-id`.
 //!
 //! Sampling: the caller's decision is kept; otherwise the matched route's head
-//! sampling decides ([`sample`], after routing: a share, and a floor per API);
+//! sampling decides (stage `sample`, after routing: a share, and a floor per API);
 //! a request that matches no route and brought no decision is not sampled.
 //! The spans of a sampled trace are built by stage `spans`, when a span sink is
 //! set.
@@ -15,24 +15,6 @@
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use sluice_trace::propagation::{self, Format, Outgoing};
 use sluice_trace::{SpanId, TraceId};
-
-use crate::ctx::RequestCtx;
-use crate::table::CompiledRoute;
-
-/// Head sampling, once the route is known: a trace the caller did not decide
-/// on is sampled as the route says. Spans are recorded only for sampled traces.
-pub(crate) fn sample(ctx: &mut RequestCtx<'_>, route: &CompiledRoute) {
-    let Some(trace) = &mut ctx.trace else {
-        return;
-    };
-    if !trace.decided {
-        trace.sampled = route
-            .head_sampling
-            .sample(ctx.api.as_deref(), u64::try_from(ctx.clock.ms).unwrap_or(0));
-        trace.decided = true;
-    }
-    ctx.record_spans &= trace.sampled;
-}
 
 /// The response header that names the trace.
 pub(crate) const X_SLUICE_TRACE_ID: HeaderName = HeaderName::from_static("x-sluice-trace-id");

@@ -13,6 +13,9 @@
 #   sentry-sdk, aiosmtpd, schemathesis PyPI, into target/pylib: a Sentry SDK reports to
 #                                      Sluice, an SMTP server receives its e-mail,
 #                                      schemathesis fuzzes the admin API from its OpenAPI
+#   opentelemetry-sdk, -exporter-otlp- PyPI, into target/pylib: services instrumented with
+#   proto-http, py-zipkin              OpenTelemetry export traces to Sluice; a Zipkin
+#                                      v2 JSON client posts spans
 #   cargo-nextest                      runs the tests
 #
 # Idempotent. `scripts/setup.sh --check` only reports what is missing (exit 1 if any).
@@ -88,6 +91,14 @@ pip_packages=()
 [ -d $pylib/sentry_sdk ] || pip_packages+=('sentry-sdk>=2,<3')
 [ -d $pylib/aiosmtpd ] || pip_packages+=('aiosmtpd>=1.4,<2')
 [ -d $pylib/schemathesis ] || pip_packages+=('schemathesis>=4.3,<5')
+# The OpenTelemetry packages share the opentelemetry/ directory: pip --target
+# installs them together, replacing it (--upgrade), or the second one is skipped.
+upgrade=()
+if [ ! -d $pylib/opentelemetry/sdk ] || [ ! -d $pylib/opentelemetry/exporter/otlp/proto/http ] \
+  || [ ! -d $pylib/py_zipkin ]; then
+  pip_packages+=('opentelemetry-sdk>=1.30,<2' 'opentelemetry-exporter-otlp-proto-http>=1.30,<2' 'py-zipkin>=1.2,<2')
+  upgrade=(--upgrade)
+fi
 if [ ${#pip_packages[@]} -gt 0 ]; then
   echo "setup: missing: ${pip_packages[*]} (PyPI)"
   if $check_only; then
@@ -95,9 +106,10 @@ if [ ${#pip_packages[@]} -gt 0 ]; then
   fi
   echo "setup: installing ${pip_packages[*]} into $pylib"
   # (--target is not the system's site-packages: Debian's PEP 668 guard allows it.)
-  python3 -m pip install --quiet --disable-pip-version-check \
+  python3 -m pip install --quiet --disable-pip-version-check "${upgrade[@]}" \
     --target $pylib "${pip_packages[@]}" 2>&1 | grep -v 'WARNING: Running pip as' || true
-  for module in sentry_sdk aiosmtpd schemathesis; do
+  for module in sentry_sdk aiosmtpd schemathesis opentelemetry/sdk \
+    opentelemetry/exporter/otlp/proto/http py_zipkin; do
     [ -d $pylib/$module ] || { echo "setup: $module did not install into $pylib" >&2; exit 1; }
   done
 fi

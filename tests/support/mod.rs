@@ -42,6 +42,11 @@ pub struct Sluice {
     pub port: u16,
     /// `http://127.0.0.1:PORT` of the gateway (`sluice up` only).
     pub gateway: Option<String>,
+    /// `http://127.0.0.1:PORT` of the OTLP/HTTP and Zipkin listeners (`up` and
+    /// `server`, on free ports unless the arguments name them).
+    pub otlp: Option<String>,
+    /// See `otlp`.
+    pub zipkin: Option<String>,
     log: PathBuf,
 }
 
@@ -119,6 +124,11 @@ impl Sluice {
         // Never the default gateway port: tests run in parallel.
         let gateway =
             (role == "up" && !args.contains(&"--gateway")).then(sluice_testkit::free_port);
+        // Nor the standard trace ports (4318, 9411).
+        let trace_ports = (matches!(role, "up" | "server")
+            && !args.contains(&"--tracing-otlp")
+            && !args.contains(&"--tracing-zipkin"))
+        .then(|| (sluice_testkit::free_port(), sluice_testkit::free_port()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         // `port` is the admin port of `up` and `server`, the listening port of `gateway`.
         let listen_flag = if role == "gateway" {
@@ -136,6 +146,10 @@ impl Sluice {
         if let Some(gateway) = gateway {
             command.args(["--gateway", &format!("127.0.0.1:{gateway}")]);
         }
+        if let Some((otlp, zipkin)) = trace_ports {
+            command.args(["--tracing-otlp", &format!("127.0.0.1:{otlp}")]);
+            command.args(["--tracing-zipkin", &format!("127.0.0.1:{zipkin}")]);
+        }
         let child = command
             .args(args)
             .env_remove("SLUICE_STORE")
@@ -150,6 +164,8 @@ impl Sluice {
             url: format!("http://127.0.0.1:{port}"),
             port,
             gateway: gateway.map(|g| format!("http://127.0.0.1:{g}")),
+            otlp: trace_ports.map(|(p, _)| format!("http://127.0.0.1:{p}")),
+            zipkin: trace_ports.map(|(_, p)| format!("http://127.0.0.1:{p}")),
             log,
         };
         let mut exited = false;

@@ -29,6 +29,7 @@ mod registry_prometheus_sd;
 mod registry_tour;
 mod store_backup;
 mod store_crash;
+mod trace_ingest;
 mod trace_otel_sdk;
 mod trace_zipkin;
 mod ui_browser;

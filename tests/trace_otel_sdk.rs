@@ -82,7 +82,9 @@ fn service(dir: &std::path::Path, name: &str, otlp: &str, port: u16, next: Optio
 async fn trace_with(api: &Http, trace: &str, count: usize) -> Vec<Value> {
     let mut last = Value::Null;
     for _ in 0..300 {
-        let (status, _, spans) = api.send("GET", &format!("/api/v2/trace/{trace}"), None).await;
+        let (status, _, spans) = api
+            .send("GET", &format!("/api/v2/trace/{trace}"), None)
+            .await;
         if status == 200 && spans.as_array().is_some_and(|s| s.len() >= count) {
             return spans.as_array().cloned().unwrap_or_default();
         }
@@ -110,7 +112,10 @@ fn check_parents(spans: &[Value]) -> Value {
     assert_eq!(gateway["name"], "GET /a", "named by its API");
     assert_eq!(gateway_client["parentId"], gateway["id"]);
     assert_eq!(gateway_client["remoteEndpoint"]["serviceName"], "service-a");
-    assert_eq!(a["parentId"], gateway_client["id"], "A's parent is the gateway's attempt");
+    assert_eq!(
+        a["parentId"], gateway_client["id"],
+        "A's parent is the gateway's attempt"
+    );
     assert_eq!(a_client["parentId"], a["id"]);
     assert_eq!(b["parentId"], a_client["id"]);
     let trace = &gateway["traceId"];
@@ -146,8 +151,11 @@ async fn an_otel_instrumented_call_chain_is_one_trace_with_a_dependency_graph() 
     let api = Http::new(&sluice.url);
     api.register("service-a", "a1", &format!("127.0.0.1:{port_a}"))
         .await;
-    api.route("a", r#"{"match": {"path_prefix": "/a"}, "service": "service-a"}"#)
-        .await;
+    api.route(
+        "a",
+        r#"{"match": {"path_prefix": "/a"}, "service": "service-a"}"#,
+    )
+    .await;
     let gateway = sluice.gateway.clone().unwrap();
     let client = reqwest::Client::new();
     // Until the route, the instance and both Python services are up.
@@ -202,8 +210,15 @@ async fn an_otel_instrumented_call_chain_is_one_trace_with_a_dependency_graph() 
             .iter()
             .map(|l| {
                 (
-                    format!("{} -> {}", l["parent"].as_str().unwrap(), l["child"].as_str().unwrap()),
-                    (l["callCount"].as_u64().unwrap(), l["errorCount"].as_u64().unwrap()),
+                    format!(
+                        "{} -> {}",
+                        l["parent"].as_str().unwrap(),
+                        l["child"].as_str().unwrap()
+                    ),
+                    (
+                        l["callCount"].as_u64().unwrap(),
+                        l["errorCount"].as_u64().unwrap(),
+                    ),
                 )
             })
             .collect();
@@ -212,8 +227,16 @@ async fn an_otel_instrumented_call_chain_is_one_trace_with_a_dependency_graph() 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(links.get("sluice-gateway -> service-a"), Some(&(2, 0)), "{links:?}");
-    assert_eq!(links.get("service-a -> service-b"), Some(&(2, 0)), "{links:?}");
+    assert_eq!(
+        links.get("sluice-gateway -> service-a"),
+        Some(&(2, 0)),
+        "{links:?}"
+    );
+    assert_eq!(
+        links.get("service-a -> service-b"),
+        Some(&(2, 0)),
+        "{links:?}"
+    );
     assert_eq!(links.len(), 2, "{links:?}");
     let (_, services) = api.get("/api/v2/services").await;
     assert_eq!(

@@ -60,19 +60,27 @@ async fn a_zipkin_client_posts_spans_and_reads_them_back_in_zipkins_shapes() {
     let zipkin = Http::new(&zipkin_url);
     let mut spans = Value::Null;
     for _ in 0..100 {
-        let (status, _, body) = zipkin.send("GET", &format!("/api/v2/trace/{trace}"), None).await;
+        let (status, _, body) = zipkin
+            .send("GET", &format!("/api/v2/trace/{trace}"), None)
+            .await;
         if status == 200 && body.as_array().is_some_and(|s| s.len() == 2) {
             spans = body;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let spans = spans.as_array().cloned().unwrap_or_else(|| panic!("trace {trace} never came back whole"));
+    let spans = spans
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("trace {trace} never came back whole"));
     let inner = spans.iter().find(|s| s["name"] == "call bank").unwrap();
     let outer = spans.iter().find(|s| s["name"] == "charge card").unwrap();
     assert_eq!(inner["parentId"], outer["id"]);
     assert_eq!(outer["tags"]["card"], "visa");
-    assert_eq!(outer["localEndpoint"]["serviceName"], "checkout", "lowercased");
+    assert_eq!(
+        outer["localEndpoint"]["serviceName"], "checkout",
+        "lowercased"
+    );
     // Zipkin's units: timestamps in epoch µs, durations in µs.
     let timestamp = outer["timestamp"].as_u64().unwrap();
     assert!(timestamp / 1000 <= now_ms() as u64 && timestamp / 1000 > now_ms() as u64 - 60_000);
@@ -80,7 +88,10 @@ async fn a_zipkin_client_posts_spans_and_reads_them_back_in_zipkins_shapes() {
     assert!((60_000..10_000_000).contains(&duration), "{duration} µs");
 
     let api = Http::new(&sluice.url);
-    assert_eq!(api.get("/api/v2/services").await.1, serde_json::json!(["checkout"]));
+    assert_eq!(
+        api.get("/api/v2/services").await.1,
+        serde_json::json!(["checkout"])
+    );
     assert_eq!(
         api.get("/api/v2/spans?serviceName=Checkout").await.1,
         serde_json::json!(["call bank", "charge card"])
@@ -90,7 +101,10 @@ async fn a_zipkin_client_posts_spans_and_reads_them_back_in_zipkins_shapes() {
         let api = api.clone();
         async move { api.get(&format!("/api/v2/traces?{query}")).await.1 }
     };
-    let found = search(format!("serviceName=checkout&minDuration=50000&endTs={end}&lookback=60000")).await;
+    let found = search(format!(
+        "serviceName=checkout&minDuration=50000&endTs={end}&lookback=60000"
+    ))
+    .await;
     assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
     assert_eq!(found[0].as_array().unwrap().len(), 2, "whole traces");
     for query in [
@@ -99,26 +113,48 @@ async fn a_zipkin_client_posts_spans_and_reads_them_back_in_zipkins_shapes() {
         format!("serviceName=checkout&spanName=nothing&endTs={end}"),
         format!("annotationQuery=card%3Dmastercard&endTs={end}"),
     ] {
-        assert_eq!(search(query.clone()).await, serde_json::json!([]), "{query}");
+        assert_eq!(
+            search(query.clone()).await,
+            serde_json::json!([]),
+            "{query}"
+        );
     }
     for query in [
         format!("annotationQuery=error&endTs={end}"),
         format!("annotationQuery=card%3Dvisa%20and%20error&spanName=call%20bank&endTs={end}"),
         "limit=1".to_owned(),
     ] {
-        assert_eq!(search(query.clone()).await.as_array().unwrap().len(), 1, "{query}");
+        assert_eq!(
+            search(query.clone()).await.as_array().unwrap().len(),
+            1,
+            "{query}"
+        );
     }
     let many = api
-        .get(&format!("/api/v2/traceMany?traceIds={trace},{}", "1".repeat(32)))
+        .get(&format!(
+            "/api/v2/traceMany?traceIds={trace},{}",
+            "1".repeat(32)
+        ))
         .await
         .1;
     assert_eq!(many.as_array().unwrap().len(), 1);
-    let links = api.get(&format!("/api/v2/dependencies?endTs={end}")).await.1;
+    let links = api
+        .get(&format!("/api/v2/dependencies?endTs={end}"))
+        .await
+        .1;
     assert_eq!(links, serde_json::json!([]), "one service calls none");
-    assert!(api.get("/api/v2/autocompleteKeys").await.1.as_array().unwrap().contains(&serde_json::json!("http.method")));
+    assert!(api
+        .get("/api/v2/autocompleteKeys")
+        .await
+        .1
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("http.method")));
 
     // Zipkin's errors: plain text.
-    let (status, _, body) = api.send("GET", &format!("/api/v2/trace/{}", "2".repeat(32)), None).await;
+    let (status, _, body) = api
+        .send("GET", &format!("/api/v2/trace/{}", "2".repeat(32)), None)
+        .await;
     assert_eq!(status, 404);
     assert_eq!(body, Value::String(format!("{} not found", "2".repeat(32))));
     for (path, needs) in [

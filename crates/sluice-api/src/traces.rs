@@ -35,6 +35,10 @@ use crate::AppState;
 /// Largest trace body, before and after decompression.
 pub const MAX_TRACE_BODY: usize = 20 * 1024 * 1024;
 
+/// How much of an over-large body is read (and dropped) before the
+/// connection is closed.
+const DRAIN_LIMIT: usize = 4 * MAX_TRACE_BODY;
+
 /// Zipkin's default lookback: a day, in ms.
 const DEFAULT_LOOKBACK_MS: u64 = 86_400_000;
 /// Most traces one search answers.
@@ -92,21 +96,34 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Refusal> 
             format!("the body is over {} MiB {what}", MAX_TRACE_BODY >> 20),
         )
     };
-    let raw = match http_body_util::Limited::new(body, MAX_TRACE_BODY)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            return Err(too_large("as sent"))
-        }
-        Err(error) => {
-            return Err(Refusal(
+    // Past the limit the rest is read and dropped (up to a bound), so that the
+    // client, still sending, gets to read the 413 instead of a broken pipe.
+    let mut body = body;
+    let mut raw = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            Refusal::new(
                 StatusCode::BAD_REQUEST,
                 format!("cannot read the body: {error}"),
-            ))
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > MAX_TRACE_BODY {
+            raw = Vec::new();
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        } else {
+            raw.extend_from_slice(&data);
         }
-    };
+    }
+    if seen > MAX_TRACE_BODY {
+        return Err(too_large("as sent"));
+    }
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -116,7 +133,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Refusal> 
     let mut out = Vec::new();
     let limit = MAX_TRACE_BODY as u64 + 1;
     let result = match encoding.as_str() {
-        "" | "identity" => return Ok(raw.to_vec()),
+        "" | "identity" => return Ok(raw),
         "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(&raw[..])
             .take(limit)
             .read_to_end(&mut out),

@@ -38,7 +38,8 @@
 //! keep_ratio = 0.1                # --tracing-keep-ratio: share of ordinary traces kept
 //! slow = "p98"                    # --tracing-slow: kept when the root is slower (p98 | off | 300ms)
 //! floor_per_second = 1            # traces kept per API per second whatever the ratio
-//! max_held_spans = 500000         # spans held undecided at most
+//! max_held_spans = 500000         # spans held undecided at most (older traces decided early)
+//! max_queued_spans = 200000       # spans waiting for the sampler at most (then 503 + Retry-After)
 //!
 //! [registry]
 //! heartbeat_interval = "5s"       # --heartbeat-interval, SLUICE_HEARTBEAT_INTERVAL
@@ -155,6 +156,7 @@ struct FileTracing {
     slow: Option<String>,
     floor_per_second: Option<u32>,
     max_held_spans: Option<usize>,
+    max_queued_spans: Option<usize>,
 }
 
 /// Tracing settings in force (`None` in [`ServerConfig`] when turned off).
@@ -238,6 +240,13 @@ impl FileTracing {
             bail!(
                 "tracing max_held_spans {} is outside 1000..=100000000",
                 tail.max_spans
+            );
+        }
+        pipeline.queue_spans = self.max_queued_spans.unwrap_or(pipeline.queue_spans);
+        if !(1000..=100_000_000).contains(&pipeline.queue_spans) {
+            bail!(
+                "tracing max_queued_spans {} is outside 1000..=100000000",
+                pipeline.queue_spans
             );
         }
         let otlp = args

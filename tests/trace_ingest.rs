@@ -191,6 +191,18 @@ async fn at_a_one_percent_ratio_every_failed_and_slow_trace_is_kept_whole() {
     }
 }
 
+/// What is sent and what must come back: (what, url, content type, encoding,
+/// body, status, rejected spans in a partial success).
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Vec<u8>,
+    u16,
+    Option<&'a str>,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_hostile_bodies_get_4xx_or_partial_success_never_5xx() {
     let dir = tempfile::tempdir().unwrap();
@@ -236,8 +248,7 @@ async fn malformed_and_hostile_bodies_get_4xx_or_partial_success_never_5xx() {
     let fifty_mb = vec![b'{'; 50 << 20];
     let bomb = gzip(&vec![0u8; 300 << 20]);
 
-    // (what, url, content type, encoding, body, status, rejected spans in a partial success)
-    let cases: Vec<(&str, &str, &str, Option<&str>, Vec<u8>, u16, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         ("garbage protobuf", &otlp, "application/x-protobuf", None, vec![0xff; 64], 400, None),
         ("truncated protobuf", &otlp, "application/x-protobuf", None, export("s", vec![span(trace, 1, 0, "x", at, 1, false)])[..20].to_vec(), 400, None),
         ("empty protobuf", &otlp, "application/x-protobuf", None, Vec::new(), 200, None),

@@ -151,6 +151,48 @@ async fn a_zipkin_client_posts_spans_and_reads_them_back_in_zipkins_shapes() {
         .unwrap()
         .contains(&serde_json::json!("http.method")));
 
+    // The CLI reads the same API.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .args(["--server", &sluice.url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let found = cli(&["trace", "find", "--service", "checkout", "--min", "50ms"]);
+    assert!(
+        found.contains(&trace) && found.contains("checkout charge card"),
+        "{found}"
+    );
+    assert!(!cli(&["trace", "find", "--service", "checkout", "--min", "5s"]).contains(&trace));
+    assert!(cli(&["trace", "find", "--errors"]).contains(&trace));
+    let waterfall = cli(&["trace", "get", &trace]);
+    let lines: Vec<&str> = waterfall.lines().collect();
+    assert!(lines[0].contains("2 spans"), "{waterfall}");
+    let outer_line = lines
+        .iter()
+        .position(|l| l.contains("checkout charge card"))
+        .unwrap();
+    let inner_line = lines
+        .iter()
+        .position(|l| l.contains("  checkout call bank"))
+        .unwrap();
+    assert!(
+        inner_line > outer_line,
+        "the child under its parent: {waterfall}"
+    );
+    assert!(
+        lines[inner_line].contains("error") && lines[inner_line].contains('█'),
+        "{waterfall}"
+    );
+    assert!(cli(&["trace", "deps"]).starts_with("CALLER"));
+
     // Zipkin's errors: plain text.
     let (status, _, body) = api
         .send("GET", &format!("/api/v2/trace/{}", "2".repeat(32)), None)

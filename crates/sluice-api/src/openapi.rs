@@ -94,12 +94,14 @@ fn path_schema(name: &str, path: &str) -> Value {
         "project" => json!({"type": "string", "pattern": "^[0-9]{1,18}$"}),
         "endpoint" => json!({"type": "string", "enum": ["envelope", "store"]}),
         "host" => json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,253}$"}),
+        // Zipkin's: up to 32 hex digits (left-padded to 16 or 32).
+        "traceId" => json!({"type": "string", "pattern": "^[0-9a-fA-F]{1,32}$"}),
         _ => json!({"type": "string", "pattern": NAME_PATTERN}),
     }
 }
 
 /// The schema of query parameter `name`, as the handlers parse it.
-fn query_schema(name: &str) -> Value {
+fn query_schema(name: &str, required: bool) -> Value {
     match name {
         "index" => json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
         "revision" => json!({"type": "integer", "minimum": 1, "maximum": u64::MAX}),
@@ -110,9 +112,10 @@ fn query_schema(name: &str) -> Value {
             json!({"type": "string", "pattern": "^([0-9]{1,9}(ms|s|m|h|d))*[1-9][0-9]{0,8}(s|m|h|d)([0-9]{1,9}(ms|s|m|h|d))*$"})
         }
         "namespace" | "service" => json!({"type": "string", "pattern": NAME_PATTERN}),
-        "serviceName" | "remoteServiceName" | "spanName" | "key" => {
-            json!({"type": "string", "minLength": 1})
-        }
+        // Empty means "any", as Zipkin's UI sends it; where one is required it
+        // must say something.
+        "serviceName" | "key" if required => json!({"type": "string", "pattern": "\\S"}),
+        "serviceName" | "remoteServiceName" | "spanName" | "key" => json!({"type": "string"}),
         "minDuration" | "maxDuration" => {
             json!({"type": "integer", "minimum": 1, "maximum": crate::traces::MAX_DURATION_US})
         }
@@ -311,7 +314,7 @@ pub fn document_with(step_times: Option<(u64, u64)>) -> Value {
                 "in": "query",
                 "required": required(endpoint, name),
                 "description": description,
-                "schema": query_schema(name),
+                "schema": query_schema(name, required(endpoint, name)),
             })
         }));
         let mut operation = json!({
@@ -406,7 +409,8 @@ pub fn document_with(step_times: Option<(u64, u64)>) -> Value {
                 "application/json": {"schema": status},
                 "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
             }});
-            operation["requestBody"] = json!({"required": true, "content": {
+            // An empty export succeeds, as OTLP says.
+            operation["requestBody"] = json!({"required": false, "content": {
                 "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
                 "application/json": {"schema": {"type": "object"}},
             }});

@@ -81,6 +81,19 @@ impl Refusal {
     }
 }
 
+impl Refusal {
+    /// The same refusal in the admin API's JSON error shape (for Sluice's own
+    /// `/v1/tracing` endpoints).
+    fn into_api(self) -> Response {
+        let code = match self.0 {
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            _ => "bad_request",
+        };
+        crate::ApiError::new(self.0, code, self.1).into_response()
+    }
+}
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         text(self.0, self.1)
@@ -702,7 +715,7 @@ pub fn status_of(tracing: &Tracing) -> TracingStatus {
 pub async fn status(State(state): State<AppState>) -> Response {
     match read(&state, status_of).await {
         Ok(status) => json(&status),
-        Err(refusal) => refusal.into_response(),
+        Err(refusal) => refusal.into_api(),
     }
 }
 
@@ -718,7 +731,7 @@ pub async fn dependency_graph(
     };
     match result.await {
         Ok(links) => json(&links),
-        Err(refusal) => refusal.into_response(),
+        Err(refusal) => refusal.into_api(),
     }
 }
 

@@ -75,6 +75,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::errors::ErrorsCommand,
     },
+    /// Traces: show one as a waterfall, find slow or failed ones, the dependency graph.
+    Trace {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(subcommand)]
+        command: cli::trace::TraceCommand,
+    },
     /// Mute alarms' notifications for a while, list and lift mutes.
     Mute {
         #[command(flatten)]
@@ -176,6 +183,7 @@ fn main() -> std::process::ExitCode {
             Command::Alarms { client, command } => cli::alarms::run(client, command).await,
             Command::Mute { client, command } => cli::mute::run(client, command).await,
             Command::Errors { client, command } => cli::errors::run(client, command).await,
+            Command::Trace { client, command } => cli::trace::run(client, command).await,
             Command::Health {
                 client,
                 service,

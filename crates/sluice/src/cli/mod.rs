@@ -11,6 +11,7 @@ pub mod mute;
 pub mod resources;
 pub mod store;
 pub mod svc;
+pub mod trace;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

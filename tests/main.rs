@@ -34,3 +34,4 @@ mod trace_otel_sdk;
 mod trace_zipkin;
 mod ui_browser;
 mod ui_console;
+mod ui_traces;

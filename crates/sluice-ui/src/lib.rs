@@ -2,7 +2,8 @@
 //! server-rendered pages (maud) over the same state the admin API serves — the
 //! overview, services with their instances (drain / undrain), API health and
 //! protection, routes and rules with history and rollback, alarms (acknowledge,
-//! mute), error groups and hosts. Curves are drawn by uPlot from `/ui/series`;
+//! mute), error groups, hosts, and traces (search, waterfall, dependency
+//! graph). Curves are drawn by uPlot from `/ui/series`;
 //! htmx refreshes the page body in place. Both are vendored under `assets/` and
 //! embedded in the binary: no JavaScript build, nothing fetched from elsewhere.
 //!
@@ -17,6 +18,7 @@ mod actions;
 mod assets;
 mod charts;
 mod pages;
+mod traces;
 
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
@@ -71,6 +73,9 @@ pub fn router(app: AppState, auth: Auth) -> Router {
         .route("/ui/alarms/{id}/ack", post(actions::acknowledge))
         .route("/ui/mutes", post(actions::mute))
         .route("/ui/errors", get(pages::errors))
+        .route("/ui/traces", get(traces::search))
+        .route("/ui/traces/{id}", get(traces::trace))
+        .route("/ui/dependencies", get(traces::dependencies))
         .route("/ui/series", get(charts::series))
         .route("/ui/assets/{name}", get(assets::serve))
         .with_state(state)
@@ -318,6 +323,7 @@ fn navigation(viewer: &Viewer, path: &str) -> Markup {
             (link("/ui/resources", "Routes & rules"))
             (link("/ui/alarms", "Alarms"))
             (link("/ui/errors", "Errors"))
+            (link("/ui/traces", "Traces"))
             (link("/ui/hosts", "Hosts"))
             form.picker method="get" action=(path) {
                 label { "namespace " input type="text" name="ns" value=(viewer.ns) size="10"; }

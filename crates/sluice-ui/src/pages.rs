@@ -50,7 +50,17 @@ fn health_cards(viewer: &Viewer, board: &Option<Board>) -> Markup {
     }
 }
 
-fn top_apis(board: &Option<Board>) -> Markup {
+/// The console's trace search for one API's gateway spans over the page's range.
+fn traces_of_api(viewer: &Viewer, api: &str) -> String {
+    let query: Vec<(&str, &str)> = vec![("service", "sluice-gateway"), ("api", api)];
+    format!(
+        "/ui/traces?{}&{}",
+        serde_urlencoded::to_string(query).unwrap_or_default(),
+        viewer.keep()
+    )
+}
+
+fn top_apis(viewer: &Viewer, board: &Option<Board>) -> Markup {
     let signals = board
         .as_ref()
         .map(|b| b.signals.clone())
@@ -58,11 +68,12 @@ fn top_apis(board: &Option<Board>) -> Markup {
     html! {
         h2 { "Top APIs" }
         table #top-apis {
-            tr { th { "API" } th { "service" } th { "QPS" } th { "p98 ms" } th { "errors" } }
+            tr { th { "API" } th { "service" } th { "QPS" } th { "p98 ms" } th { "errors" } th { "" } }
             @for api in &signals.top_apis {
                 tr {
                     td { (api.api) } td { (api.service) } td { (number(Some(api.qps), 2)) }
                     td { (number(api.p98_ms, 1)) } td { (percent(api.error_rate)) }
+                    td { a.traces href=(traces_of_api(viewer, &api.api)) { "traces" } }
                 }
             }
         }
@@ -107,7 +118,7 @@ pub(crate) async fn overview(State(state): State<UiState>, viewer: Viewer) -> Re
                 (chart(&viewer, &Chart { title: "Gateway p98 latency", metric: "p98_ms", matching: &[], by: &[], agg: "avg", unit: "ms" }))
                 (chart(&viewer, &Chart { title: "Gateway error rate", metric: "error_rate", matching: &[], by: &[], agg: "avg", unit: "" }))
             }
-            (top_apis(&board))
+            (top_apis(&viewer, &board))
             h2 { "Firing alarms (" (firing.len()) ")" }
             table #firing {
                 tr { th { "rule" } th { "labels" } th { "since" } th { "count" } th { "message" } }
@@ -221,7 +232,7 @@ pub(crate) async fn service(
                 (chart(&viewer, &Chart { title: "Error rate", metric: "error_rate", matching: &[("service", &svc)], by: &[], agg: "avg", unit: "" }))
                 (chart(&viewer, &Chart { title: "Refused requests by reason", metric: "rejections", matching: &[("service", &svc)], by: &["reason"], agg: "rate", unit: "req/s" }))
             }
-            (top_apis(&board))
+            (top_apis(&viewer, &board))
             h2 { "Protection" }
             @if !protection.gateway {
                 p.muted { "No gateway runs in this process: limits and breakers are shown by the gateways that hold them." }
@@ -435,7 +446,14 @@ pub(crate) async fn alarms(State(state): State<UiState>, viewer: Viewer) -> Resp
             tr { th { "rule" } th { "state" } th { "labels" } th { "value" } th { "count" } th { "first seen" } th { "last seen" } th { "message" } @if writer { th { "" } } }
             @for a in list {
                 tr {
-                    td { (a.rule) }
+                    td {
+                        (a.rule)
+                        @if let Some(api) = a.labels.get("api") {
+                            " " a.traces href=(traces_of_api(&viewer, api)) { "traces" }
+                        } @else if let Some(service) = a.labels.get("service") {
+                            " " a.traces href={ "/ui/traces?service=sluice-gateway&tag=sluice.service%3D" (viewer.ns) "/" (service) "&" (keep) } { "traces" }
+                        }
+                    }
                     td class=(match a.state { AlarmState::Firing => "bad", AlarmState::Pending => "warn", AlarmState::Resolved => "muted" }) { (a.state.as_str()) }
                     td { (labels(&a.labels)) } td { (number(a.value, 3)) } td { (a.count) }
                     td { (time_text(a.first_seen)) } td { (time_text(a.last_seen)) } td { (a.message) }

@@ -85,6 +85,7 @@ fn main() {
         status: if i.is_multiple_of(50) { 503 } else { 200 },
         latency: Duration::from_micros(2_000 + (i as u64 * 7919) % 50_000),
         rejected: None,
+        trace_id: None,
     };
     for i in 0..apis {
         recorder.record(&sample(i));

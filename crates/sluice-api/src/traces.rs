@@ -111,8 +111,12 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Refusal> 
     };
     // Past the limit the rest is read and dropped (up to a bound), so that the
     // client, still sending, gets to read the 413 instead of a broken pipe.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(0);
     let mut body = body;
-    let mut raw = Vec::new();
+    let mut raw = Vec::with_capacity(declared.min(MAX_TRACE_BODY));
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| {
@@ -259,6 +263,12 @@ pub async fn otlp_ingest(
         Ok(bytes) => bytes,
         Err(Refusal(status, message)) => return failure(status, &message),
     };
+    if !tracing.has_room() {
+        return busy(
+            "the span queue is full; retry after a second",
+            Some(as_json),
+        );
+    }
     let decoded = tokio::task::spawn_blocking(move || {
         if as_json {
             otlp::decode_json(&bytes)
@@ -273,8 +283,9 @@ pub async fn otlp_ingest(
         Err(_) => return failure(StatusCode::BAD_REQUEST, "the body could not be decoded"),
     };
     tracing.count_invalid(decoded.rejected);
-    match tracing.submit(decoded.spans.clone()) {
-        Ok(()) => otlp_answer(StatusCode::OK, otlp::response(&decoded, as_json), as_json),
+    let answer = otlp::response(&decoded, as_json);
+    match tracing.submit(decoded.spans) {
+        Ok(()) => otlp_answer(StatusCode::OK, answer, as_json),
         Err(Refused::Busy) => busy(
             "the span queue is full; retry after a second",
             Some(as_json),
@@ -310,6 +321,9 @@ pub async fn zipkin_ingest(
         Ok(bytes) => bytes,
         Err(Refusal(status, message)) => return text(status, message),
     };
+    if !tracing.has_room() {
+        return busy("the span queue is full; retry after a second", None);
+    }
     let parsed = tokio::task::spawn_blocking(move || parse_zipkin(&bytes)).await;
     let spans = match parsed {
         Ok(Ok(spans)) => spans,

@@ -45,4 +45,7 @@ pub struct RequestRecord<'a> {
     pub attempts: usize,
     /// Why the gateway refused or gave up on the request, if it did.
     pub rejected: Option<Reason>,
+    /// The request's trace id, when the trace is sampled (its spans are kept,
+    /// if the tail keeps them): for exemplars.
+    pub trace_id: Option<u128>,
 }

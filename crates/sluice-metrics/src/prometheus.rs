@@ -3,7 +3,7 @@
 //! step), its rejections by reason, and the metrics store's own figures — so an
 //! existing Prometheus + Grafana can scrape Sluice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
@@ -204,8 +204,84 @@ impl Exposition {
         if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &registry) {
             tracing::warn!(%error, "cannot encode the metrics exposition");
         }
-        text
+        match &self.recorder {
+            Some(recorder) => with_exemplars(&text, &recorder.exemplars()),
+            None => text,
+        }
     }
+}
+
+/// Label values as OpenMetrics escapes them.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Adds exemplars (OpenMetrics: `bucket{...} N # {trace_id="..."} VALUE TIME`)
+/// to the latency histogram's bucket lines: each exemplar on the first bucket
+/// whose bound holds its value.
+fn with_exemplars(
+    text: &str,
+    exemplars: &HashMap<crate::SeriesKey, Vec<crate::recorder::Exemplar>>,
+) -> String {
+    if exemplars.is_empty() {
+        return text.to_owned();
+    }
+    // Each series' labels as the encoder writes them after `le` (sorted).
+    let mut by_labels: HashMap<String, &Vec<crate::recorder::Exemplar>> = HashMap::new();
+    for (key, list) in exemplars {
+        let labels: Vec<String> = key
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect();
+        by_labels.insert(labels.join(","), list);
+    }
+    const BUCKET: &str = "sluice_gateway_request_duration_seconds_bucket{le=\"";
+    let mut out = String::with_capacity(text.len() + exemplars.len() * 96);
+    // Per series: exemplars placed, and the previous bucket's bound.
+    let mut placed: HashMap<&str, (usize, f64)> = HashMap::new();
+    for line in text.lines() {
+        out.push_str(line);
+        let parsed = line.strip_prefix(BUCKET).and_then(|rest| {
+            let (bound, rest) = rest.split_once("\",")?;
+            let (labels, _) = rest.rsplit_once('}')?;
+            Some((bound.parse::<f64>().unwrap_or(f64::INFINITY), labels))
+        });
+        if let Some((labels, list)) = parsed.and_then(|(bound, labels)| {
+            by_labels
+                .get_key_value(labels)
+                .map(|(k, list)| ((k.as_str(), bound), *list))
+        }) {
+            let (labels, bound) = labels;
+            let (done, previous) = placed.entry(labels).or_insert((0, f64::MIN));
+            let below = std::mem::replace(previous, bound);
+            // Exemplars in a lower bucket already taken are skipped.
+            while list
+                .get(*done)
+                .is_some_and(|e| (e.micros as f64 / 1_000_000.0) <= below)
+            {
+                *done += 1;
+            }
+            // One exemplar per bucket line, within its bounds.
+            if let Some(exemplar) = list.get(*done) {
+                let seconds = exemplar.micros as f64 / 1_000_000.0;
+                if seconds <= bound {
+                    out.push_str(&format!(
+                        " # {{trace_id=\"{:032x}\"}} {seconds} {}.{:03}",
+                        exemplar.trace_id,
+                        exemplar.at_ms / 1000,
+                        exemplar.at_ms % 1000
+                    ));
+                    *done += 1;
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -216,16 +292,17 @@ mod tests {
     #[test]
     fn the_exposition_has_counts_histograms_and_rejections() {
         let recorder = Arc::new(Recorder::new(10));
-        for ms in [3, 30, 300] {
+        for (ms, status, trace) in [(3, 200, 1u128), (30, 503, 2), (300, 200, 3)] {
             recorder.record(&RequestSample {
                 namespace: "default",
                 route: "echo",
                 api: "GET /echo",
                 service: "echo",
                 instance: "i1",
-                status: 200,
+                status,
                 latency: std::time::Duration::from_millis(ms),
                 rejected: None,
+                trace_id: Some(trace),
             });
         }
         recorder.drain();
@@ -242,7 +319,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"sluice_gateway_requests_total{api="GET /echo",code="200",instance="i1",namespace="default",route="echo",service="echo"} 3"#),
+            text.contains(r#"sluice_gateway_requests_total{api="GET /echo",code="200",instance="i1",namespace="default",route="echo",service="echo"} 2"#),
             "{text}"
         );
         assert!(
@@ -253,9 +330,15 @@ mod tests {
         );
         assert!(
             text.contains(
-                r#"le="0.05",api="GET /echo",instance="i1",namespace="default",route="echo",service="echo"} 2"#
+                r#"le="0.05",api="GET /echo",instance="i1",namespace="default",route="echo",service="echo"} 2 # {trace_id="00000000000000000000000000000002"} 0.03 "#
             ),
-            "{text}"
+            "the failed request's trace: {text}"
+        );
+        assert!(
+            text.contains(
+                r#"service="echo"} 3 # {trace_id="00000000000000000000000000000003"} 0.3 "#
+            ),
+            "the slowest request's trace: {text}"
         );
         assert!(
             text.contains(

@@ -469,6 +469,7 @@ mod tests {
                     status: if i == 0 { 500 } else { 200 },
                     latency: std::time::Duration::from_millis(10),
                     rejected: None,
+                    trace_id: None,
                 });
             }
             for _ in 0..5 {
@@ -481,6 +482,7 @@ mod tests {
                     status: 201,
                     latency: std::time::Duration::from_millis(50),
                     rejected: None,
+                    trace_id: None,
                 });
             }
             for (key, agg) in recorder.drain() {

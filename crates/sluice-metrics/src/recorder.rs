@@ -12,6 +12,11 @@
 //! a `code` label), `latency_ms` (a histogram) and `rejections` (a counter of the
 //! requests the gateway refused, with a `reason` label), all labelled `namespace`,
 //! `route`, `service`, `api`, `instance`.
+//!
+//! Exemplars: each cell keeps the trace id of its slowest request of the step
+//! and of its last failed one (5xx or refused), written lock-free (a sequence
+//! number guards the pair of words); each step publishes them, and the
+//! exposition shows them on the latency histogram's buckets.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -61,6 +66,73 @@ pub struct RequestSample<'a> {
     /// Why the gateway refused or gave up on the request (one of
     /// [`REJECTION_REASONS`]), if it did.
     pub rejected: Option<&'a str>,
+    /// The request's trace, when it was sampled (for exemplars).
+    pub trace_id: Option<u128>,
+}
+
+/// A request that stands for its cell's latency: its trace, how long it
+/// took, when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exemplar {
+    /// The trace id.
+    pub trace_id: u128,
+    /// Latency, µs.
+    pub micros: u64,
+    /// Unix ms.
+    pub at_ms: u64,
+}
+
+/// One exemplar, written by any gateway thread without a lock: a writer takes
+/// the sequence from even to odd (or skips when another writer holds it),
+/// writes, and makes it even again; a reader retries a torn read.
+#[derive(Default)]
+struct ExemplarSlot {
+    seq: AtomicU64,
+    high: AtomicU64,
+    low: AtomicU64,
+    micros: AtomicU64,
+    at_ms: AtomicU64,
+}
+
+impl ExemplarSlot {
+    fn write(&self, exemplar: Exemplar) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        if seq % 2 == 1
+            || self
+                .seq
+                .compare_exchange(seq, seq + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.high
+            .store((exemplar.trace_id >> 64) as u64, Ordering::Relaxed);
+        self.low.store(exemplar.trace_id as u64, Ordering::Relaxed);
+        self.micros.store(exemplar.micros, Ordering::Relaxed);
+        self.at_ms.store(exemplar.at_ms, Ordering::Relaxed);
+        self.seq.store(seq + 2, Ordering::Release);
+    }
+
+    fn read(&self) -> Option<Exemplar> {
+        for _ in 0..16 {
+            let before = self.seq.load(Ordering::Acquire);
+            if before % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let exemplar = Exemplar {
+                trace_id: (u128::from(self.high.load(Ordering::Relaxed)) << 64)
+                    | u128::from(self.low.load(Ordering::Relaxed)),
+                micros: self.micros.load(Ordering::Relaxed),
+                at_ms: self.at_ms.load(Ordering::Relaxed),
+            };
+            std::sync::atomic::fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == before {
+                return (exemplar.trace_id != 0).then_some(exemplar);
+            }
+        }
+        None
+    }
 }
 
 /// A source of series for each step.
@@ -82,6 +154,10 @@ struct Cell {
     min_us: AtomicU64,
     max_us: AtomicU64,
     rejections: [AtomicU64; REJECTION_REASONS.len()],
+    /// The slowest traced request of the step.
+    slowest: ExemplarSlot,
+    /// The last traced request that failed.
+    failed: ExemplarSlot,
 }
 
 impl Cell {
@@ -123,6 +199,8 @@ pub struct Recorder {
     overflow: AtomicU64,
     /// Running totals since start, for the Prometheus exposition (updated each step).
     totals: Mutex<HashMap<SeriesKey, Agg>>,
+    /// Exemplars published at the last step, by the latency series' labels.
+    exemplars: Mutex<HashMap<SeriesKey, Vec<Exemplar>>>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -143,6 +221,7 @@ impl Recorder {
             max_cells,
             overflow: AtomicU64::new(0),
             totals: Mutex::new(HashMap::new()),
+            exemplars: Mutex::new(HashMap::new()),
         }
     }
 
@@ -190,6 +269,25 @@ impl Recorder {
                 .unwrap_or(REJECTION_REASONS.len() - 1);
             cell.rejections[index].fetch_add(1, Ordering::Relaxed);
         }
+        if let Some(trace_id) = sample.trace_id.filter(|t| *t != 0) {
+            let exemplar = || Exemplar {
+                trace_id,
+                micros,
+                at_ms: crate::unix_now_ms(),
+            };
+            if status >= 500 || sample.rejected.is_some() {
+                cell.failed.write(exemplar());
+            }
+            if micros > cell.slowest.micros.load(Ordering::Relaxed) {
+                cell.slowest.write(exemplar());
+            }
+        }
+    }
+
+    /// The exemplars of each latency series as of the last step: the slowest
+    /// traced request of that step and the last failed one, by latency.
+    pub fn exemplars(&self) -> HashMap<SeriesKey, Vec<Exemplar>> {
+        self.exemplars.lock().clone()
     }
 
     fn insert(&self, hash: u64, sample: &RequestSample<'_>) -> Option<Arc<Cell>> {
@@ -218,6 +316,8 @@ impl Recorder {
             min_us: AtomicU64::new(u64::MAX),
             max_us: AtomicU64::new(0),
             rejections: std::array::from_fn(|_| AtomicU64::new(0)),
+            slowest: ExemplarSlot::default(),
+            failed: ExemplarSlot::default(),
         });
         let mut next = Cells::clone(&cells);
         next.entry(hash).or_default().push(Arc::clone(&cell));
@@ -249,6 +349,7 @@ impl StepSource for Recorder {
     fn drain(&self) -> Vec<(SeriesKey, Agg)> {
         let cells = self.cells.load();
         let mut out = Vec::new();
+        let mut exemplars = self.exemplars.lock();
         for cell in cells.values().flatten() {
             let api = cell.api();
             let labels = |extra: Option<(&str, &str)>| {
@@ -314,6 +415,21 @@ impl StepSource for Recorder {
             if count == 0 && requests == 0 {
                 continue;
             }
+            let slowest = cell.slowest.read();
+            cell.slowest.micros.store(0, Ordering::Relaxed);
+            let mut published: Vec<Exemplar> =
+                slowest.into_iter().chain(cell.failed.read()).collect();
+            published.sort_by_key(|e| e.micros);
+            published.dedup_by_key(|e| e.trace_id);
+            if !published.is_empty() {
+                exemplars.insert(
+                    SeriesKey {
+                        name: "latency_ms".into(),
+                        labels: labels(None),
+                    },
+                    published,
+                );
+            }
             if count > 0 {
                 out.push((
                     SeriesKey {
@@ -330,6 +446,7 @@ impl StepSource for Recorder {
                 ));
             }
         }
+        drop(exemplars);
         let mut totals = self.totals.lock();
         for (key, agg) in &out {
             totals
@@ -420,6 +537,7 @@ mod tests {
             status,
             latency: Duration::from_millis(ms),
             rejected: None,
+            trace_id: None,
         }
     }
 

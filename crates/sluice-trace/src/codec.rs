@@ -14,6 +14,32 @@ use std::collections::{BTreeMap, HashMap};
 use crate::span::{Annotation, Endpoint, Kind, Span};
 use crate::TraceId;
 
+/// FNV-1a, for the block's string table (short keys; SipHash's flood
+/// resistance is not needed for strings interned per block).
+#[derive(Default, Clone, Copy)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
+
 /// The format version written in each block's first byte.
 const VERSION: u8 = 1;
 
@@ -119,7 +145,7 @@ pub struct GroupSummary {
 pub struct BlockWriter {
     strings: Vec<u8>,
     string_count: u64,
-    interned: HashMap<String, u64>,
+    interned: HashMap<String, u64, FnvBuild>,
     body: Vec<u8>,
     groups: u64,
     spans: usize,
@@ -131,6 +157,17 @@ impl BlockWriter {
     pub fn new(base_us: u64) -> Self {
         BlockWriter {
             base_us: Some(base_us),
+            ..BlockWriter::default()
+        }
+    }
+
+    /// The same, with room for about `spans` spans.
+    pub fn with_capacity(base_us: u64, spans: usize) -> Self {
+        BlockWriter {
+            base_us: Some(base_us),
+            strings: Vec::with_capacity(spans * 48),
+            body: Vec::with_capacity(spans * 96),
+            interned: HashMap::with_capacity_and_hasher(spans, FnvBuild::default()),
             ..BlockWriter::default()
         }
     }

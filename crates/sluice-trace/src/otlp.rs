@@ -262,8 +262,14 @@ fn convert(request: ExportTraceServiceRequest) -> Decoded {
     decoded
 }
 
+/// Lowercase hex of an id's bytes (its length checked by the caller).
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(crate::HEX[usize::from(byte >> 4)]));
+        out.push(char::from(crate::HEX[usize::from(byte & 0xf)]));
+    }
+    out
 }
 
 fn to_span(

@@ -171,6 +171,13 @@ impl Tracing {
         }
     }
 
+    /// Whether the queue has room now (checked before decoding a body, so a
+    /// full queue costs the sender a refusal, not the node a decode).
+    pub fn has_room(&self) -> bool {
+        !self.stopped.load(Ordering::Acquire)
+            && self.counters.queued.load(Ordering::Acquire) < self.queue_spans
+    }
+
     /// Counts spans an ingest endpoint refused as invalid.
     pub fn count_invalid(&self, spans: u64) {
         self.counters.invalid.fetch_add(spans, Ordering::Relaxed);

@@ -311,6 +311,28 @@ impl TraceQuery {
     }
 }
 
+/// The entries a search walks, newest first.
+enum Candidates<'i> {
+    All,
+    List(&'i VecDeque<u64>),
+}
+
+impl<'i> Candidates<'i> {
+    /// Entry numbers below `cursor`, newest first.
+    fn below(&self, index: &'i Index, cursor: u64) -> Box<dyn Iterator<Item = u64> + 'i> {
+        match self {
+            Candidates::All => {
+                let end = (index.first_entry + index.entries.len() as u64).min(cursor);
+                Box::new((index.first_entry..end).rev())
+            }
+            Candidates::List(list) => {
+                let end = list.partition_point(|&n| n < cursor);
+                Box::new(list.range(..end).rev().copied())
+            }
+        }
+    }
+}
+
 struct Writer {
     file: Option<(u64, File, u64)>,
     next_seq: u64,
@@ -493,7 +515,8 @@ impl SpanStore {
             .flat_map(|(_, spans)| spans.iter().filter_map(|s| s.timestamp))
             .min()
             .unwrap_or(0);
-        let mut block = BlockWriter::new(base);
+        let total: usize = traces.iter().map(|(_, spans)| spans.len()).sum();
+        let mut block = BlockWriter::with_capacity(base, total);
         let mut summaries = Vec::with_capacity(traces.len());
         let mut links = Vec::new();
         for (trace, spans) in &traces {
@@ -503,9 +526,11 @@ impl SpanStore {
         let spans = block.spans();
         let newest = summaries.iter().map(|s| s.end_us).max().unwrap_or(0);
         let raw = block.finish();
+        // Level 2: nearly level 6's ratio on string-tabled spans at a fraction
+        // of its CPU (docs/BENCHMARKS.md, "Tracing").
         let mut encoder = flate2::write::DeflateEncoder::new(
             Vec::with_capacity(raw.len() / 3),
-            flate2::Compression::new(6),
+            flate2::Compression::new(2),
         );
         encoder.write_all(&raw)?;
         let payload = encoder.finish()?;
@@ -671,74 +696,83 @@ impl SpanStore {
         spans
     }
 
-    /// Traces matching a search, newest first.
+    /// Traces matching a search, newest first. Candidates are taken from the
+    /// most selective entry list a few at a time (under the index's read lock),
+    /// then read and checked (without it), until `limit` traces match.
     pub fn search(&self, query: &TraceQuery) -> Vec<Vec<Span>> {
+        const BATCH: usize = 32;
         let start_us = query.end_us.saturating_sub(query.lookback_us);
-        let candidates: Vec<Entry> = {
-            let index = self.index.read();
-            let list: Box<dyn Iterator<Item = u64> + '_> = match &query.service {
-                None => Box::new(
-                    (index.first_entry..index.first_entry + index.entries.len() as u64).rev(),
-                ),
-                Some(service) => match index.names.services.get(service) {
-                    None => return Vec::new(),
-                    Some(names) => {
-                        match query.span_name.as_ref().and_then(|n| names.spans.get(n)) {
-                            Some(list) => Box::new(list.iter().rev().copied()),
-                            None if query.span_name.is_some() && !names.capped => {
-                                return Vec::new()
-                            }
-                            None => Box::new(names.entries.iter().rev().copied()),
+        let verify = query.needs_spans() || query.span_name.is_some();
+        let mut answer = Vec::new();
+        let mut seen = HashSet::new();
+        // Entries below this number are still to be looked at.
+        let mut cursor = u64::MAX;
+        while answer.len() < query.limit {
+            let batch: Vec<u128> = {
+                let index = self.index.read();
+                let Some(list) = Self::candidates(&index, query) else {
+                    return answer;
+                };
+                let mut batch = Vec::new();
+                let mut last = None;
+                for number in list.below(&index, cursor) {
+                    last = Some(number);
+                    let Some(entry) = index.entry(number) else {
+                        continue;
+                    };
+                    if entry.start_us > query.end_us || entry.end_us < start_us {
+                        continue;
+                    }
+                    if query.errors_only && !entry.error {
+                        continue;
+                    }
+                    if seen.insert(entry.trace) {
+                        batch.push(entry.trace);
+                        if batch.len() >= BATCH.min(query.limit - answer.len()).max(1) && !verify
+                            || batch.len() >= BATCH
+                        {
+                            break;
                         }
                     }
-                },
+                }
+                match last {
+                    Some(number) => cursor = number,
+                    None => return answer,
+                }
+                batch
             };
-            let mut out = Vec::new();
-            let mut seen = HashSet::new();
-            // Enough candidates for the limit when no span must be read; all
-            // in range otherwise (read lazily below).
-            let want = if query.needs_spans() || query.span_name.is_some() || query.errors_only {
-                usize::MAX
-            } else {
-                query.limit
-            };
-            for number in list {
-                let Some(entry) = index.entry(number) else {
+            for trace in batch {
+                if answer.len() >= query.limit {
+                    break;
+                }
+                let Some(trace) = TraceId::new(trace) else {
                     continue;
                 };
-                if entry.start_us > query.end_us || entry.end_us < start_us {
+                let spans = self.trace(trace);
+                if spans.is_empty() || (verify && !query.matches(&spans)) {
                     continue;
                 }
-                if query.errors_only && !entry.error {
-                    continue;
-                }
-                if seen.insert(entry.trace) {
-                    out.push(*entry);
-                    if out.len() >= want {
-                        break;
-                    }
-                }
+                answer.push(spans);
             }
-            out
-        };
-        let mut answer = Vec::new();
-        for entry in candidates {
-            if answer.len() >= query.limit {
+            if cursor == 0 {
                 break;
             }
-            let Some(trace) = TraceId::new(entry.trace) else {
-                continue;
-            };
-            let spans = self.trace(trace);
-            if spans.is_empty() {
-                continue;
-            }
-            if (query.needs_spans() || query.span_name.is_some()) && !query.matches(&spans) {
-                continue;
-            }
-            answer.push(spans);
         }
         answer
+    }
+
+    /// The entry list a search walks: all entries, a service's, or a
+    /// (service, span name)'s. `None`: nothing can match.
+    fn candidates<'i>(index: &'i Index, query: &TraceQuery) -> Option<Candidates<'i>> {
+        let Some(service) = &query.service else {
+            return Some(Candidates::All);
+        };
+        let names = index.names.services.get(service)?;
+        match query.span_name.as_ref().and_then(|n| names.spans.get(n)) {
+            Some(list) => Some(Candidates::List(list)),
+            None if query.span_name.is_some() && !names.capped => None,
+            None => Some(Candidates::List(&names.entries)),
+        }
     }
 
     /// Services that recorded spans, sorted.

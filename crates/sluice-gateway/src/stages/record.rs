@@ -27,5 +27,10 @@ pub(crate) fn observe(
         latency: head_at.saturating_duration_since(ctx.clock.at),
         attempts: ctx.attempts,
         rejected: ctx.rejected,
+        trace_id: ctx
+            .trace
+            .as_ref()
+            .filter(|t| t.sampled)
+            .map(|t| t.trace_id.get()),
     });
 }

@@ -30,6 +30,7 @@ impl RequestObserver for GatewayRecorder {
             status: record.status,
             latency: record.latency,
             rejected: record.rejected.map(sluice_gateway::Reason::as_str),
+            trace_id: record.trace_id,
         });
     }
 }

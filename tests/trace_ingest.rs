@@ -65,7 +65,7 @@ fn span(
     }
 }
 
-fn export(service: &str, spans: Vec<OtlpSpan>) -> Vec<u8> {
+fn export_of(service: &str, spans: Vec<OtlpSpan>) -> Vec<u8> {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
@@ -159,7 +159,7 @@ async fn at_a_one_percent_ratio_every_failed_and_slow_trace_is_kept_whole() {
                 &url,
                 "application/x-protobuf",
                 None,
-                export(service, spans),
+                export_of(service, spans),
             )
             .await;
             assert_eq!(response.status(), 200);
@@ -250,11 +250,11 @@ async fn malformed_and_hostile_bodies_get_4xx_or_partial_success_never_5xx() {
 
     let cases: Vec<Case> = vec![
         ("garbage protobuf", &otlp, "application/x-protobuf", None, vec![0xff; 64], 400, None),
-        ("truncated protobuf", &otlp, "application/x-protobuf", None, export("s", vec![span(trace, 1, 0, "x", at, 1, false)])[..20].to_vec(), 400, None),
+        ("truncated protobuf", &otlp, "application/x-protobuf", None, export_of("s", vec![span(trace, 1, 0, "x", at, 1, false)])[..20].to_vec(), 400, None),
         ("empty protobuf", &otlp, "application/x-protobuf", None, Vec::new(), 200, None),
-        ("wrong id lengths", &otlp, "application/x-protobuf", None, export("s", wrong_lengths), 200, Some("3")),
-        ("100k attributes", &otlp, "application/x-protobuf", None, export("s", vec![crowded]), 200, None),
-        ("500 levels of nesting", &otlp, "application/x-protobuf", None, export("s", vec![deep]), 400, None),
+        ("wrong id lengths", &otlp, "application/x-protobuf", None, export_of("s", wrong_lengths), 200, Some("3")),
+        ("100k attributes", &otlp, "application/x-protobuf", None, export_of("s", vec![crowded]), 200, None),
+        ("500 levels of nesting", &otlp, "application/x-protobuf", None, export_of("s", vec![deep]), 400, None),
         ("bad JSON", &otlp, "application/json", None, b"{\"resourceSpans\": [".to_vec(), 400, None),
         ("JSON list", &otlp, "application/json", None, b"[]".to_vec(), 400, None),
         ("JSON enum names", &otlp, "application/json", None, br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7","kind":"SPAN_KIND_SERVER"}]}]}]}"#.to_vec(), 400, None),
@@ -357,7 +357,7 @@ async fn a_flood_of_spans_is_refused_with_retry_after_and_memory_stays_bounded()
                 s
             })
             .collect();
-        export("flood", spans)
+        export_of("flood", spans)
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(4);
     let mut senders = Vec::new();
@@ -406,4 +406,56 @@ async fn a_flood_of_spans_is_refused_with_retry_after_and_memory_stays_bounded()
             || status["refused_busy"].as_u64().unwrap() > 0,
         "{status}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_traces_are_forwarded_over_otlp_to_another_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    // The other system is a second Sluice: it speaks OTLP too.
+    let receiver = Sluice::up_with(&b, &["--tracing-window", "200ms"]);
+    let export = format!("{}/v1/traces", receiver.otlp.as_deref().unwrap());
+    let sender = Sluice::up_with(
+        &a,
+        &["--tracing-window", "200ms", "--trace-export", &export],
+    );
+    let trace = 0x0af7_6519_16cd_43dd_8448_eb21_1c80_319cu128;
+    let at = now_ns();
+    let spans = vec![
+        span(trace, 1, 0, "GET /orders", at, 30, false),
+        span(trace, 2, 1, "SELECT orders", at + 1000, 10, true),
+    ];
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/traces", sender.otlp.as_deref().unwrap());
+    let response = post(
+        &client,
+        &url,
+        "application/x-protobuf",
+        None,
+        export_of("orders", spans),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let there = Http::new(&receiver.url);
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        let (status, _, body) = there
+            .send("GET", &format!("/api/v2/trace/{trace:032x}"), None)
+            .await;
+        if status == 200 && body.as_array().is_some_and(|s| s.len() == 2) {
+            found = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let spans = found
+        .as_array()
+        .unwrap_or_else(|| panic!("the trace never reached the other system"));
+    let failed = spans.iter().find(|s| s["name"] == "SELECT orders").unwrap();
+    assert_eq!(failed["tags"]["error"], "boom");
+    assert_eq!(failed["localEndpoint"]["serviceName"], "orders");
+    assert_eq!(failed["parentId"], "0000000000000001");
+    assert_eq!(failed["duration"], 10_000);
 }

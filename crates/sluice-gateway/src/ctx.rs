@@ -45,19 +45,7 @@ impl Connection {
     }
 }
 
-/// One upstream attempt, as a CLIENT span to be.
-#[derive(Debug)]
-pub(crate) struct AttemptSpan {
-    pub span_id: sluice_trace::SpanId,
-    pub started: std::time::Instant,
-    pub ended: std::time::Instant,
-    /// The instance's address.
-    pub address: String,
-    /// The upstream's status, when it answered.
-    pub status: Option<u16>,
-    /// Why the attempt failed, when it did.
-    pub error: Option<String>,
-}
+pub(crate) use crate::observe::AttemptSpan;
 
 /// One request on its way through the stages.
 pub(crate) struct RequestCtx<'s> {

@@ -40,7 +40,7 @@ pub use config::GatewayConfig;
 pub use dataplane::{thread_count, DataPlane};
 pub use feed::{FeedError, GatewayFeed};
 pub use gateway::Gateway;
-pub use observe::{RequestObserver, RequestRecord, SpanSink};
+pub use observe::{RequestObserver, RequestRecord, RequestSpans, SpanSink};
 pub use protect::{Policies, Reason, POLICY_KINDS};
 pub use proxy_body::ProxyBody;
 pub use remote::RemoteError;

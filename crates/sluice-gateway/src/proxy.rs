@@ -40,7 +40,8 @@ pub(crate) async fn handle(
     );
     // Only an observer or a span sink needs the method once the request has gone on.
     let method = (observer.is_some() || sink.is_some()).then(|| request.method().clone());
-    let path = sink.map(|_| request.uri().path().to_owned());
+    // The URI is shared (a refcount), kept for the spans of a sampled trace.
+    let uri = sink.map(|_| request.uri().clone());
     // Recorded when the trace turns out sampled (the trace stage says).
     ctx.record_spans = sink.is_some();
     let response = match proxy(&mut ctx, request).await {
@@ -58,7 +59,9 @@ pub(crate) async fn handle(
     }
     let sampled = ctx.trace.as_ref().is_some_and(|t| t.sampled);
     if let (Some(sink), Some(method), true) = (sink, &method, ctx.record_spans && sampled) {
-        spans::record(sink, &ctx, method, path.as_deref().unwrap_or(""), &response);
+        if let Some(spans) = spans::collect(&mut ctx, method, uri, &response) {
+            sink.record(spans);
+        }
     }
     Ok(response)
 }

@@ -67,6 +67,8 @@ pub(crate) enum HashSource {
 pub(crate) struct Target {
     pub namespace: String,
     pub service: String,
+    /// `namespace/service` and the service, shared (the gateway's spans name them).
+    pub span_names: Arc<(Arc<str>, Arc<str>)>,
     pub endpoints: Vec<Endpoint>,
     pub balancer: Balancer,
     /// The service's concurrency limit and breakers (filled in after compiling).
@@ -111,6 +113,10 @@ impl Target {
             }
         };
         Target {
+            span_names: Arc::new((
+                format!("{namespace}/{service}").into(),
+                service.as_str().into(),
+            )),
             namespace,
             service,
             endpoints,
@@ -259,6 +265,8 @@ pub(crate) struct CompiledRoute {
     pub connect_timeout: std::time::Duration,
     /// Names the API each request calls (kept across snapshots; see `api_names`).
     pub apis: Arc<crate::api_names::ApiNamer>,
+    /// `namespace/name`, shared (the gateway's spans name it).
+    pub span_name: Arc<str>,
     /// Which requests without a sampling decision start a sampled trace.
     pub head_sampling: crate::head_sampling::HeadSampling,
     /// Precedence: lower sorts first.
@@ -372,6 +380,7 @@ impl CompiledRoute {
             fallback_target,
             connect_timeout: spec.timeouts.connect,
             apis,
+            span_name: format!("{namespace}/{name}").into(),
             head_sampling: crate::head_sampling::HeadSampling::new(&spec.tracing),
             rank: (
                 host_rank,

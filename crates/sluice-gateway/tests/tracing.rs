@@ -114,8 +114,8 @@ async fn the_upstream_joins_the_callers_trace_under_the_gateways_span() {
 struct Collected(std::sync::Mutex<Vec<Vec<sluice_trace::span::Span>>>);
 
 impl sluice_gateway::SpanSink for Collected {
-    fn record(&self, spans: Vec<sluice_trace::span::Span>) {
-        self.0.lock().unwrap().push(spans);
+    fn record(&self, spans: sluice_gateway::RequestSpans) {
+        self.0.lock().unwrap().push(spans.build());
     }
 }
 

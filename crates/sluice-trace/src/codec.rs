@@ -140,6 +140,44 @@ pub struct GroupSummary {
     pub names: Vec<(String, Option<String>, Option<String>)>,
 }
 
+/// What the store indexes about one trace's spans.
+pub fn summarize(trace_id: TraceId, spans: &[Span]) -> GroupSummary {
+    let mut summary = GroupSummary {
+        trace_id: trace_id.get(),
+        start_us: 0,
+        end_us: 0,
+        error: false,
+        names: Vec::new(),
+    };
+    for span in spans {
+        if let Some(timestamp) = span.timestamp {
+            if summary.start_us == 0 || timestamp < summary.start_us {
+                summary.start_us = timestamp;
+            }
+            summary.end_us = summary
+                .end_us
+                .max(timestamp.saturating_add(span.duration.unwrap_or(0)));
+        }
+        summary.error |= span.is_error();
+        let service = span.service().unwrap_or("");
+        let remote = span
+            .remote_endpoint
+            .as_ref()
+            .and_then(|e| e.service_name.as_deref());
+        let known = summary.names.iter().any(|(s, n, r)| {
+            s == service && n.as_deref() == span.name.as_deref() && r.as_deref() == remote
+        });
+        if !known {
+            summary.names.push((
+                service.to_owned(),
+                span.name.clone(),
+                remote.map(str::to_owned),
+            ));
+        }
+    }
+    summary
+}
+
 /// Builds a block.
 #[derive(Default)]
 pub struct BlockWriter {
@@ -213,13 +251,6 @@ impl BlockWriter {
         self.body.push(u8::from(short));
         self.body.extend_from_slice(&trace_id.get().to_le_bytes());
         put_varint(&mut self.body, spans.len() as u64);
-        let mut summary = GroupSummary {
-            trace_id: trace_id.get(),
-            start_us: 0,
-            end_us: 0,
-            error: false,
-            names: Vec::new(),
-        };
         let mut ids: Vec<u64> = Vec::with_capacity(spans.len());
         for span in spans {
             let id = crate::SpanId::from_hex(&span.id).map_or(0, crate::SpanId::get);
@@ -259,12 +290,6 @@ impl BlockWriter {
             self.body.push(u8::from(span.remote_endpoint.is_some()));
             if let Some(timestamp) = span.timestamp {
                 put_varint(&mut self.body, zigzag(timestamp as i64 - base));
-                if summary.start_us == 0 || timestamp < summary.start_us {
-                    summary.start_us = timestamp;
-                }
-                summary.end_us = summary
-                    .end_us
-                    .max(timestamp.saturating_add(span.duration.unwrap_or(0)));
             }
             if let Some(duration) = span.duration {
                 put_varint(&mut self.body, duration);
@@ -288,19 +313,8 @@ impl BlockWriter {
                 put_varint(&mut self.body, key);
                 put_varint(&mut self.body, value);
             }
-            summary.error |= span.is_error();
-            let entry = (
-                span.service().unwrap_or("").to_owned(),
-                span.name.clone(),
-                span.remote_endpoint
-                    .as_ref()
-                    .and_then(|e| e.service_name.clone()),
-            );
-            if !summary.names.contains(&entry) {
-                summary.names.push(entry);
-            }
         }
-        summary
+        summarize(trace_id, spans)
     }
 
     /// The block's bytes (before compression).

@@ -427,6 +427,121 @@ pub fn response(decoded: &Decoded, as_json: bool) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// Sluice's spans as one OTLP export (protobuf), for forwarding what was
+/// kept to another system: a resource per local service (`service.name`),
+/// tags as string attributes (`error` as status ERROR, `otel.status_code`
+/// and the scope tags read back), the remote service as `peer.service`,
+/// annotations as events. Spans whose ids do not parse are left out.
+pub fn encode_export(spans: &[Span]) -> Vec<u8> {
+    let mut by_service: BTreeMap<&str, Vec<OtlpSpan>> = BTreeMap::new();
+    for span in spans {
+        let (Some(trace), Some(id)) = (
+            crate::TraceId::from_hex(&span.trace_id),
+            crate::SpanId::from_hex(&span.id),
+        ) else {
+            continue;
+        };
+        let parent = span
+            .parent_id
+            .as_deref()
+            .and_then(crate::SpanId::from_hex)
+            .map(|p| p.get().to_be_bytes().to_vec())
+            .unwrap_or_default();
+        let start = span.timestamp.unwrap_or(0).saturating_mul(1000);
+        let mut attributes: Vec<KeyValue> = span
+            .tags
+            .iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "error" | "otel.status_code" | "otel.scope.name" | "otel.scope.version"
+                )
+            })
+            .map(|(k, v)| string_attribute(k, v))
+            .collect();
+        if let Some(remote) = span
+            .remote_endpoint
+            .as_ref()
+            .and_then(|e| e.service_name.as_deref())
+        {
+            if !span.tags.contains_key("peer.service") {
+                attributes.push(string_attribute("peer.service", remote));
+            }
+        }
+        let status = match (
+            span.tags.get("error"),
+            span.tags.get("otel.status_code").map(String::as_str),
+        ) {
+            (Some(message), _) => Some(Status {
+                message: message.clone(),
+                code: 2,
+            }),
+            (None, Some("OK")) => Some(Status {
+                message: String::new(),
+                code: 1,
+            }),
+            _ => None,
+        };
+        by_service
+            .entry(span.service().unwrap_or("unknown_service"))
+            .or_default()
+            .push(OtlpSpan {
+                trace_id: trace.get().to_be_bytes().to_vec(),
+                span_id: id.get().to_be_bytes().to_vec(),
+                trace_state: String::new(),
+                parent_span_id: parent,
+                name: span.name.clone().unwrap_or_default(),
+                kind: match span.kind {
+                    Some(Kind::Server) => 2,
+                    Some(Kind::Client) => 3,
+                    Some(Kind::Producer) => 4,
+                    Some(Kind::Consumer) => 5,
+                    None => 1,
+                },
+                start_time_unix_nano: start,
+                end_time_unix_nano: start
+                    .saturating_add(span.duration.unwrap_or(0).saturating_mul(1000)),
+                attributes,
+                events: span
+                    .annotations
+                    .iter()
+                    .map(|a| Event {
+                        time_unix_nano: a.timestamp.saturating_mul(1000),
+                        name: a.value.clone(),
+                    })
+                    .collect(),
+                status,
+            });
+    }
+    ExportTraceServiceRequest {
+        resource_spans: by_service
+            .into_iter()
+            .map(|(service, spans)| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![string_attribute("service.name", service)],
+                }),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: "sluice".into(),
+                        version: String::new(),
+                    }),
+                    spans,
+                }],
+            })
+            .collect(),
+    }
+    .encode_to_vec()
+}
+
+fn string_attribute(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(Value::String(value.to_owned())),
+        }),
+    }
+}
+
 /// `google.rpc.Status`: the body of a refused export.
 #[derive(Clone, PartialEq, Message)]
 pub struct RpcStatus {
@@ -751,6 +866,38 @@ mod json {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_export_of_kept_spans_decodes_back_to_them() {
+        let decoded = decode_json(EXAMPLE.as_bytes()).unwrap();
+        let mut spans = decoded.spans;
+        spans[0].tags.insert("error".into(), "boom".into());
+        spans[0].remote_endpoint = Some(Endpoint {
+            service_name: Some("db".into()),
+            ..Endpoint::default()
+        });
+        let again = decode_protobuf(&encode_export(&spans)).unwrap();
+        assert_eq!(again.rejected, 0);
+        let (before, after) = (&spans[0], &again.spans[0]);
+        assert_eq!(after.trace_id, before.trace_id);
+        assert_eq!(after.id, before.id);
+        assert_eq!(after.parent_id, before.parent_id);
+        assert_eq!(after.name, before.name);
+        assert_eq!(after.kind, before.kind);
+        assert_eq!(
+            (after.timestamp, after.duration),
+            (before.timestamp, before.duration)
+        );
+        assert_eq!(after.service(), before.service());
+        assert_eq!(after.tags["error"], "boom");
+        assert_eq!(after.tags["peer.service"], "db");
+        assert_eq!(after.annotations, before.annotations);
+        for (key, value) in &before.tags {
+            if !key.starts_with("otel.") {
+                assert_eq!(after.tags.get(key), Some(value), "{key}");
+            }
+        }
+    }
 
     /// opentelemetry-proto's `examples/trace.json`, as the specification gives it.
     const EXAMPLE: &str = r#"{

@@ -66,6 +66,8 @@ pub struct TracingCounts {
     pub held: u64,
     /// Spans queued now.
     pub queued: u64,
+    /// Kept spans not forwarded because the export queue was full.
+    pub export_dropped: u64,
 }
 
 #[derive(Default)]
@@ -77,10 +79,19 @@ struct Counters {
     write_errors: AtomicU64,
     queued: AtomicUsize,
     tail: Mutex<(TailCounts, usize)>,
+    /// Where kept traces are also sent (`--trace-export`), when somewhere.
+    export: Mutex<Option<SyncSender<Vec<Vec<Span>>>>>,
+    export_dropped: AtomicU64,
 }
+
+/// Spans to be built by the worker (so that the caller's thread — a gateway
+/// thread — only moves plain data).
+pub type Deferred = Box<dyn FnOnce() -> Vec<Span> + Send>;
 
 enum Message {
     Spans(Vec<Span>),
+    /// Spans built on the worker; counted in the queue as the estimate given.
+    Deferred(Deferred, usize),
     Flush(mpsc::SyncSender<()>),
     Stop,
 }
@@ -171,11 +182,50 @@ impl Tracing {
         }
     }
 
+    /// Hands over spans the worker builds (`estimate`: about how many, for the
+    /// queue's bound); refused like [`Tracing::submit`].
+    pub fn submit_deferred(&self, estimate: usize, build: Deferred) -> Result<(), Refused> {
+        let count = estimate.max(1);
+        let queued = self.counters.queued.fetch_add(count, Ordering::AcqRel);
+        if (queued + count > self.queue_spans && queued > 0) || self.stopped.load(Ordering::Acquire)
+        {
+            self.counters.queued.fetch_sub(count, Ordering::AcqRel);
+            self.counters
+                .refused_busy
+                .fetch_add(count as u64, Ordering::Relaxed);
+            return Err(Refused::Busy);
+        }
+        match self.sender.try_send(Message::Deferred(build, count)) {
+            Ok(()) => {
+                self.counters
+                    .received
+                    .fetch_add(count as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(_) => {
+                self.counters.queued.fetch_sub(count, Ordering::AcqRel);
+                self.counters
+                    .refused_busy
+                    .fetch_add(count as u64, Ordering::Relaxed);
+                Err(Refused::Busy)
+            }
+        }
+    }
+
     /// Whether the queue has room now (checked before decoding a body, so a
     /// full queue costs the sender a refusal, not the node a decode).
     pub fn has_room(&self) -> bool {
         !self.stopped.load(Ordering::Acquire)
             && self.counters.queued.load(Ordering::Acquire) < self.queue_spans
+    }
+
+    /// A copy of every batch of kept traces from now on, for forwarding them
+    /// elsewhere; batches beyond `capacity` waiting are dropped (and counted).
+    /// The channel closes when the pipeline stops.
+    pub fn kept_traces(&self, capacity: usize) -> mpsc::Receiver<Vec<Vec<Span>>> {
+        let (sender, receiver) = mpsc::sync_channel(capacity);
+        *self.counters.export.lock() = Some(sender);
+        receiver
     }
 
     /// Counts spans an ingest endpoint refused as invalid.
@@ -212,6 +262,7 @@ impl Tracing {
             tail,
             held: held as u64,
             queued: self.counters.queued.load(Ordering::Relaxed) as u64,
+            export_dropped: self.counters.export_dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -224,6 +275,7 @@ impl Tracing {
         if let Some(worker) = self.worker.lock().take() {
             let _ = worker.join();
         }
+        self.counters.export.lock().take();
     }
 }
 
@@ -238,6 +290,13 @@ fn write(store: &SpanStore, counters: &Counters, traces: Vec<Vec<Span>>) {
         return;
     }
     let spans: usize = traces.iter().map(Vec::len).sum();
+    if let Some(export) = counters.export.lock().as_ref() {
+        if export.try_send(traces.clone()).is_err() {
+            counters
+                .export_dropped
+                .fetch_add(spans as u64, Ordering::Relaxed);
+        }
+    }
     match store.append(traces) {
         Ok(()) => {
             counters.stored.fetch_add(spans as u64, Ordering::Relaxed);
@@ -263,6 +322,13 @@ fn work(receiver: mpsc::Receiver<Message>, mut tail: Tail, store: &SpanStore, co
             Ok(Message::Spans(spans)) => {
                 counters.queued.fetch_sub(spans.len(), Ordering::AcqRel);
                 for trace in tail.offer(spans, now) {
+                    kept_spans += trace.len();
+                    kept.push(trace);
+                }
+            }
+            Ok(Message::Deferred(build, estimate)) => {
+                counters.queued.fetch_sub(estimate, Ordering::AcqRel);
+                for trace in tail.offer(build(), now) {
                     kept_spans += trace.len();
                     kept.push(trace);
                 }

@@ -465,9 +465,7 @@ impl SpanStore {
         let Some(trace) = TraceId::from_hex(&first.trace_id) else {
             return;
         };
-        let mut writer = BlockWriter::new(0);
-        let summary = writer.add_trace(trace, group);
-        index.add(block, summary, &self.config);
+        index.add(block, crate::codec::summarize(trace, group), &self.config);
         self.note_values(index, group);
         for link in deps::links(group) {
             index.deps.add(&link);

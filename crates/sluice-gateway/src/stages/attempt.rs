@@ -80,7 +80,7 @@ pub(crate) async fn send(
             span_id,
             started,
             ended,
-            address: endpoint.address.clone(),
+            address: std::sync::Arc::clone(&endpoint.pool_key),
             status: result.as_ref().ok().map(|r| r.status().as_u16()),
             error: result.as_ref().err().map(|e| e.to_string()),
         });

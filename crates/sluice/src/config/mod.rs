@@ -40,6 +40,7 @@
 //! floor_per_second = 1            # traces kept per API per second whatever the ratio
 //! max_held_spans = 500000         # spans held undecided at most (older traces decided early)
 //! max_queued_spans = 200000       # spans waiting for the sampler at most (then 503 + Retry-After)
+//! export = "http://jaeger:4318/v1/traces"  # --trace-export: also forward kept traces over OTLP
 //!
 //! [registry]
 //! heartbeat_interval = "5s"       # --heartbeat-interval, SLUICE_HEARTBEAT_INTERVAL
@@ -139,6 +140,10 @@ pub struct ServerArgs {
     /// When a trace counts as slow: p98 (its API's), off, or a duration [default: p98].
     #[arg(long, env = "SLUICE_TRACING_SLOW")]
     pub tracing_slow: Option<String>,
+    /// Also forward the traces kept, over OTLP/HTTP protobuf, to this URL
+    /// (Jaeger's or Tempo's `http://HOST:4318/v1/traces`).
+    #[arg(long, env = "SLUICE_TRACE_EXPORT")]
+    pub trace_export: Option<String>,
 }
 
 /// `[tracing]` in the config file.
@@ -157,6 +162,7 @@ struct FileTracing {
     floor_per_second: Option<u32>,
     max_held_spans: Option<usize>,
     max_queued_spans: Option<usize>,
+    export: Option<String>,
 }
 
 /// Tracing settings in force (`None` in [`ServerConfig`] when turned off).
@@ -168,6 +174,8 @@ pub struct TracingSettings {
     pub otlp: Option<SocketAddr>,
     /// The Zipkin API listener.
     pub zipkin: Option<SocketAddr>,
+    /// Where kept traces are forwarded (OTLP/HTTP), when anywhere.
+    pub export: Option<reqwest::Url>,
 }
 
 /// An optional listener: `off` or `IP:PORT`.
@@ -259,10 +267,22 @@ impl FileTracing {
             .take()
             .or(self.zipkin)
             .unwrap_or_else(|| "127.0.0.1:9411".into());
+        let export = match args.trace_export.take().or(self.export) {
+            None => None,
+            Some(text) => {
+                let url = reqwest::Url::parse(&text)
+                    .with_context(|| format!("trace export {text:?} is not a URL"))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    bail!("trace export {text:?} is not an http or https URL");
+                }
+                Some(url)
+            }
+        };
         Ok(Some(TracingSettings {
             pipeline,
             otlp: listener("tracing otlp", &otlp)?,
             zipkin: listener("tracing zipkin", &zipkin)?,
+            export,
         }))
     }
 }

@@ -47,6 +47,12 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
         Some(settings) => Some(traces::Tracing::start(settings).await?),
         None => None,
     };
+    if let (Some(traces), Some(url)) = (
+        &traces,
+        config.tracing.as_ref().and_then(|t| t.export.clone()),
+    ) {
+        traces.export_to(url)?;
+    }
     let gateway = gateway::Planes::start(
         &config,
         &store,

@@ -14,13 +14,14 @@ use sluice_trace::pipeline::Tracing as Pipeline;
 use super::metrics::Counter;
 use crate::config::TracingSettings;
 
-/// Hands the gateway's spans to the pipeline (dropped, and counted there, when
-/// its queue is full: the request path never waits for it).
+/// Hands the gateway's spans to the pipeline, to be built on its worker
+/// (dropped, and counted there, when its queue is full: the request path
+/// never waits for it).
 struct GatewaySpans(Arc<Pipeline>);
 
 impl SpanSink for GatewaySpans {
-    fn record(&self, spans: Vec<sluice_trace::span::Span>) {
-        let _ = self.0.submit(spans);
+    fn record(&self, spans: sluice_gateway::RequestSpans) {
+        let _ = self.0.submit_deferred(2, Box::new(move || spans.build()));
     }
 }
 
@@ -86,6 +87,46 @@ impl Tracing {
             self.listening.push((what, address));
             self.servers.push(tokio::spawn(async move { server.await }));
         }
+    }
+
+    /// Forwards the kept traces to `url` over OTLP/HTTP protobuf, from a thread
+    /// of its own (the pipeline never waits for it: batches beyond 64 waiting
+    /// are dropped and counted).
+    pub(super) fn export_to(&self, url: reqwest::Url) -> anyhow::Result<()> {
+        let batches = self.pipeline.kept_traces(64);
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("sluice-export".into())
+            .spawn(move || {
+                let mut failing = false;
+                for traces in batches {
+                    let spans: Vec<_> = traces.into_iter().flatten().collect();
+                    let body = sluice_trace::otlp::encode_export(&spans);
+                    // The request is made inside the runtime (its timeout needs the timer).
+                    let sent = runtime.block_on(async {
+                        client
+                            .post(url.clone())
+                            .header("content-type", "application/x-protobuf")
+                            .body(body)
+                            .send()
+                            .await
+                    });
+                    match sent.map(|r| r.status()) {
+                        Ok(status) if status.is_success() => failing = false,
+                        outcome => {
+                            // Once per run of failures.
+                            if !failing {
+                                tracing::warn!(%url, ?outcome, "cannot forward kept traces; dropping them until it works");
+                            }
+                            failing = true;
+                        }
+                    }
+                }
+            })?;
+        Ok(())
     }
 
     /// Counters for `/metrics`.

@@ -19,7 +19,7 @@
 //! | fallback | [`fallback`] | a static answer or another service when the upstream fails |
 //! | respond | [`respond`] | the client's answer: headers, version, upgrades, held places |
 //! | record | [`record`] | tells the observer (metrics) about the request |
-//! | spans | [`spans`] | the request's SERVER and CLIENT spans, to the span sink |
+//! | spans | [`spans`] | what the request's SERVER and CLIENT spans are made of, to the span sink |
 //!
 //! Each stage reads and fills in the [`RequestCtx`](crate::ctx::RequestCtx) and
 //! fails with a [`ProxyError`](crate::error::ProxyError), answered in one place.

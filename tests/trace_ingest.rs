@@ -459,3 +459,31 @@ async fn kept_traces_are_forwarded_over_otlp_to_another_system() {
     assert_eq!(failed["parentId"], "0000000000000001");
     assert_eq!(failed["duration"], 10_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_trace_port_is_a_warning_not_a_failed_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let address = format!("127.0.0.1:{port}");
+    let sluice = Sluice::up_with(
+        dir.path(),
+        &["--tracing-otlp", &address, "--tracing-zipkin", "off"],
+    );
+    let log = sluice.log_text();
+    assert!(
+        log.contains(&format!("cannot listen on {address} for OTLP/HTTP traces")),
+        "{log}"
+    );
+    // The admin address still takes OTLP.
+    let response = post(
+        &reqwest::Client::new(),
+        &format!("{}/v1/traces", sluice.url),
+        "application/x-protobuf",
+        None,
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    drop(taken);
+}

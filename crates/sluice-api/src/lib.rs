@@ -49,6 +49,17 @@ pub struct AppState {
     pub tracing: Option<Arc<sluice_trace::pipeline::Tracing>>,
 }
 
+/// What a request that hit a panic gets (the panic itself is logged).
+fn bug_answer(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the request hit a bug in Sluice; it is logged",
+    )
+    .into_response()
+}
+
 /// Only the tracing endpoints (OTLP ingest, Zipkin's collector and query
 /// API), with the same auth: what `sluice up` serves on the standard ports.
 pub fn tracing_router(state: AppState, auth: Auth) -> Router {
@@ -60,15 +71,7 @@ pub fn tracing_router(state: AppState, auth: Auth) -> Router {
             Arc::new(auth),
             auth::authorize,
         ))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            use axum::response::IntoResponse;
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the request hit a bug in Sluice; it is logged",
-            )
-            .into_response()
-        }))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(bug_answer))
 }
 
 /// The admin API's router, with auth, body limits and panic protection.
@@ -143,13 +146,5 @@ pub fn router(state: AppState, auth: Auth, body_limit: usize) -> Router {
         ))
         .layer(axum::Extension(BodyLimit(body_limit)))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            use axum::response::IntoResponse;
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the request hit a bug in Sluice; it is logged",
-            )
-            .into_response()
-        }))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(bug_answer))
 }

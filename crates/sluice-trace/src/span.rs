@@ -180,6 +180,25 @@ impl Span {
     }
 }
 
+/// A trace's start (epoch µs) and length (µs), from its spans' times.
+pub fn extent(spans: &[Span]) -> (u64, u64) {
+    let start = spans.iter().filter_map(|s| s.timestamp).min().unwrap_or(0);
+    let end = spans
+        .iter()
+        .filter_map(|s| Some(s.timestamp? + s.duration.unwrap_or(0)))
+        .max()
+        .unwrap_or(start);
+    (start, end.saturating_sub(start))
+}
+
+/// A trace's root: the span without a parent, else the first.
+pub fn root(spans: &[Span]) -> Option<&Span> {
+    spans
+        .iter()
+        .find(|s| s.parent_id.is_none())
+        .or_else(|| spans.first())
+}
+
 fn shorten(text: &str) -> String {
     text.chars().take(64).collect()
 }

@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
-use sluice_trace::span::Span;
+use sluice_trace::span::{extent, root, Span};
 use sluice_trace::store::TraceQuery;
 use sluice_trace::TraceId;
 
@@ -43,24 +43,6 @@ fn now_us() -> u64 {
 
 fn ms(us: u64) -> String {
     format!("{:.1} ms", us as f64 / 1000.0)
-}
-
-/// A trace's start and length, µs.
-fn extent(spans: &[Span]) -> (u64, u64) {
-    let start = spans.iter().filter_map(|s| s.timestamp).min().unwrap_or(0);
-    let end = spans
-        .iter()
-        .filter_map(|s| Some(s.timestamp? + s.duration.unwrap_or(0)))
-        .max()
-        .unwrap_or(start);
-    (start, end.saturating_sub(start))
-}
-
-fn root(spans: &[Span]) -> Option<&Span> {
-    spans
-        .iter()
-        .find(|s| s.parent_id.is_none())
-        .or_else(|| spans.first())
 }
 
 fn no_tracing(viewer: &Viewer, path: &str) -> Response {

@@ -69,13 +69,8 @@ fn spans_of(value: Value) -> anyhow::Result<Vec<Span>> {
 /// Prints a trace as a waterfall: depth-first from the roots, each span with
 /// its offset from the trace's start, its duration and a bar.
 fn waterfall(spans: &[Span]) {
-    let start = spans.iter().filter_map(|s| s.timestamp).min().unwrap_or(0);
-    let end = spans
-        .iter()
-        .filter_map(|s| Some(s.timestamp? + s.duration.unwrap_or(0)))
-        .max()
-        .unwrap_or(start)
-        .max(start + 1);
+    let (start, took) = sluice_trace::span::extent(spans);
+    let end = start + took.max(1);
     let ids: std::collections::HashSet<&str> = spans.iter().map(|s| s.id.as_str()).collect();
     let mut order: Vec<(usize, &Span)> = Vec::new();
     fn visit<'a>(
@@ -204,16 +199,8 @@ pub async fn run(args: ClientArgs, command: TraceCommand) -> anyhow::Result<()> 
             let rows = traces
                 .iter()
                 .map(|spans| {
-                    let root = spans
-                        .iter()
-                        .find(|s| s.parent_id.is_none())
-                        .or_else(|| spans.first());
-                    let start = spans.iter().filter_map(|s| s.timestamp).min().unwrap_or(0);
-                    let end = spans
-                        .iter()
-                        .filter_map(|s| Some(s.timestamp? + s.duration.unwrap_or(0)))
-                        .max()
-                        .unwrap_or(start);
+                    let root = sluice_trace::span::root(spans);
+                    let (start, took) = sluice_trace::span::extent(spans);
                     vec![
                         root.map(|r| r.trace_id.clone()).unwrap_or_default(),
                         root.map(|r| {
@@ -225,7 +212,7 @@ pub async fn run(args: ClientArgs, command: TraceCommand) -> anyhow::Result<()> 
                         })
                         .unwrap_or_default(),
                         sluice_model::format_time(i64::try_from(start / 1000).unwrap_or(0)),
-                        ms(end.saturating_sub(start)),
+                        ms(took),
                         spans.len().to_string(),
                         spans.iter().filter(|s| s.is_error()).count().to_string(),
                     ]

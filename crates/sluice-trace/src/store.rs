@@ -182,12 +182,16 @@ impl Index {
                 seen_services.push(service);
             }
             if let Some(name) = name {
-                if let Some(list) = names.spans.get_mut(name) {
+                // Span names are indexed lowercase, as Zipkin keeps them.
+                let name = lowercase(name);
+                if let Some(list) = names.spans.get_mut(name.as_ref()) {
                     if list.back() != Some(&number) {
                         list.push_back(number);
                     }
                 } else if names.spans.len() < config.max_names {
-                    names.spans.insert(name.clone(), VecDeque::from([number]));
+                    names
+                        .spans
+                        .insert(name.into_owned(), VecDeque::from([number]));
                 } else {
                     names.capped = true;
                 }
@@ -229,6 +233,15 @@ impl Index {
     }
 }
 
+/// `text` in lowercase, allocating only when it has uppercase letters.
+fn lowercase(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(text.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// A Zipkin trace search (`GET /api/v2/traces`), in Zipkin's units converted
 /// to µs.
 #[derive(Debug, Clone, Default)]
@@ -237,7 +250,7 @@ pub struct TraceQuery {
     pub service: Option<String>,
     /// Calling this remote service.
     pub remote_service: Option<String>,
-    /// With this span name.
+    /// With this span name (compared without case, as Zipkin lowercases names).
     pub span_name: Option<String>,
     /// `key=value` tags and bare words (a tag key or an annotation value), all
     /// to match.
@@ -279,9 +292,11 @@ impl TraceQuery {
             return false;
         }
         let named = |s: &&&Span| {
-            self.span_name
-                .as_deref()
-                .is_none_or(|name| s.name.as_deref() == Some(name))
+            self.span_name.as_deref().is_none_or(|name| {
+                s.name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
         };
         let timed = |s: &&&Span| {
             let d = s.duration.unwrap_or(0);
@@ -766,7 +781,11 @@ impl SpanStore {
             return Some(Candidates::All);
         };
         let names = index.names.services.get(service)?;
-        match query.span_name.as_ref().and_then(|n| names.spans.get(n)) {
+        match query
+            .span_name
+            .as_ref()
+            .and_then(|n| names.spans.get(lowercase(n).as_ref()))
+        {
             Some(list) => Some(Candidates::List(list)),
             None if query.span_name.is_some() && !names.capped => None,
             None => Some(Candidates::List(&names.entries)),
@@ -950,6 +969,12 @@ mod tests {
             q.min_duration_us = Some(1003);
         });
         assert_eq!(slow.len(), 1);
+        let named = query(&|q| {
+            q.service = Some("front".into());
+            q.span_name = Some("GET /Front".into());
+            q.min_duration_us = Some(1);
+        });
+        assert_eq!(named.len(), 10, "span names compare without case");
         let none = query(&|q| {
             q.service = Some("front".into());
             q.span_name = Some("nope".into());

@@ -213,4 +213,23 @@ async fn a_zipkin_client_posts_spans_and_reads_them_back_in_zipkins_shapes() {
         assert_eq!(status, 400, "{path}: {body}");
         assert!(body.as_str().unwrap().contains(needs), "{path}: {body}");
     }
+
+    // After a kill -9 and a start on the same data, the spans are read back
+    // (in the background: the node is ready first).
+    drop(sluice);
+    let again = Sluice::up_with(dir.path(), &[]);
+    let api = Http::new(&again.url);
+    let mut back = 0;
+    for _ in 0..100 {
+        let (status, _, body) = api
+            .send("GET", &format!("/api/v2/trace/{trace}"), None)
+            .await;
+        let (_, tracing) = api.get("/v1/tracing").await;
+        if status == 200 && tracing["loading"] == false {
+            back = body.as_array().map_or(0, Vec::len);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(back, 2, "the trace survives a restart");
 }

@@ -387,8 +387,13 @@ async fn main() -> anyhow::Result<()> {
     }
     let opened = Instant::now();
     let node = start(&binary, &dir, &cpu, &config)?;
+    let ready = opened.elapsed().as_secs_f64();
+    // The segments are read in the background: queries wait for all of them.
+    while status(&client, &node).await?["loading"] == true {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     println!(
-        "open: sluice up ready on {stored} spans in {:.1} s; RSS {} MiB",
+        "open: sluice up ready on {stored} spans in {ready:.1} s, all of them read in {:.1} s; RSS {} MiB",
         opened.elapsed().as_secs_f64(),
         std::fs::read_to_string(format!("/proc/{}/status", node.child.id()))
             .unwrap_or_default()

@@ -696,6 +696,9 @@ pub struct TracingStatus {
     pub bytes_per_span: f64,
     /// Spans dropped by the size and age bounds.
     pub spans_expired: u64,
+    /// Whether the segments there at start are still being read (queries see
+    /// what is read so far).
+    pub loading: bool,
 }
 
 /// The status of a node's tracing.
@@ -722,6 +725,7 @@ pub fn status_of(tracing: &Tracing) -> TracingStatus {
             stats.bytes as f64 / stats.spans as f64
         },
         spans_expired: stats.spans_expired,
+        loading: tracing.store().is_loading(),
     }
 }
 

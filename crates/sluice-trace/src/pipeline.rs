@@ -121,9 +121,11 @@ const IDLE: Duration = Duration::from_millis(5);
 const BOUNDS_EVERY: Duration = Duration::from_secs(10);
 
 impl Tracing {
-    /// Opens the store and starts the worker.
+    /// Opens the store and starts the worker, which first reads the segments
+    /// already there (meanwhile the queue takes spans up to its bound, and
+    /// queries see what is read so far).
     pub fn start(config: TracingConfig) -> std::io::Result<Arc<Self>> {
-        let store = Arc::new(SpanStore::open(config.store)?);
+        let store = Arc::new(SpanStore::open_unloaded(config.store)?);
         let (sender, receiver) = mpsc::sync_channel::<Message>(4096);
         let counters = Arc::new(Counters::default());
         let worker = {
@@ -311,6 +313,22 @@ fn write(store: &SpanStore, counters: &Counters, traces: Vec<Vec<Span>>) {
 }
 
 fn work(receiver: mpsc::Receiver<Message>, mut tail: Tail, store: &SpanStore, counters: &Counters) {
+    let started = std::time::Instant::now();
+    match store.load_existing() {
+        Ok(()) => {
+            let stats = store.stats();
+            if stats.spans > 0 {
+                tracing::info!(
+                    spans = stats.spans,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "span store read"
+                );
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot read every span segment; the rest is served")
+        }
+    }
     let mut last_tick = std::time::Instant::now();
     let mut last_bounds = std::time::Instant::now();
     // Kept traces not yet written: written a block at a time, or every tick.
@@ -375,5 +393,71 @@ fn work(receiver: mpsc::Receiver<Message>, mut tail: Tail, store: &SpanStore, co
                 tracing::warn!(%error, "cannot drop old span segments");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span::Endpoint;
+
+    fn span(trace: u128, error: bool) -> Span {
+        Span {
+            trace_id: format!("{trace:032x}"),
+            id: "00000000000000aa".into(),
+            parent_id: None,
+            name: Some("get /a".into()),
+            kind: None,
+            timestamp: Some(1_700_000_000_000_000),
+            duration: Some(10),
+            local_endpoint: Some(Endpoint {
+                service_name: Some("a".into()),
+                ..Endpoint::default()
+            }),
+            remote_endpoint: None,
+            annotations: Vec::new(),
+            tags: if error {
+                [("error".to_owned(), "x".to_owned())].into()
+            } else {
+                Default::default()
+            },
+            debug: false,
+            shared: false,
+        }
+    }
+
+    #[test]
+    fn the_worker_reads_the_old_segments_then_takes_new_spans() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SpanStore::open(StoreConfig::new(dir.path().to_owned())).unwrap();
+            store.append(vec![vec![span(1, false)]]).unwrap();
+        }
+        let mut config = TracingConfig::new(dir.path().to_owned());
+        config.tail.window = Duration::from_millis(1);
+        let tracing = Tracing::start(config).unwrap();
+        tracing.submit(vec![span(2, true)]).unwrap();
+        let found = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            tracing.flush();
+            !tracing.store().is_loading()
+                && tracing.store().trace(crate::TraceId::new(2).unwrap()).len() == 1
+        });
+        assert!(
+            found,
+            "the new trace was stored: {:?} {:?}",
+            tracing.counts(),
+            tracing.store().stats()
+        );
+        assert_eq!(
+            tracing.store().trace(crate::TraceId::new(1).unwrap()).len(),
+            1
+        );
+        assert_eq!(tracing.counts().stored, 1);
+        tracing.stop();
+        // Both segments are read on the next start.
+        let store = SpanStore::open(StoreConfig::new(dir.path().to_owned())).unwrap();
+        assert_eq!(store.stats().spans, 2);
+        assert_eq!(store.stats().segments, 2);
     }
 }

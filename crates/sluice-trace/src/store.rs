@@ -359,6 +359,9 @@ pub struct SpanStore {
     index: RwLock<Index>,
     writer: Mutex<Writer>,
     cache: Mutex<lru::LruCache<u64, Arc<BlockView>>>,
+    /// Segments not read yet (see [`SpanStore::open_unloaded`]).
+    unloaded: Mutex<Vec<u64>>,
+    loading: std::sync::atomic::AtomicBool,
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -380,6 +383,16 @@ fn corrupt(what: impl std::fmt::Display) -> std::io::Error {
 impl SpanStore {
     /// Opens (or creates) the store, reading every segment to rebuild the index.
     pub fn open(config: StoreConfig) -> std::io::Result<Self> {
+        let store = Self::open_unloaded(config)?;
+        store.load_existing()?;
+        Ok(store)
+    }
+
+    /// Opens (or creates) the store without reading its segments: they are
+    /// read by [`SpanStore::load_existing`], which the pipeline's worker runs
+    /// before it writes anything — so a node with a large store is ready at
+    /// once, and its queries see the older spans as they are read.
+    pub fn open_unloaded(config: StoreConfig) -> std::io::Result<Self> {
         std::fs::create_dir_all(&config.dir)?;
         let mut seqs: Vec<u64> = std::fs::read_dir(&config.dir)?
             .filter_map(|entry| {
@@ -400,12 +413,27 @@ impl SpanStore {
             cache: Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN),
             )),
+            loading: std::sync::atomic::AtomicBool::new(!seqs.is_empty()),
+            unloaded: Mutex::new(seqs),
             config,
         };
-        for seq in seqs {
-            store.load_segment(seq)?;
-        }
         Ok(store)
+    }
+
+    /// Reads the segments that were there when the store was opened, oldest
+    /// first, indexing them block by block (queries are held off a block at a
+    /// time, not for the whole load).
+    pub fn load_existing(&self) -> std::io::Result<()> {
+        let seqs = std::mem::take(&mut *self.unloaded.lock());
+        let result = seqs.into_iter().try_for_each(|seq| self.load_segment(seq));
+        self.loading
+            .store(false, std::sync::atomic::Ordering::Release);
+        result
+    }
+
+    /// Whether older segments are still being read.
+    pub fn is_loading(&self) -> bool {
+        self.loading.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn load_segment(&self, seq: u64) -> std::io::Result<()> {
@@ -413,8 +441,10 @@ impl SpanStore {
         let mut bytes = Vec::new();
         File::open(&path)?.read_to_end(&mut bytes)?;
         let mut offset = 0usize;
-        let mut index = self.index.write();
-        let first_block = index.first_block + index.blocks.len() as u64;
+        let first_block = {
+            let index = self.index.read();
+            index.first_block + index.blocks.len() as u64
+        };
         let mut segment = Segment {
             seq,
             bytes: 0,
@@ -441,9 +471,10 @@ impl SpanStore {
             else {
                 break;
             };
-            let block = index.first_block + index.blocks.len() as u64;
             let groups = view.all();
             let spans: usize = groups.iter().map(Vec::len).sum();
+            let mut index = self.index.write();
+            let block = index.first_block + index.blocks.len() as u64;
             index.blocks.push_back(BlockMeta {
                 segment: seq,
                 offset: offset as u64,
@@ -453,6 +484,7 @@ impl SpanStore {
             for group in &groups {
                 self.index_group(&mut index, block, group);
             }
+            drop(index);
             segment.bytes = end as u64;
             segment.newest_us = segment.newest_us.max(newest);
             segment.spans += spans as u64;
@@ -469,7 +501,7 @@ impl SpanStore {
                 .open(&path)?
                 .set_len(offset as u64)?;
         }
-        index.segments.push_back(segment);
+        self.index.write().segments.push_back(segment);
         Ok(())
     }
 

@@ -10,10 +10,13 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 # sluice_build [PATH]: $sluice is that build (default target/release/sluice), and
-# $threads_flag holds `--gateway-threads 1` when it knows the flag (older builds do not).
+# $threads_flag holds `--gateway-threads 1` when it knows the flag (older builds do not),
+# plus `--tracing false` when it knows that one: nginx records no spans, so the
+# comparison is of the same work (bench/gateway-ab.sh measures tracing's cost).
 sluice_build() {
   sluice=$(realpath "${1:-target/release/sluice}")
   threads_flag=(); "$sluice" up --help | grep -q -- --gateway-threads && threads_flag=(--gateway-threads 1)
+  "$sluice" up --help | grep -q -- '--tracing ' && threads_flag+=(--tracing false)
   return 0
 }
 

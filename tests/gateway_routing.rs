@@ -115,7 +115,17 @@ async fn routes_balance_rewrite_and_reload() {
     assert_eq!(body2["path"], "/users", "strip_prefix");
     assert_eq!(body2["headers"]["x-added"], "yes");
     assert!(body2["headers"].get("x-drop").is_none());
-    let (_, exact) = via(&client, &format!("{gateway}/echo/admin/health")).await;
+    // The two routes may reach the gateway in separate snapshots: wait for the second.
+    let mut exact = Value::Null;
+    for _ in 0..200 {
+        exact = via(&client, &format!("{gateway}/echo/admin/health"))
+            .await
+            .1;
+        if exact["path"] == "/healthz" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         exact["path"], "/healthz",
         "the exact route wins and replaces the path"

@@ -429,38 +429,46 @@ fn json<T: Serialize>(value: &T) -> Response {
     Json(value).into_response()
 }
 
-/// `GET /api/v2/services`.
-pub async fn services(State(state): State<AppState>) -> Response {
-    match read(&state, |t| t.store().services()).await {
-        Ok(names) => json(&names),
+/// A Zipkin answer: the value as JSON, or the refusal as plain text.
+fn answer<T: Serialize>(result: Result<T, Refusal>) -> Response {
+    match result {
+        Ok(value) => json(&value),
         Err(refusal) => refusal.into_response(),
     }
+}
+
+/// The names a service has (`serviceName` required), read with `read`.
+async fn names_of_service(
+    state: &AppState,
+    query: Option<String>,
+    read_names: fn(&sluice_trace::store::SpanStore, &str) -> Vec<String>,
+) -> Response {
+    let result = async {
+        let params = Params::parse(query.as_deref())?;
+        let service = params.required("serviceName")?;
+        read(state, move |t| read_names(t.store(), &service)).await
+    };
+    answer(result.await)
+}
+
+/// `GET /api/v2/services`.
+pub async fn services(State(state): State<AppState>) -> Response {
+    answer(read(&state, |t| t.store().services()).await)
 }
 
 /// `GET /api/v2/spans?serviceName=`.
 pub async fn span_names(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
-    let result = async {
-        let params = Params::parse(query.as_deref())?;
-        let service = params.required("serviceName")?;
-        read(&state, move |t| t.store().span_names(&service)).await
-    };
-    match result.await {
-        Ok(names) => json(&names),
-        Err(refusal) => refusal.into_response(),
-    }
+    names_of_service(&state, query, sluice_trace::store::SpanStore::span_names).await
 }
 
 /// `GET /api/v2/remoteServices?serviceName=`.
 pub async fn remote_services(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
-    let result = async {
-        let params = Params::parse(query.as_deref())?;
-        let service = params.required("serviceName")?;
-        read(&state, move |t| t.store().remote_services(&service)).await
-    };
-    match result.await {
-        Ok(names) => json(&names),
-        Err(refusal) => refusal.into_response(),
-    }
+    names_of_service(
+        &state,
+        query,
+        sluice_trace::store::SpanStore::remote_services,
+    )
+    .await
 }
 
 /// `annotationQuery`: terms joined by `and`; `key=value` matches a tag, a bare
@@ -500,10 +508,7 @@ pub async fn traces(State(state): State<AppState>, RawQuery(query): RawQuery) ->
         let query = trace_query(&params)?;
         read(&state, move |t| t.store().search(&query)).await
     };
-    match result.await {
-        Ok(traces) => json(&traces),
-        Err(refusal) => refusal.into_response(),
-    }
+    answer(result.await)
 }
 
 /// A search from Zipkin's parameters.
@@ -606,10 +611,7 @@ pub async fn trace_many(State(state): State<AppState>, RawQuery(query): RawQuery
         })
         .await
     };
-    match result.await {
-        Ok(traces) => json(&traces),
-        Err(refusal) => refusal.into_response(),
-    }
+    answer(result.await)
 }
 
 /// The time range of a dependency query: `endTs` (required) and `lookback`, in ms.
@@ -636,18 +638,12 @@ pub async fn dependencies(State(state): State<AppState>, RawQuery(query): RawQue
         })
         .await
     };
-    match result.await {
-        Ok(links) => json(&links),
-        Err(refusal) => refusal.into_response(),
-    }
+    answer(result.await)
 }
 
 /// `GET /api/v2/autocompleteKeys`.
 pub async fn autocomplete_keys(State(state): State<AppState>) -> Response {
-    match read(&state, |t| t.store().autocomplete_keys()).await {
-        Ok(keys) => json(&keys),
-        Err(refusal) => refusal.into_response(),
-    }
+    answer(read(&state, |t| t.store().autocomplete_keys()).await)
 }
 
 /// `GET /api/v2/autocompleteValues?key=`.
@@ -665,10 +661,7 @@ pub async fn autocomplete_values(
             .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "key is required"))?;
         read(&state, move |t| t.store().autocomplete_values(&key)).await
     };
-    match result.await {
-        Ok(values) => json(&values),
-        Err(refusal) => refusal.into_response(),
-    }
+    answer(result.await)
 }
 
 /// What `GET /v1/tracing` answers: the node's tracing counters and storage.

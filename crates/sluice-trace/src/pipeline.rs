@@ -151,68 +151,43 @@ impl Tracing {
         if spans.is_empty() {
             return Ok(());
         }
-        let count = spans.len();
-        let queued = self.counters.queued.fetch_add(count, Ordering::AcqRel);
-        if queued + count > self.queue_spans && queued > 0 {
-            self.counters.queued.fetch_sub(count, Ordering::AcqRel);
-            self.counters
-                .refused_busy
-                .fetch_add(count as u64, Ordering::Relaxed);
-            return Err(Refused::Busy);
-        }
-        if self.stopped.load(Ordering::Acquire) {
-            self.counters.queued.fetch_sub(count, Ordering::AcqRel);
-            return Err(Refused::Stopped);
-        }
-        match self.sender.try_send(Message::Spans(spans)) {
-            Ok(()) => {
-                self.counters
-                    .received
-                    .fetch_add(count as u64, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(error) => {
-                self.counters.queued.fetch_sub(count, Ordering::AcqRel);
-                match error {
-                    TrySendError::Full(_) => {
-                        self.counters
-                            .refused_busy
-                            .fetch_add(count as u64, Ordering::Relaxed);
-                        Err(Refused::Busy)
-                    }
-                    TrySendError::Disconnected(_) => Err(Refused::Stopped),
-                }
-            }
-        }
+        self.enqueue(spans.len(), Message::Spans(spans))
     }
 
     /// Hands over spans the worker builds (`estimate`: about how many, for the
     /// queue's bound); refused like [`Tracing::submit`].
     pub fn submit_deferred(&self, estimate: usize, build: Deferred) -> Result<(), Refused> {
         let count = estimate.max(1);
-        let queued = self.counters.queued.fetch_add(count, Ordering::AcqRel);
-        if (queued + count > self.queue_spans && queued > 0) || self.stopped.load(Ordering::Acquire)
-        {
+        self.enqueue(count, Message::Deferred(build, count))
+    }
+
+    /// Queues `message` of `count` spans, within the queue's bound.
+    fn enqueue(&self, count: usize, message: Message) -> Result<(), Refused> {
+        let refuse = |why: Refused| {
             self.counters.queued.fetch_sub(count, Ordering::AcqRel);
-            self.counters
-                .refused_busy
-                .fetch_add(count as u64, Ordering::Relaxed);
-            return Err(Refused::Busy);
+            if why == Refused::Busy {
+                self.counters
+                    .refused_busy
+                    .fetch_add(count as u64, Ordering::Relaxed);
+            }
+            Err(why)
+        };
+        let queued = self.counters.queued.fetch_add(count, Ordering::AcqRel);
+        if queued + count > self.queue_spans && queued > 0 {
+            return refuse(Refused::Busy);
         }
-        match self.sender.try_send(Message::Deferred(build, count)) {
+        if self.stopped.load(Ordering::Acquire) {
+            return refuse(Refused::Stopped);
+        }
+        match self.sender.try_send(message) {
             Ok(()) => {
                 self.counters
                     .received
                     .fetch_add(count as u64, Ordering::Relaxed);
                 Ok(())
             }
-            Err(_) => {
-                self.counters.queued.fetch_sub(count, Ordering::AcqRel);
-                self.counters
-                    .refused_busy
-                    .fetch_add(count as u64, Ordering::Relaxed);
-                Err(Refused::Busy)
-            }
+            Err(TrySendError::Full(_)) => refuse(Refused::Busy),
+            Err(TrySendError::Disconnected(_)) => refuse(Refused::Stopped),
         }
     }
 

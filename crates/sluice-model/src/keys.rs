@@ -13,7 +13,11 @@
 //!   by a check or an operator; absent means healthy;
 //! - `alarm/…` — alarm states; `notify/…` — notifications waiting to be sent;
 //!   `errors/…` — error reports;
-//! - `lock/health-checker` — the key that elects the node running health checks.
+//! - `lock/health-checker` — the key that elects the node running health checks;
+//! - `cfg/item/{ns}/{group}/{key}` — a config item's record (released version, gray
+//!   candidate, the versions kept); `cfg/data/{ns}/{group}/{key}/{version}` — one
+//!   version's content (sealed for secret items); `cfg/audit/{ns}/{group}/{key}/{seq}`
+//!   — what was done to the item, by whom.
 
 /// Prefix of every resource.
 pub const RESOURCES_PREFIX: &str = "res/";
@@ -29,6 +33,39 @@ pub const ALARMS_PREFIX: &str = "alarm/";
 pub const NOTIFY_PREFIX: &str = "notify/";
 /// Prefix of error reports.
 pub const ERRORS_PREFIX: &str = "errors/";
+
+/// Prefix of config items' records.
+pub const CONFIG_ITEMS_PREFIX: &str = "cfg/item/";
+/// Prefix of config versions' contents.
+pub const CONFIG_DATA_PREFIX: &str = "cfg/data/";
+/// Prefix of config audit records.
+pub const CONFIG_AUDIT_PREFIX: &str = "cfg/audit/";
+
+/// The key of a config item's record: `cfg/item/{ns}/{group}/{key}`.
+pub fn config_item_key(namespace: &str, group: &str, key: &str) -> String {
+    format!("{CONFIG_ITEMS_PREFIX}{namespace}/{group}/{key}")
+}
+
+/// Splits a config item's record key into (namespace, group, key).
+pub fn parse_config_item_key(key: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = key.strip_prefix(CONFIG_ITEMS_PREFIX)?.splitn(3, '/');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
+/// The key of one version's content: `cfg/data/{ns}/{group}/{key}/{version:020}`.
+pub fn config_data_key(namespace: &str, group: &str, key: &str, version: u64) -> String {
+    format!("{CONFIG_DATA_PREFIX}{namespace}/{group}/{key}/{version:020}")
+}
+
+/// The key of one audit record: `cfg/audit/{ns}/{group}/{key}/{seq:020}`.
+pub fn config_audit_key(namespace: &str, group: &str, key: &str, seq: u64) -> String {
+    format!("{CONFIG_AUDIT_PREFIX}{namespace}/{group}/{key}/{seq:020}")
+}
+
+/// The prefix of one item's audit records.
+pub fn config_audit_prefix(namespace: &str, group: &str, key: &str) -> String {
+    format!("{CONFIG_AUDIT_PREFIX}{namespace}/{group}/{key}/")
+}
 
 /// The prefix of every resource of one kind: `res/{kind}/`.
 pub fn kind_prefix(kind: &str) -> String {

@@ -12,8 +12,9 @@ pub type Revision = u64;
 
 /// Longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
-/// Largest value, in bytes (1 MiB; etcd's default request limit is 1.5 MiB).
-pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// Largest value, in bytes: 1 MiB and 4 KiB, room for a 1 MiB config version
+/// and its seal (etcd's default request limit is 1.5 MiB).
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024 + 4096;
 /// Most operations (and, separately, most comparisons) in one transaction (etcd's default).
 pub const MAX_TXN_OPS: usize = 128;
 /// Most keys one range page returns.

@@ -37,6 +37,9 @@ pub struct TokenConfig {
     /// Namespaces it covers; `["*"]` (the default) for all.
     #[serde(default = "all_namespaces")]
     pub namespaces: Vec<String>,
+    /// Whether it may read secret config items in its namespaces (admin tokens always may).
+    #[serde(default)]
+    pub secrets: bool,
 }
 
 fn all_namespaces() -> Vec<String> {
@@ -105,9 +108,38 @@ pub struct Access {
     pub namespaces: Option<Vec<String>>,
     /// The caller's role (`Admin` when no tokens are configured).
     pub role: Role,
+    /// Whether the caller may read secret config items.
+    pub secrets: bool,
+    /// The token's name, for audit records (`None`: no name, or no tokens).
+    pub name: Option<String>,
 }
 
 impl Access {
+    /// What a caller may do when no tokens are configured.
+    pub fn everything() -> Self {
+        Access {
+            namespaces: None,
+            role: Role::Admin,
+            secrets: true,
+            name: None,
+        }
+    }
+
+    fn of(token: &TokenConfig) -> Self {
+        Access {
+            namespaces: (!token.namespaces.iter().any(|n| n == "*"))
+                .then(|| token.namespaces.clone()),
+            role: token.role,
+            secrets: token.secrets || token.role == Role::Admin,
+            name: token.name.clone(),
+        }
+    }
+
+    /// Whether the caller may read secret config items.
+    pub fn reads_secrets(&self) -> bool {
+        self.secrets
+    }
+
     /// Whether the caller may see `namespace`.
     pub fn covers(&self, namespace: &str) -> bool {
         self.namespaces
@@ -134,17 +166,10 @@ impl Auth {
     /// configured, everything.
     pub fn access(&self, presented: Option<&str>) -> Option<Access> {
         if !self.enabled() {
-            return Some(Access {
-                namespaces: None,
-                role: Role::Admin,
-            });
+            return Some(Access::everything());
         }
         let token = self.find(presented?)?;
-        Some(Access {
-            namespaces: (!token.namespaces.iter().any(|n| n == "*"))
-                .then(|| token.namespaces.clone()),
-            role: token.role,
-        })
+        Some(Access::of(token))
     }
 
     fn find(&self, presented: &str) -> Option<&TokenConfig> {
@@ -191,14 +216,13 @@ pub async fn authorize(
         request.extensions_mut().insert(Access {
             namespaces: Some(Vec::new()),
             role: Role::Read,
+            secrets: false,
+            name: None,
         });
         return next.run(request).await;
     }
     if !auth.enabled() {
-        request.extensions_mut().insert(Access {
-            namespaces: None,
-            role: Role::Admin,
-        });
+        request.extensions_mut().insert(Access::everything());
         return next.run(request).await;
     }
     let presented = request
@@ -262,11 +286,7 @@ pub async fn authorize(
             .into_response();
         }
     }
-    let namespaces = (!token.namespaces.iter().any(|n| n == "*")).then(|| token.namespaces.clone());
-    request.extensions_mut().insert(Access {
-        namespaces,
-        role: token.role,
-    });
+    request.extensions_mut().insert(Access::of(token));
     next.run(request).await
 }
 
@@ -301,6 +321,7 @@ mod tests {
             token: t.into(),
             role: Role::Read,
             namespaces: all_namespaces(),
+            secrets: false,
         };
         assert!(token("short").validate().is_err());
         assert!(token("0123456789abcdef").validate().is_ok());

@@ -1,12 +1,14 @@
 //! Sluice's control-plane HTTP API (axum): the naming service's endpoints, generic
 //! resources, Prometheus service discovery, health, the OpenAPI document, and
-//! bearer-token access control, and trace ingest and queries (OTLP, Zipkin).
+//! bearer-token access control, trace ingest and queries (OTLP, Zipkin), and
+//! the config center.
 //! Every error is `{"error": {"code", "message"}}`
 //! with a 4xx/5xx status; bodies are size-limited and parsed strictly.
 
 mod admin;
 mod alarms;
 mod auth;
+pub mod configs;
 mod error;
 mod error_reports;
 mod json;
@@ -47,6 +49,8 @@ pub struct AppState {
     pub protection: Option<protection::ProtectionSource>,
     /// Trace ingest and storage, when this node keeps traces.
     pub tracing: Option<Arc<sluice_trace::pipeline::Tracing>>,
+    /// The config center, when this node serves it.
+    pub configs: Option<Arc<sluice_config::ConfigCenter>>,
 }
 
 /// What a request that hit a panic gets (the panic itself is logged).
@@ -137,6 +141,7 @@ pub fn router(state: AppState, auth: Auth, body_limit: usize) -> Router {
         .route("/v1/namespaces/{ns}/metrics", post(metrics::push))
         .route("/v1/hosts/{host}/metrics", post(metrics::push_host))
         .merge(traces::routes())
+        .merge(configs::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -35,6 +35,7 @@ fn app() -> Router {
         metrics: None,
         protection: None,
         tracing: None,
+        configs: None,
     };
     sluice_api::router(state, Auth::default(), 1024 * 1024)
 }

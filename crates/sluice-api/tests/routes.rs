@@ -23,6 +23,7 @@ async fn every_documented_endpoint_is_routed() {
         metrics: None,
         protection: None,
         tracing: None,
+        configs: None,
     };
     let app = sluice_api::router(state, Auth::default(), 1024 * 1024);
     for endpoint in ENDPOINTS {

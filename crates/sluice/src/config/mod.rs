@@ -18,6 +18,9 @@
 //! cert = "/etc/sluice/example.pem"
 //! key = "/etc/sluice/example.key"
 //! body_limit = 1048576            # largest request body, bytes
+//! secrets_key_file = "/etc/sluice/secrets.key"  # --secrets-key-file, SLUICE_SECRETS_KEY_FILE:
+//!                                 # the key secret config items are sealed with (default, with
+//!                                 # the embedded store: <data>/secrets.key, made on first start)
 //!
 //! [metrics]
 //! dir = "./sluice-data/metrics"   # --metrics-dir, SLUICE_METRICS_DIR (default: <data>/metrics)
@@ -80,6 +83,11 @@ pub struct ServerArgs {
     /// Store URL [default: redb://<data>]: redb://DIR, etcd://H:P[,H:P...][/PREFIX], memory://.
     #[arg(long, env = "SLUICE_STORE")]
     pub store: Option<String>,
+    /// Key that secret config items are sealed with: 64 hex digits in a file (the same
+    /// file on every node) [default with the embedded store: <data>/secrets.key, made on
+    /// first start].
+    #[arg(long, env = "SLUICE_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
     /// Admin API address [default: 127.0.0.1:7700].
     #[arg(long, env = "SLUICE_ADMIN")]
     pub admin: Option<String>,
@@ -303,6 +311,7 @@ struct FileConfig {
     gateway_tls: FileTls,
     data: Option<PathBuf>,
     store: Option<String>,
+    secrets_key_file: Option<PathBuf>,
     admin: Option<String>,
     gateway: Option<String>,
     gateway_header_timeout: Option<String>,
@@ -380,6 +389,8 @@ pub struct ServerConfig {
     pub metrics: MetricsConfig,
     /// Tracing, unless turned off.
     pub tracing: Option<TracingSettings>,
+    /// The secrets key file, and whether to make it when missing.
+    pub secrets_key: Option<(PathBuf, bool)>,
 }
 
 fn duration(name: &str, value: Option<String>, default: Duration) -> anyhow::Result<Duration> {
@@ -406,6 +417,12 @@ impl ServerArgs {
             .store
             .or(file.store)
             .unwrap_or_else(|| format!("redb://{}", data.display()));
+        // A key made on first start suits one node; nodes sharing etcd need one file.
+        let secrets_key = match self.secrets_key_file.or(file.secrets_key_file) {
+            Some(path) => Some((path, false)),
+            None if store.starts_with("redb://") => Some((data.join("secrets.key"), true)),
+            None => None,
+        };
         let gateway = match self
             .gateway
             .or(file.gateway)
@@ -521,6 +538,7 @@ impl ServerArgs {
             tokens: file.tokens,
             metrics,
             tracing,
+            secrets_key,
         })
     }
 }

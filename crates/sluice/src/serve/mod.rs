@@ -43,6 +43,7 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!(e))?;
     let resources = Resources::start(Arc::clone(&store), Kinds::builtin());
     let metrics = metrics::Metrics::start(&config).await?;
+    let configs = start_configs(&config, &store)?;
     let mut traces = match &config.tracing {
         Some(settings) => Some(traces::Tracing::start(settings).await?),
         None => None,
@@ -76,6 +77,7 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
         }),
         protection: gateway.as_ref().map(gateway::Planes::protection),
         tracing: traces.as_ref().map(|t| Arc::clone(&t.pipeline)),
+        configs: Some(configs),
     };
     if let (Some(traces), Some(settings)) = (&mut traces, &config.tracing) {
         traces.listen(settings, &state, &auth, &stop_rx).await;
@@ -116,6 +118,23 @@ pub async fn run(config: ServerConfig, role: Role) -> anyhow::Result<()> {
     }
 }
 
+/// The config center, with the secrets key when one is configured (or made).
+fn start_configs(
+    config: &ServerConfig,
+    store: &Arc<dyn sluice_store::Store>,
+) -> anyhow::Result<Arc<sluice_config::ConfigCenter>> {
+    let sealer = match &config.secrets_key {
+        Some((path, create)) => Some(Arc::new(
+            sluice_config::Sealer::load(path, *create).map_err(|e| anyhow::anyhow!(e))?,
+        )),
+        None => None,
+    };
+    Ok(Arc::new(sluice_config::ConfigCenter::start(
+        Arc::clone(store),
+        sealer,
+    )))
+}
+
 /// The admin API and the console, serving until `stop`.
 struct Admin {
     address: std::net::SocketAddr,
@@ -134,6 +153,7 @@ async fn start_admin(
         .await
         .with_context(|| format!("cannot listen on {} (admin API)", config.admin))?;
     let address = listener.local_addr()?;
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = stop.wait_for(|stop| *stop).await;
     });

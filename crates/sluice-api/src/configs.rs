@@ -46,7 +46,10 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{item}/versions/{{version}}"), get(version))
         .route(&format!("{item}/diff"), get(diff))
         .route(&format!("{item}/rollback"), post(rollback))
-        .route(&format!("{item}/gray"), get(gray).put(publish_gray).delete(abort))
+        .route(
+            &format!("{item}/gray"),
+            get(gray).put(publish_gray).delete(abort),
+        )
         .route(&format!("{item}/gray/promote"), post(promote))
         .route(&format!("{item}/gray/abort"), post(abort))
         .route(&format!("{item}/audit"), get(audit))
@@ -110,7 +113,10 @@ fn path(ns: &str, group: &str, key: &str) -> Result<ItemPath, ApiError> {
 
 fn actor(access: &Access, peer: &Peer) -> Actor {
     Actor {
-        name: access.name.clone().unwrap_or_else(|| "anonymous".to_owned()),
+        name: access
+            .name
+            .clone()
+            .unwrap_or_else(|| "anonymous".to_owned()),
         address: peer.0,
     }
 }
@@ -119,14 +125,15 @@ fn secret_refused(item: &ItemPath) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "secret",
-        format!(
-            "{item} is secret: reading it needs an admin token or a token with secrets = true"
-        ),
+        format!("{item} is secret: reading it needs an admin token or a token with secrets = true"),
     )
 }
 
 /// The client a request speaks for: `labels`, `client_id`, `ip` (else the peer).
-fn client_of(params: &std::collections::HashMap<String, String>, peer: &Peer) -> Result<ClientInfo, ApiError> {
+fn client_of(
+    params: &std::collections::HashMap<String, String>,
+    peer: &Peer,
+) -> Result<ClientInfo, ApiError> {
     let address = match params.get("ip") {
         Some(ip) => Some(ip.parse::<IpAddr>().map_err(|_| {
             ApiError::bad_request(format!("query parameter ip={ip:?} is not an IP address"))
@@ -138,8 +145,13 @@ fn client_of(params: &std::collections::HashMap<String, String>, peer: &Peer) ->
         None => BTreeMap::new(),
     };
     let client_id = params.get("client_id").cloned();
-    if client_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > 256) {
-        return Err(ApiError::bad_request("query parameter client_id needs 1 to 256 characters"));
+    if client_id
+        .as_ref()
+        .is_some_and(|id| id.is_empty() || id.len() > 256)
+    {
+        return Err(ApiError::bad_request(
+            "query parameter client_id needs 1 to 256 characters",
+        ));
     }
     Ok(ClientInfo {
         address,
@@ -195,7 +207,10 @@ fn served_json(item: &ItemPath, served: &Served, reveal: bool) -> Value {
 fn answer(item: &ItemPath, served: &Served, reveal: bool) -> Response {
     let mut response = (StatusCode::OK, Json(served_json(item, served, reveal))).into_response();
     let headers = response.headers_mut();
-    headers.insert("x-sluice-config-version", HeaderValue::from(served.meta.version));
+    headers.insert(
+        "x-sluice-config-version",
+        HeaderValue::from(served.meta.version),
+    );
     headers.insert("x-sluice-index", HeaderValue::from(served.revision));
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", served.content.md5)) {
         headers.insert(axum::http::header::ETAG, etag);
@@ -209,7 +224,11 @@ fn change_json(item: &ItemPath, change: &Change) -> Value {
     body["group"] = Value::from(item.group.clone());
     body["key"] = Value::from(item.key.clone());
     body["revision"] = Value::from(change.revision);
-    body["released"] = change.record.released.as_ref().map_or(Value::Null, |v| Value::from(v.version));
+    body["released"] = change
+        .record
+        .released
+        .as_ref()
+        .map_or(Value::Null, |v| Value::from(v.version));
     body["gray_active"] = Value::from(change.record.gray.is_some());
     body["secret"] = Value::from(change.record.secret);
     body["audit"] = serde_json::to_value(&change.audit).unwrap_or(Value::Null);
@@ -242,14 +261,19 @@ async fn read(
 ) -> Result<Response, ApiError> {
     let center = center(&state)?;
     let item = path(&ns, &group, &key)?;
-    let params = query(raw, &["version", "md5", "wait", "labels", "client_id", "ip"])?;
+    let params = query(
+        raw,
+        &["version", "md5", "wait", "labels", "client_id", "ip"],
+    )?;
     let client = client_of(&params, &peer)?;
     let held = match (params.get("version"), params.get("md5")) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request("give version or md5, not both"));
         }
         (Some(v), None) => Some(Held::Version(v.parse().map_err(|_| {
-            ApiError::bad_request(format!("query parameter version={v:?} is not a whole number"))
+            ApiError::bad_request(format!(
+                "query parameter version={v:?} is not a whole number"
+            ))
         })?)),
         (None, Some(md5)) => Some(Held::Md5(md5.clone())),
         (None, None) => None,
@@ -338,7 +362,9 @@ async fn publish(
             "match: a rule belongs to a gray publish (PUT .../gray)",
         ));
     }
-    let change = center.publish(&item, publish, &actor(&access, &peer)).await?;
+    let change = center
+        .publish(&item, publish, &actor(&access, &peer))
+        .await?;
     let status = if change.record.kept.len() == 1 && change.audit.from_version.is_none() {
         StatusCode::CREATED
     } else {
@@ -397,7 +423,9 @@ async fn promote(
     let center = center(&state)?;
     let item = path(&ns, &group, &key)?;
     let comment = optional_comment(&body)?;
-    let change = center.promote(&item, &comment, &actor(&access, &peer)).await?;
+    let change = center
+        .promote(&item, &comment, &actor(&access, &peer))
+        .await?;
     Ok(Json(change_json(&item, &change)))
 }
 
@@ -412,7 +440,9 @@ async fn abort(
     let center = center(&state)?;
     let item = path(&ns, &group, &key)?;
     let comment = optional_comment(&body)?;
-    let change = center.abort(&item, &comment, &actor(&access, &peer)).await?;
+    let change = center
+        .abort(&item, &comment, &actor(&access, &peer))
+        .await?;
     Ok(Json(change_json(&item, &change)))
 }
 
@@ -559,7 +589,9 @@ async fn diff(
             .get(name)
             .map(|v| {
                 v.parse::<u64>().map_err(|_| {
-                    ApiError::bad_request(format!("query parameter {name}={v:?} is not a whole number"))
+                    ApiError::bad_request(format!(
+                        "query parameter {name}={v:?} is not a whole number"
+                    ))
                 })
             })
             .transpose()
@@ -576,7 +608,9 @@ async fn diff(
             .filter(|v| *v < to)
             .max()
             .ok_or_else(|| {
-                ApiError::bad_request(format!("{item} has no kept version before {to}; give from="))
+                ApiError::bad_request(format!(
+                    "{item} has no kept version before {to}; give from="
+                ))
             })?,
     };
     let text = center.diff(&item, from, to).await?;
@@ -673,7 +707,10 @@ async fn watch_many(
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("items[{i}]: this token does not cover namespace {:?}", item.namespace),
+                format!(
+                    "items[{i}]: this token does not cover namespace {:?}",
+                    item.namespace
+                ),
             ));
         }
         let held = match (&watched.version, &watched.md5) {

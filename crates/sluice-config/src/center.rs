@@ -198,9 +198,7 @@ impl ConfigCenter {
     ) -> Result<Change, ConfigError> {
         let format = checked(item, &publish)?;
         self.change(item, actor, &publish.comment, |current| {
-            let mut record = current
-                .cloned()
-                .unwrap_or_else(|| ItemRecord::empty(None));
+            let mut record = current.cloned().unwrap_or_else(|| ItemRecord::empty(None));
             if let Some(expected) = publish.expect_version {
                 let actual = record.released.as_ref().map_or(0, |v| v.version);
                 if actual != expected {
@@ -213,7 +211,8 @@ impl ConfigCenter {
             }
             apply_settings(&mut record, &publish);
             let from = record.released.as_ref().map(|v| v.version);
-            let (meta, put) = self.new_version(item, &mut record, format, &publish, false, actor, None)?;
+            let (meta, put) =
+                self.new_version(item, &mut record, format, &publish, false, actor, None)?;
             record.released = Some(meta.clone());
             Ok(Plan::new(record, Action::Publish, from, Some(meta)).with_put(put))
         })
@@ -239,7 +238,8 @@ impl ConfigCenter {
             };
             apply_settings(&mut record, &publish);
             let from = record.gray.as_ref().map(|g| g.candidate.version);
-            let (meta, put) = self.new_version(item, &mut record, format, &publish, true, actor, None)?;
+            let (meta, put) =
+                self.new_version(item, &mut record, format, &publish, true, actor, None)?;
             record.gray = Some(GrayState {
                 candidate: meta.clone(),
                 rule: rule.clone(),
@@ -265,7 +265,12 @@ impl ConfigCenter {
             };
             let from = record.released.as_ref().map(|v| v.version);
             record.released = Some(gray.candidate.clone());
-            Ok(Plan::new(record, Action::Promote, from, Some(gray.candidate)))
+            Ok(Plan::new(
+                record,
+                Action::Promote,
+                from,
+                Some(gray.candidate),
+            ))
         })
         .await
     }
@@ -321,8 +326,15 @@ impl ConfigCenter {
             let mut record = existing(item, current)?;
             kept(item, &record, version)?;
             let from = record.released.as_ref().map(|v| v.version);
-            let (meta, put) =
-                self.new_version(item, &mut record, old.format, &publish, false, actor, Some(version))?;
+            let (meta, put) = self.new_version(
+                item,
+                &mut record,
+                old.format,
+                &publish,
+                false,
+                actor,
+                Some(version),
+            )?;
             record.released = Some(meta.clone());
             Ok(Plan::new(record, Action::Rollback, from, Some(meta)).with_put(put))
         })
@@ -336,14 +348,21 @@ impl ConfigCenter {
             let record = existing(item, current)?;
             let from = record.released.as_ref().map(|v| v.version);
             let mut plan = Plan::new(ItemRecord::empty(Some(&record)), Action::Delete, from, None);
-            plan.deletes = record.kept.iter().map(|v| item.data_key(v.version)).collect();
+            plan.deletes = record
+                .kept
+                .iter()
+                .map(|v| item.data_key(v.version))
+                .collect();
             Ok(plan)
         })
         .await
     }
 
     /// The item's record and its revision, read from the store.
-    pub async fn record(&self, item: &ItemPath) -> Result<Option<(ItemRecord, Revision)>, ConfigError> {
+    pub async fn record(
+        &self,
+        item: &ItemPath,
+    ) -> Result<Option<(ItemRecord, Revision)>, ConfigError> {
         let Some(kv) = self.inner.store.get(&item.record_key()).await? else {
             return Ok(None);
         };
@@ -411,7 +430,8 @@ impl ConfigCenter {
 
     /// The item's audit trail, oldest first (kept after a delete).
     pub async fn audit(&self, item: &ItemPath) -> Result<Vec<AuditEntry>, ConfigError> {
-        let prefix = sluice_model::keys::config_audit_prefix(&item.namespace, &item.group, &item.key);
+        let prefix =
+            sluice_model::keys::config_audit_prefix(&item.namespace, &item.group, &item.key);
         let (kvs, _) = sluice_store::list_all(&*self.inner.store, &prefix).await?;
         kvs.iter()
             .map(|kv| {
@@ -471,7 +491,11 @@ impl ConfigCenter {
         Ok(Arc::clone(content))
     }
 
-    async fn load_content(&self, item: &ItemPath, meta: &VersionMeta) -> Result<Arc<Content>, ConfigError> {
+    async fn load_content(
+        &self,
+        item: &ItemPath,
+        meta: &VersionMeta,
+    ) -> Result<Arc<Content>, ConfigError> {
         let key = item.data_key(meta.version);
         let Some(kv) = self.inner.store.get(&key).await? else {
             return Err(ConfigError::VersionNotKept {
@@ -482,16 +506,15 @@ impl ConfigCenter {
         };
         let bytes = if meta.sealed {
             let sealer = self.inner.sealer.as_ref().ok_or_else(|| {
-                ConfigError::Secrets(format!(
-                    "{item} is secret and this node has no secrets key"
-                ))
+                ConfigError::Secrets(format!("{item} is secret and this node has no secrets key"))
             })?;
             sealer.open(item, meta.version, &kv.value)?
         } else {
             kv.value
         };
-        let text = String::from_utf8(bytes)
-            .map_err(|_| ConfigError::Secrets(format!("{item} version {}: not UTF-8", meta.version)))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            ConfigError::Secrets(format!("{item} version {}: not UTF-8", meta.version))
+        })?;
         Ok(Arc::new(Content::new(text)))
     }
 
@@ -585,7 +608,8 @@ impl ConfigCenter {
             txn.ops.extend(deletes.into_iter().map(TxnOp::delete));
             let outcome = self.inner.store.txn(txn).await?;
             if outcome.succeeded {
-                self.caught_up(outcome.revision, Duration::from_secs(5)).await;
+                self.caught_up(outcome.revision, Duration::from_secs(5))
+                    .await;
                 return Ok(Change {
                     record,
                     version: to,
@@ -595,9 +619,11 @@ impl ConfigCenter {
             }
             tokio::time::sleep(Duration::from_millis(fastrand::u64(1..20))).await;
         }
-        Err(ConfigError::Store(sluice_store::StoreError::InvalidRequest(format!(
-            "{item} kept changing under {CHANGE_ATTEMPTS} attempts; try again"
-        ))))
+        Err(ConfigError::Store(
+            sluice_store::StoreError::InvalidRequest(format!(
+                "{item} kept changing under {CHANGE_ATTEMPTS} attempts; try again"
+            )),
+        ))
     }
 
     /// Waits (up to `limit`) until the view has reached `revision`, so the node
@@ -674,9 +700,8 @@ fn decode(kv: &KeyValue) -> Option<(ItemPath, ItemRecord)> {
 }
 
 fn parse_record(kv: &KeyValue) -> Result<ItemRecord, ConfigError> {
-    serde_json::from_slice(&kv.value).map_err(|e| {
-        ConfigError::Secrets(format!("config record {} is unreadable: {e}", kv.key))
-    })
+    serde_json::from_slice(&kv.value)
+        .map_err(|e| ConfigError::Secrets(format!("config record {} is unreadable: {e}", kv.key)))
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -718,7 +743,11 @@ fn existing(item: &ItemPath, current: Option<&ItemRecord>) -> Result<ItemRecord,
         .ok_or_else(|| ConfigError::NotFound(item.to_string()))
 }
 
-fn kept<'a>(item: &ItemPath, record: &'a ItemRecord, version: u64) -> Result<&'a VersionMeta, ConfigError> {
+fn kept<'a>(
+    item: &ItemPath,
+    record: &'a ItemRecord,
+    version: u64,
+) -> Result<&'a VersionMeta, ConfigError> {
     record
         .kept_version(version)
         .ok_or_else(|| ConfigError::VersionNotKept {
@@ -769,7 +798,9 @@ fn checked(item: &ItemPath, publish: &Publish) -> Result<Format, ConfigError> {
             ));
         }
     }
-    let format = publish.format.unwrap_or_else(|| Format::from_key(&item.key));
+    let format = publish
+        .format
+        .unwrap_or_else(|| Format::from_key(&item.key));
     format.check(&publish.content)?;
     Ok(format)
 }

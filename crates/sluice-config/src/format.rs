@@ -71,9 +71,7 @@ impl Format {
                 .map(|_| ())
                 .map_err(|e| FormatError {
                     format: self,
-                    line: e
-                        .span()
-                        .map_or(0, |span| line_of(content, span.start)),
+                    line: e.span().map_or(0, |span| line_of(content, span.start)),
                     message: e.message().trim().to_owned(),
                 }),
             Format::Properties => check_properties(content),
@@ -153,8 +151,12 @@ mod tests {
     #[test]
     fn good_content_passes_in_every_format() {
         Format::Json.check("{\"pool\": 10}").unwrap();
-        Format::Yaml.check("pool: 10\nhosts: [a, b]\n---\nsecond: doc\n").unwrap();
-        Format::Toml.check("pool = 10\n[db]\nhost = \"a\"\n").unwrap();
+        Format::Yaml
+            .check("pool: 10\nhosts: [a, b]\n---\nsecond: doc\n")
+            .unwrap();
+        Format::Toml
+            .check("pool = 10\n[db]\nhost = \"a\"\n")
+            .unwrap();
         Format::Properties
             .check("pool=10\nname = \\u0041bc\n# comment\nflag\n")
             .unwrap();

@@ -247,7 +247,9 @@ impl Block {
                 u32::from(block) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(block), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.bits)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.bits))
+                    .unwrap_or(0);
                 u128::from(block) & mask == u128::from(ip) & mask
             }
             _ => false,

@@ -77,7 +77,9 @@ impl Sealer {
             message,
         };
         match std::fs::read(path) {
-            Ok(bytes) => parse_key(&bytes).map(|k| Sealer::from_key(&k)).map_err(fail),
+            Ok(bytes) => parse_key(&bytes)
+                .map(|k| Sealer::from_key(&k))
+                .map_err(fail),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
                 let mut key = [0u8; 32];
                 SystemRandom::new()
@@ -97,7 +99,12 @@ impl Sealer {
     }
 
     /// Seals `plain` for `item`'s `version`.
-    pub fn seal(&self, item: &ItemPath, version: u64, plain: &[u8]) -> Result<Vec<u8>, SecretsError> {
+    pub fn seal(
+        &self,
+        item: &ItemPath,
+        version: u64,
+        plain: &[u8],
+    ) -> Result<Vec<u8>, SecretsError> {
         let mut nonce = [0u8; NONCE_LEN];
         // Without randomness a nonce could repeat: refuse rather than seal weakly.
         self.random.fill(&mut nonce).map_err(|_| {
@@ -118,14 +125,21 @@ impl Sealer {
             )
             .is_err()
         {
-            return Err(SecretsError::Open(format!("{item} version {version}: sealing failed")));
+            return Err(SecretsError::Open(format!(
+                "{item} version {version}: sealing failed"
+            )));
         }
         out.extend_from_slice(&body);
         Ok(out)
     }
 
     /// Opens what [`Sealer::seal`] made for the same item and version.
-    pub fn open(&self, item: &ItemPath, version: u64, sealed: &[u8]) -> Result<Vec<u8>, SecretsError> {
+    pub fn open(
+        &self,
+        item: &ItemPath,
+        version: u64,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, SecretsError> {
         let header = 4 + KEY_ID_LEN + NONCE_LEN;
         if sealed.len() < header + 16 || &sealed[..4] != MAGIC {
             return Err(SecretsError::Open(format!(
@@ -212,7 +226,10 @@ mod tests {
         let sealed = sealer.seal(&item("db"), 3, b"password=hunter2").unwrap();
         assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
         assert_eq!(sealed.len(), 16 + SEAL_OVERHEAD);
-        assert_eq!(sealer.open(&item("db"), 3, &sealed).unwrap(), b"password=hunter2");
+        assert_eq!(
+            sealer.open(&item("db"), 3, &sealed).unwrap(),
+            b"password=hunter2"
+        );
         assert!(sealer.open(&item("db"), 4, &sealed).is_err());
         assert!(sealer.open(&item("other"), 3, &sealed).is_err());
         let other = Sealer::from_key(&[8; 32]);
@@ -223,7 +240,10 @@ mod tests {
         altered[last] ^= 1;
         assert!(sealer.open(&item("db"), 3, &altered).is_err());
         // Two seals of one value differ (fresh nonces).
-        assert_ne!(sealed, sealer.seal(&item("db"), 3, b"password=hunter2").unwrap());
+        assert_ne!(
+            sealed,
+            sealer.seal(&item("db"), 3, b"password=hunter2").unwrap()
+        );
     }
 
     #[test]

@@ -121,13 +121,21 @@ impl Watchers {
     }
 
     /// Notes that `client` holds (or was served) `version` of `item`.
-    pub(crate) fn saw(&self, item: &ItemPath, client: &ClientInfo, version: u64, gray: bool, watching: i32) {
+    pub(crate) fn saw(
+        &self,
+        item: &ItemPath,
+        client: &ClientInfo,
+        version: u64,
+        gray: bool,
+        watching: i32,
+    ) {
         let Some(id) = client.id() else { return };
         let now = now_ms();
         let mut seen = self.seen.lock();
         let clients = seen.entry(item.clone()).or_default();
         if !clients.contains_key(&id) && clients.len() >= MAX_SEEN_PER_ITEM {
-            clients.retain(|_, c| c.watching > 0 || now.saturating_sub(c.last_seen_ms) < SEEN_FOR_MS);
+            clients
+                .retain(|_, c| c.watching > 0 || now.saturating_sub(c.last_seen_ms) < SEEN_FOR_MS);
             if clients.len() >= MAX_SEEN_PER_ITEM {
                 if let Some(oldest) = clients
                     .iter()
@@ -263,7 +271,8 @@ impl ConfigCenter {
                 return Ok(changes);
             }
             first = false;
-            let any = futures::future::select_all(channels.iter_mut().map(|c| Box::pin(c.changed())));
+            let any =
+                futures::future::select_all(channels.iter_mut().map(|c| Box::pin(c.changed())));
             tokio::select! {
                 _ = any => {}
                 () = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
@@ -344,7 +353,11 @@ impl ConfigCenter {
         let (version, md5, gray) = match served {
             None => (0, String::new(), false),
             Some((meta, gray)) if !meta.md5.is_empty() => (meta.version, meta.md5.clone(), gray),
-            Some((meta, gray)) => (meta.version, self.content(item, meta).await?.md5.clone(), gray),
+            Some((meta, gray)) => (
+                meta.version,
+                self.content(item, meta).await?.md5.clone(),
+                gray,
+            ),
         };
         Ok(WatchedChange {
             namespace: item.namespace.clone(),

@@ -61,9 +61,15 @@ fn canary_rule() -> GrayRule {
 #[tokio::test]
 async fn versions_history_diff_and_rollback() {
     let (center, _) = center().await;
-    let first = center.publish(&item(), yaml("pool: 10\n"), &actor()).await.unwrap();
+    let first = center
+        .publish(&item(), yaml("pool: 10\n"), &actor())
+        .await
+        .unwrap();
     assert_eq!(first.version.as_ref().unwrap().version, 1);
-    center.publish(&item(), yaml("pool: 20\n"), &actor()).await.unwrap();
+    center
+        .publish(&item(), yaml("pool: 20\n"), &actor())
+        .await
+        .unwrap();
     let served = center.read(&item(), &plain()).await.unwrap();
     assert_eq!(served.meta.version, 2);
     assert_eq!(served.content.text, "pool: 20\n");
@@ -73,13 +79,28 @@ async fn versions_history_diff_and_rollback() {
     let rolled = center.rollback(&item(), 1, "", &actor()).await.unwrap();
     let meta = rolled.version.unwrap();
     assert_eq!((meta.version, meta.rollback_of), (3, Some(1)));
-    assert_eq!(center.read(&item(), &plain()).await.unwrap().content.text, "pool: 10\n");
-    let missing = center.rollback(&item(), 99, "", &actor()).await.unwrap_err();
-    assert!(matches!(missing, ConfigError::VersionNotKept { .. }), "{missing}");
+    assert_eq!(
+        center.read(&item(), &plain()).await.unwrap().content.text,
+        "pool: 10\n"
+    );
+    let missing = center
+        .rollback(&item(), 99, "", &actor())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, ConfigError::VersionNotKept { .. }),
+        "{missing}"
+    );
     let audit = center.audit(&item()).await.unwrap();
     let actions: Vec<Action> = audit.iter().map(|a| a.action).collect();
-    assert_eq!(actions, [Action::Publish, Action::Publish, Action::Rollback]);
-    assert_eq!((audit[2].from_version, audit[2].to_version), (Some(2), Some(3)));
+    assert_eq!(
+        actions,
+        [Action::Publish, Action::Publish, Action::Rollback]
+    );
+    assert_eq!(
+        (audit[2].from_version, audit[2].to_version),
+        (Some(2), Some(3))
+    );
     assert_eq!(audit[2].author, "alice");
 }
 
@@ -90,14 +111,24 @@ async fn history_is_bounded_and_bad_content_is_refused() {
     publish.history = Some(3);
     center.publish(&item(), publish, &actor()).await.unwrap();
     for n in 1..10 {
-        center.publish(&item(), yaml(&format!("n: {n}\n")), &actor()).await.unwrap();
+        center
+            .publish(&item(), yaml(&format!("n: {n}\n")), &actor())
+            .await
+            .unwrap();
     }
     let (record, _) = center.record(&item()).await.unwrap().unwrap();
     let kept: Vec<u64> = record.kept.iter().map(|v| v.version).collect();
     assert_eq!(kept, [8, 9, 10]);
     let (data, _) = sluice_store::list_all(&*store, "cfg/data/").await.unwrap();
-    assert_eq!(data.len(), 3, "the contents of dropped versions are deleted");
-    let bad = center.publish(&item(), yaml("a: [1, 2\n"), &actor()).await.unwrap_err();
+    assert_eq!(
+        data.len(),
+        3,
+        "the contents of dropped versions are deleted"
+    );
+    let bad = center
+        .publish(&item(), yaml("a: [1, 2\n"), &actor())
+        .await
+        .unwrap_err();
     assert!(bad.to_string().contains("line"), "{bad}");
     let big = center
         .publish(&item(), yaml(&"x".repeat(1024 * 1024 + 1)), &actor())
@@ -107,13 +138,19 @@ async fn history_is_bounded_and_bad_content_is_refused() {
     let mut stale = yaml("n: 11\n");
     stale.expect_version = Some(3);
     let conflict = center.publish(&item(), stale, &actor()).await.unwrap_err();
-    assert!(matches!(conflict, ConfigError::Conflict { actual: 10, .. }), "{conflict}");
+    assert!(
+        matches!(conflict, ConfigError::Conflict { actual: 10, .. }),
+        "{conflict}"
+    );
 }
 
 #[tokio::test]
 async fn gray_goes_to_matching_clients_and_promote_reaches_everyone() {
     let (center, _) = center().await;
-    center.publish(&item(), yaml("pool: 10\n"), &actor()).await.unwrap();
+    center
+        .publish(&item(), yaml("pool: 10\n"), &actor())
+        .await
+        .unwrap();
     let none = center.promote(&item(), "", &actor()).await.unwrap_err();
     assert!(matches!(none, ConfigError::NoCandidate(_)), "{none}");
     center
@@ -123,7 +160,10 @@ async fn gray_goes_to_matching_clients_and_promote_reaches_everyone() {
     let to_canary = center.read(&item(), &canary()).await.unwrap();
     assert!(to_canary.gray);
     assert_eq!(to_canary.content.text, "pool: 50\n");
-    assert_eq!(center.read(&item(), &plain()).await.unwrap().content.text, "pool: 10\n");
+    assert_eq!(
+        center.read(&item(), &plain()).await.unwrap().content.text,
+        "pool: 10\n"
+    );
     center.promote(&item(), "", &actor()).await.unwrap();
     for client in [canary(), plain()] {
         let served = center.read(&item(), &client).await.unwrap();
@@ -134,15 +174,24 @@ async fn gray_goes_to_matching_clients_and_promote_reaches_everyone() {
         .await
         .unwrap();
     center.abort(&item(), "", &actor()).await.unwrap();
-    assert_eq!(center.read(&item(), &canary()).await.unwrap().meta.version, 2);
-    assert!(center.version(&item(), 3).await.is_ok(), "the aborted candidate stays in history");
+    assert_eq!(
+        center.read(&item(), &canary()).await.unwrap().meta.version,
+        2
+    );
+    assert!(
+        center.version(&item(), 3).await.is_ok(),
+        "the aborted candidate stays in history"
+    );
 }
 
 #[tokio::test]
 async fn watchers_wake_on_promote_and_none_keeps_the_old_version() {
     // Nacos #5437: after beta → publish some clients kept the pre-beta content.
     let (center, _) = center().await;
-    center.publish(&item(), yaml("round: 0\n"), &actor()).await.unwrap();
+    center
+        .publish(&item(), yaml("round: 0\n"), &actor())
+        .await
+        .unwrap();
     for round in 1..=20u64 {
         let content = format!("round: {round}\n");
         let candidate = center
@@ -163,13 +212,21 @@ async fn watchers_wake_on_promote_and_none_keeps_the_old_version() {
             let center = center.clone();
             watchers.push(tokio::spawn(async move {
                 center
-                    .watch(&item(), &client, &Held::Version(held), Duration::from_secs(30))
+                    .watch(
+                        &item(),
+                        &client,
+                        &Held::Version(held),
+                        Duration::from_secs(30),
+                    )
                     .await
                     .unwrap()
             }));
         }
         let on_candidate = center.read(&item(), &canary()).await.unwrap();
-        assert_eq!((on_candidate.meta.version, on_candidate.gray), (candidate, true));
+        assert_eq!(
+            (on_candidate.meta.version, on_candidate.gray),
+            (candidate, true)
+        );
         tokio::task::yield_now().await;
         center.promote(&item(), "", &actor()).await.unwrap();
         for watcher in watchers {
@@ -184,13 +241,24 @@ async fn watchers_wake_on_promote_and_none_keeps_the_old_version() {
         // The canary already holds the promoted version: nothing to wake for,
         // and what it holds is what everyone is served.
         let canary_watch = center
-            .watch(&item(), &canary(), &Held::Version(candidate), Duration::from_millis(20))
+            .watch(
+                &item(),
+                &canary(),
+                &Held::Version(candidate),
+                Duration::from_millis(20),
+            )
             .await
             .unwrap();
-        assert!(matches!(canary_watch, WatchAnswer::NotModified), "{canary_watch:?}");
+        assert!(
+            matches!(canary_watch, WatchAnswer::NotModified),
+            "{canary_watch:?}"
+        );
         for client in [canary(), plain()] {
             let served = center.read(&item(), &client).await.unwrap();
-            assert_eq!((served.content.text.as_str(), served.gray), (content.as_str(), false));
+            assert_eq!(
+                (served.content.text.as_str(), served.gray),
+                (content.as_str(), false)
+            );
         }
     }
 }
@@ -198,13 +266,24 @@ async fn watchers_wake_on_promote_and_none_keeps_the_old_version() {
 #[tokio::test]
 async fn a_watch_answers_at_once_for_an_old_version_and_waits_otherwise() {
     let (center, _) = center().await;
-    center.publish(&item(), yaml("v: 1\n"), &actor()).await.unwrap();
+    center
+        .publish(&item(), yaml("v: 1\n"), &actor())
+        .await
+        .unwrap();
     for n in 2..=4 {
-        center.publish(&item(), yaml(&format!("v: {n}\n")), &actor()).await.unwrap();
+        center
+            .publish(&item(), yaml(&format!("v: {n}\n")), &actor())
+            .await
+            .unwrap();
     }
     // Disconnected across three publishes: the latest, at once.
     match center
-        .watch(&item(), &plain(), &Held::Version(1), Duration::from_secs(30))
+        .watch(
+            &item(),
+            &plain(),
+            &Held::Version(1),
+            Duration::from_secs(30),
+        )
         .await
         .unwrap()
     {
@@ -212,13 +291,29 @@ async fn a_watch_answers_at_once_for_an_old_version_and_waits_otherwise() {
         other => panic!("{other:?}"),
     }
     let quiet = center
-        .watch(&item(), &plain(), &Held::Version(4), Duration::from_millis(200))
+        .watch(
+            &item(),
+            &plain(),
+            &Held::Version(4),
+            Duration::from_millis(200),
+        )
         .await
         .unwrap();
     assert!(matches!(quiet, WatchAnswer::NotModified), "{quiet:?}");
-    let md5 = center.read(&item(), &plain()).await.unwrap().content.md5.clone();
+    let md5 = center
+        .read(&item(), &plain())
+        .await
+        .unwrap()
+        .content
+        .md5
+        .clone();
     let by_md5 = center
-        .watch(&item(), &plain(), &Held::Md5(md5), Duration::from_millis(100))
+        .watch(
+            &item(),
+            &plain(),
+            &Held::Md5(md5),
+            Duration::from_millis(100),
+        )
         .await
         .unwrap();
     assert!(matches!(by_md5, WatchAnswer::NotModified), "{by_md5:?}");
@@ -226,13 +321,21 @@ async fn a_watch_answers_at_once_for_an_old_version_and_waits_otherwise() {
         let center = center.clone();
         tokio::spawn(async move {
             center
-                .watch(&item(), &plain(), &Held::Version(4), Duration::from_secs(30))
+                .watch(
+                    &item(),
+                    &plain(),
+                    &Held::Version(4),
+                    Duration::from_secs(30),
+                )
                 .await
                 .unwrap()
         })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    center.publish(&item(), yaml("v: 5\n"), &actor()).await.unwrap();
+    center
+        .publish(&item(), yaml("v: 5\n"), &actor())
+        .await
+        .unwrap();
     match waiting.await.unwrap() {
         WatchAnswer::Changed(served) => assert_eq!(served.content.text, "v: 5\n"),
         other => panic!("{other:?}"),
@@ -241,7 +344,10 @@ async fn a_watch_answers_at_once_for_an_old_version_and_waits_otherwise() {
     let other = ItemPath::new("default", "app", "other.json").unwrap();
     let changes = center
         .watch_many(
-            &[(item(), Held::Version(5)), (other.clone(), Held::Version(0))],
+            &[
+                (item(), Held::Version(5)),
+                (other.clone(), Held::Version(0)),
+            ],
             &plain(),
             Duration::from_millis(100),
         )
@@ -270,10 +376,18 @@ async fn a_watch_answers_at_once_for_an_old_version_and_waits_otherwise() {
     center.publish(&other, publish, &actor()).await.unwrap();
     let changes = many.await.unwrap();
     assert_eq!(changes.len(), 1);
-    assert_eq!((changes[0].key.as_str(), changes[0].version), ("other.json", 1));
+    assert_eq!(
+        (changes[0].key.as_str(), changes[0].version),
+        ("other.json", 1)
+    );
     center.delete(&item(), &actor()).await.unwrap();
     let gone = center
-        .watch(&item(), &plain(), &Held::Version(5), Duration::from_secs(30))
+        .watch(
+            &item(),
+            &plain(),
+            &Held::Version(5),
+            Duration::from_secs(30),
+        )
         .await
         .unwrap();
     assert!(matches!(gone, WatchAnswer::Gone), "{gone:?}");

@@ -68,6 +68,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::alarms::AlarmsCommand,
     },
+    /// Config items: get, put, edit, diff, history, rollback, gray, promote, abort, watch.
+    Config {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(subcommand)]
+        command: cli::config::ConfigCommand,
+    },
     /// Error groups from error reports: list them, show one with its stack.
     Errors {
         #[command(flatten)]
@@ -183,6 +190,7 @@ fn main() -> std::process::ExitCode {
             Command::Alarms { client, command } => cli::alarms::run(client, command).await,
             Command::Mute { client, command } => cli::mute::run(client, command).await,
             Command::Errors { client, command } => cli::errors::run(client, command).await,
+            Command::Config { client, command } => cli::config::run(client, command).await,
             Command::Trace { client, command } => cli::trace::run(client, command).await,
             Command::Health {
                 client,
@@ -201,5 +209,15 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of every command and flag (unique names, valid defaults).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod alarms;
 pub mod ban;
+pub mod config;
 pub mod errors;
 pub mod health;
 pub mod mute;

@@ -11,6 +11,7 @@ mod alarm_webhook;
 mod api_bad_input;
 mod api_openapi;
 mod cli_basics;
+mod config_agent;
 mod config_center;
 mod gateway_bad_input;
 mod gateway_control_loss;

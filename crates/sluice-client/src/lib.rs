@@ -333,7 +333,8 @@ impl ControlPlane {
         };
         let answer = self.exchange_at(method, url, body).await?;
         match answer.status {
-            200..=299 => Ok(answer),
+            // 304: a watch that ended with nothing new, an answer like any other.
+            200..=299 | 304 => Ok(answer),
             status => Err(api_error(url, status, &answer.body)),
         }
     }

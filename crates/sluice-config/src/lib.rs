@@ -11,6 +11,7 @@
 //! so a publish through one control-plane node wakes watchers on every node.
 
 mod audit;
+pub mod cache;
 mod center;
 mod diff;
 pub mod format;
@@ -19,7 +20,7 @@ pub mod secrets;
 mod watch;
 
 pub use audit::{Action, AuditEntry};
-pub use center::{Actor, Change, ConfigCenter, Content, Publish, Served};
+pub use center::{md5_hex, Actor, Change, ConfigCenter, Content, Publish, Served};
 pub use diff::unified_diff;
 pub use format::{Format, FormatError};
 pub use item::{ClientInfo, GrayRule, GrayState, ItemPath, ItemRecord, VersionMeta};

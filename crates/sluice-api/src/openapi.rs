@@ -28,6 +28,27 @@ const BLOCKING: &[(&str, &str)] = &[
     ("wait", "blocking query: longest wait, such as 30s (default 5m, at most 10m; up to 1/16 jitter added)"),
 ];
 
+const CONFIG_READ: &[(&str, &str)] = &[
+    (
+        "version",
+        "watch: the version held (0: none); answers once another would be served",
+    ),
+    ("md5", "watch: the MD5 of the content held"),
+    (
+        "wait",
+        "watch: longest wait, such as 30s (default 30s, at most 10m; up to 1/16 less)",
+    ),
+    ("labels", "the client's labels for gray rules: k=v,k2=v2"),
+    (
+        "client_id",
+        "the client's id, for percentage rules and the clients list",
+    ),
+    (
+        "ip",
+        "the client's address for gray rules (default: the connection's)",
+    ),
+];
+
 /// Every endpoint of the admin API.
 pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "get", path: "/healthz", summary: "The process is up.", query: &[], body: false },
@@ -77,6 +98,22 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "get", path: "/api/v2/autocompleteValues", summary: "Zipkin: known values of a tag key.", query: &[("key", "the tag key")], body: false },
     Endpoint { method: "get", path: "/v1/tracing", summary: "This node's tracing: spans received, refused, held and stored, tail decisions by reason, bytes on disk.", query: &[], body: false },
     Endpoint { method: "get", path: "/v1/tracing/dependencies", summary: "The dependency graph with p50 and p99 call durations per edge (microseconds).", query: &[("endTs", "epoch milliseconds"), ("lookback", "milliseconds before endTs (default a day)")], body: false },
+    Endpoint { method: "get", path: "/v1/namespaces/{ns}/configs", summary: "Config items of the namespace, without contents: released version, gray candidate and rule, secret flag.", query: &[], body: false },
+    Endpoint { method: "get", path: "/v1/namespaces/{ns}/configs/{group}/{key}", summary: "The version this client is served: {content, format, version, md5, gray, secret, ...}. With version or md5: a watch that answers once the client would be served something else, or 304 after wait. Secret items need an admin token or one with secrets = true.", query: CONFIG_READ, body: false },
+    Endpoint { method: "put", path: "/v1/namespaces/{ns}/configs/{group}/{key}", summary: "Publish a released version: {content, format?, comment?, secret?, history?, expect_version?}; content that does not parse in its format is refused naming the line.", query: &[], body: true },
+    Endpoint { method: "delete", path: "/v1/namespaces/{ns}/configs/{group}/{key}", summary: "Delete an item (its audit trail stays; a later publish continues its version numbers).", query: &[], body: false },
+    Endpoint { method: "get", path: "/v1/namespaces/{ns}/configs/{group}/{key}/history", summary: "The kept versions, newest first, without contents.", query: &[], body: false },
+    Endpoint { method: "get", path: "/v1/namespaces/{ns}/configs/{group}/{key}/versions/{version}", summary: "One kept version with its content.", query: &[], body: false },
+    Endpoint { method: "get", path: "/v1/namespaces/{ns}/configs/{group}/{key}/diff", summary: "Unified diff between two kept versions (default: the released one and the one before it).", query: &[("from", "a kept version"), ("to", "a kept version")], body: false },
+    Endpoint { method: "post", path: "/v1/namespaces/{ns}/configs/{group}/{key}/rollback", summary: "Publish a new version with a kept version's content: {version, comment?}.", query: &[], body: true },
+    Endpoint { method: "get", path: "/v1/namespaces/{ns}/configs/{group}/{key}/gray", summary: "The gray candidate, its rule and the clients seen holding it.", query: &[], body: false },
+    Endpoint { method: "put", path: "/v1/namespaces/{ns}/configs/{group}/{key}/gray", summary: "Publish a gray candidate for the clients a rule matches: {content, format?, comment?, match: {addresses?, labels?, percent?}}.", query: &[], body: true },
+    Endpoint { method: "delete", path: "/v1/namespaces/{ns}/configs/{group}/{key}/gray", summary: "Abort the gray candidate (as POST .../gray/abort).", query: &[], body: false },
+    Endpoint { method: "post", path: "/v1/namespaces/{ns}/configs/{group}/{key}/gray/promote", summary: "Release the gray candidate to every client, in one transaction; optional {comment}.", query: &[], body: false },
+    Endpoint { method: "post", path: "/v1/namespaces/{ns}/configs/{group}/{key}/gray/abort", summary: "Drop the gray candidate: its clients go back to the released version; optional {comment}.", query: &[], body: false },
+    Endpoint { method: "get", path: "/v1/namespaces/{ns}/configs/{group}/{key}/audit", summary: "Every publish, gray, promote, abort, rollback and delete: who, when, from which version to which.", query: &[], body: false },
+    Endpoint { method: "get", path: "/v1/namespaces/{ns}/configs/{group}/{key}/clients", summary: "The clients this node saw reading or watching the item in the last minutes, with the version each holds.", query: &[], body: false },
+    Endpoint { method: "post", path: "/v1/configs/watch", summary: "Watch many items in one request: {items: [{namespace, group, key, version | md5}], wait?, labels?, client_id?, ip?}; 200 {changed: [...]} or 304 after wait.", query: &[], body: true },
     Endpoint { method: "post", path: "/v1/hosts/{host}/metrics", summary: "An agent's host metrics: {values: {host_cpu_percent: 12.5, ...}}.", query: &[], body: true },
 ];
 
@@ -96,6 +133,7 @@ fn path_schema(name: &str, path: &str) -> Value {
         "host" => json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,253}$"}),
         // Zipkin's: up to 32 hex digits (left-padded to 16 or 32).
         "traceId" => json!({"type": "string", "pattern": "^[0-9a-fA-F]{1,32}$"}),
+        "version" => json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
         _ => json!({"type": "string", "pattern": NAME_PATTERN}),
     }
 }
@@ -127,6 +165,12 @@ fn query_schema(name: &str, required: bool) -> Value {
             json!({"type": "string", "pattern": "^[0-9a-fA-F]{1,32}(,[0-9a-fA-F]{1,32})*$"})
         }
         "state" => json!({"type": "string", "enum": ["firing", "pending", "resolved", "all"]}),
+        "version" => json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
+        "labels" => {
+            json!({"type": "string", "pattern": "^([A-Za-z0-9]([A-Za-z0-9._-]{0,30}[A-Za-z0-9])?=[^,]*)?(,([A-Za-z0-9]([A-Za-z0-9._-]{0,30}[A-Za-z0-9])?=[^,]*)?)*$"})
+        }
+        "client_id" => json!({"type": "string", "minLength": 1, "maxLength": 256}),
+        "ip" => json!({"type": "string", "format": "ipv4"}),
         "metric" => json!({"type": "string", "pattern": "^[A-Za-z0-9_]{1,128}$"}),
         "agg" => {
             json!({"type": "string", "enum": ["avg", "sum", "count", "min", "max", "rate", "p50", "p98", "p99"]})
@@ -224,6 +268,9 @@ fn response_schema(generator: &mut SchemaGenerator, method: &str, path: &str) ->
             of::<Vec<sluice_trace::deps::DependencyLink>>(generator)
         }
         ("get", "/v1/tracing") => of::<crate::traces::TracingStatus>(generator),
+        (method, p) if p.starts_with("/v1/namespaces/{ns}/configs") || p == "/v1/configs/watch" => {
+            Some(config_answer(method, p))
+        }
         ("post", "/v1/traces") => Some(json!({
             "type": "object",
             "properties": {"partialSuccess": {"type": "object", "properties": {
@@ -233,6 +280,95 @@ fn response_schema(generator: &mut SchemaGenerator, method: &str, path: &str) ->
         })),
         _ => None,
     }
+}
+
+/// The schema of a config center answer.
+fn config_answer(method: &str, path: &str) -> Value {
+    let object = |required: &[&str], properties: Value| json!({"type": "object", "required": required, "properties": properties});
+    let version = json!({"type": "integer", "minimum": 0});
+    let list = json!({"type": "array", "items": {"type": "object"}});
+    match (method, path.rsplit('/').next().unwrap_or("")) {
+        ("get", "configs") => object(&["namespace", "items"], json!({"items": list})),
+        ("get", "{key}" | "{version}") => object(
+            &["version", "md5", "format", "content"],
+            json!({"version": version, "md5": {"type": "string"}, "format": {"type": "string"},
+                   "content": {"type": ["string", "null"]}, "gray": {"type": "boolean"},
+                   "secret": {"type": "boolean"}}),
+        ),
+        ("get", "history") => object(&["item", "versions"], json!({"versions": list})),
+        ("get", "diff") => object(
+            &["from", "to", "diff"],
+            json!({"from": version, "to": version, "diff": {"type": "string"}}),
+        ),
+        ("get", "gray") => object(&["candidate", "match", "clients"], json!({"clients": list})),
+        ("get", "audit") => object(&["entries"], json!({"entries": list})),
+        ("get", "clients") => object(&["clients"], json!({"clients": list})),
+        ("post", "watch") => object(&["changed"], json!({"changed": list})),
+        // Every change answers with the version it is about, the revision and its audit record.
+        _ => object(
+            &["namespace", "group", "key", "revision", "audit"],
+            json!({"revision": version, "audit": {"type": "object"}, "gray_active": {"type": "boolean"}}),
+        ),
+    }
+}
+
+/// The body of a config publish (`gray`: with its rule).
+fn config_publish_body(gray: bool) -> Value {
+    let mut body = json!({
+        "type": "object",
+        "required": ["content"],
+        "additionalProperties": false,
+        "properties": {
+            "content": {"type": "string", "maxLength": 1_048_576},
+            "format": {"type": "string", "enum": ["text", "txt", "json", "yaml", "yml", "toml", "properties"]},
+            "comment": {"type": "string", "maxLength": 1024},
+            "secret": {"type": "boolean"},
+            "history": {"type": "integer", "minimum": 1, "maximum": 100},
+            "expect_version": {"type": "integer", "minimum": 0, "maximum": u64::MAX},
+        },
+    });
+    if gray {
+        body["required"] = json!(["content", "match"]);
+        body["properties"]["match"] = json!({
+            "type": "object",
+            "additionalProperties": false,
+            "minProperties": 1,
+            "properties": {
+                "addresses": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                "labels": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 256}},
+                "percent": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+            },
+        });
+    }
+    body
+}
+
+/// The body of a multi-item config watch.
+fn config_watch_body() -> Value {
+    json!({
+        "type": "object",
+        "required": ["items"],
+        "additionalProperties": false,
+        "properties": {
+            "items": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": {
+                "type": "object",
+                "required": ["namespace", "group", "key"],
+                "additionalProperties": false,
+                "properties": {
+                    "namespace": {"type": "string", "pattern": NAME_PATTERN},
+                    "group": {"type": "string", "pattern": NAME_PATTERN},
+                    "key": {"type": "string", "pattern": NAME_PATTERN},
+                    "version": {"type": "integer", "minimum": 0, "maximum": u64::MAX},
+                    "md5": {"type": "string"},
+                },
+                "oneOf": [{"required": ["version"]}, {"required": ["md5"]}],
+            }},
+            "wait": {"type": "string", "pattern": DURATION_PATTERN},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "client_id": {"type": "string", "minLength": 1, "maxLength": 256},
+            "ip": {"type": "string", "format": "ipv4"},
+        },
+    })
 }
 
 /// Schemas of the request bodies that are not resources.
@@ -314,7 +450,11 @@ pub fn document_with(step_times: Option<(u64, u64)>) -> Value {
                 "in": "query",
                 "required": required(endpoint, name),
                 "description": description,
-                "schema": query_schema(name, required(endpoint, name)),
+                "schema": if endpoint.path.ends_with("/diff") {
+                    json!({"type": "integer", "minimum": 0, "maximum": u64::MAX})
+                } else {
+                    query_schema(name, required(endpoint, name))
+                },
             })
         }));
         let mut operation = json!({
@@ -367,6 +507,19 @@ pub fn document_with(step_times: Option<(u64, u64)>) -> Value {
                         {"required": ["exception"]},
                     ],
                 }),
+                (None, "put", p) if p.starts_with("/v1/namespaces/{ns}/configs/") => {
+                    config_publish_body(p.ends_with("/gray"))
+                }
+                (None, _, p) if p.ends_with("/configs/{group}/{key}/rollback") => json!({
+                    "type": "object",
+                    "required": ["version"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "version": {"type": "integer", "minimum": 0, "maximum": u64::MAX},
+                        "comment": {"type": "string", "maxLength": 1024},
+                    },
+                }),
+                (None, _, "/v1/configs/watch") => config_watch_body(),
                 _ => json!({"type": "object"}),
             };
             operation["requestBody"] =
@@ -414,6 +567,12 @@ pub fn document_with(step_times: Option<(u64, u64)>) -> Value {
                 "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
                 "application/json": {"schema": {"type": "object"}},
             }});
+        }
+        if (endpoint.method == "get" && endpoint.path.ends_with("/configs/{group}/{key}"))
+            || endpoint.path == "/v1/configs/watch"
+        {
+            operation["responses"]["304"] =
+                json!({"description": "A watch that ended with nothing new for this client"});
         }
         if endpoint.method == "put" {
             // Creating answers 201, replacing 200.

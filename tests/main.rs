@@ -35,5 +35,6 @@ mod trace_ingest;
 mod trace_otel_sdk;
 mod trace_zipkin;
 mod ui_browser;
+mod ui_configs;
 mod ui_console;
 mod ui_traces;

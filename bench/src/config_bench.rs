@@ -45,8 +45,10 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("start sluice");
-        assert!(wait_until(Duration::from_secs(30), || http_get(port, "/readyz")
-            .is_some_and(|r| r.contains(" 200 "))));
+        assert!(wait_until(Duration::from_secs(30), || http_get(
+            port, "/readyz"
+        )
+        .is_some_and(|r| r.contains(" 200 "))));
         Server {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -100,7 +102,9 @@ async fn measure(backend: &'static str, server: &Server, watchers: usize) -> Row
     for n in 0..PUBLISHES {
         let started = Instant::now();
         version = publish(&client, &url, n).await;
-        publish_us.record(started.elapsed().as_micros() as u64).unwrap();
+        publish_us
+            .record(started.elapsed().as_micros() as u64)
+            .unwrap();
     }
 
     let started = Instant::now();
@@ -133,7 +137,9 @@ async fn measure(backend: &'static str, server: &Server, watchers: usize) -> Row
                 let published_at = Arc::clone(&published_at);
                 tokio::spawn(async move {
                     let response = client
-                        .get(format!("{url}{ITEM}?version={version}&wait=60s&client_id=w{i}"))
+                        .get(format!(
+                            "{url}{ITEM}?version={version}&wait=60s&client_id=w{i}"
+                        ))
                         .send()
                         .await
                         .unwrap();
@@ -149,7 +155,9 @@ async fn measure(backend: &'static str, server: &Server, watchers: usize) -> Row
         *published_at.lock() = Some(Instant::now());
         version = publish(&client, &url, PUBLISHES + round).await;
         for task in tasks {
-            wake_us.record(task.await.unwrap().as_micros() as u64).unwrap();
+            wake_us
+                .record(task.await.unwrap().as_micros() as u64)
+                .unwrap();
         }
     }
     Row {
@@ -164,7 +172,9 @@ async fn measure(backend: &'static str, server: &Server, watchers: usize) -> Row
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let binary = args.next().expect("usage: config-bench PATH/TO/sluice [WATCHERS]");
+    let binary = args
+        .next()
+        .expect("usage: config-bench PATH/TO/sluice [WATCHERS]");
     let watchers: usize = args.next().map_or(10_000, |w| w.parse().expect("WATCHERS"));
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let mut rows = Vec::new();

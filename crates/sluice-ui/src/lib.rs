@@ -2,8 +2,8 @@
 //! server-rendered pages (maud) over the same state the admin API serves — the
 //! overview, services with their instances (drain / undrain), API health and
 //! protection, routes and rules with history and rollback, alarms (acknowledge,
-//! mute), error groups, hosts, and traces (search, waterfall, dependency
-//! graph). Curves are drawn by uPlot from `/ui/series`;
+//! mute), error groups, hosts, traces (search, waterfall, dependency
+//! graph) and configs (items, diff before publishing, history, gray state). Curves are drawn by uPlot from `/ui/series`;
 //! htmx refreshes the page body in place. Both are vendored under `assets/` and
 //! embedded in the binary: no JavaScript build, nothing fetched from elsewhere.
 //!
@@ -17,6 +17,7 @@
 mod actions;
 mod assets;
 mod charts;
+mod configs;
 mod pages;
 mod traces;
 
@@ -76,6 +77,13 @@ pub fn router(app: AppState, auth: Auth) -> Router {
         .route("/ui/traces", get(traces::search))
         .route("/ui/traces/{id}", get(traces::trace))
         .route("/ui/dependencies", get(traces::dependencies))
+        .route("/ui/configs", get(configs::list))
+        .route("/ui/configs/{group}/{key}", get(configs::item))
+        .route("/ui/configs/{group}/{key}/diff", get(configs::diff))
+        .route("/ui/configs/{group}/{key}/preview", post(configs::preview))
+        .route("/ui/configs/{group}/{key}/publish", post(configs::publish))
+        .route("/ui/configs/{group}/{key}/promote", post(configs::promote))
+        .route("/ui/configs/{group}/{key}/abort", post(configs::abort))
         .route("/ui/series", get(charts::series))
         .route("/ui/assets/{name}", get(assets::serve))
         .with_state(state)
@@ -324,6 +332,7 @@ fn navigation(viewer: &Viewer, path: &str) -> Markup {
             (link("/ui/alarms", "Alarms"))
             (link("/ui/errors", "Errors"))
             (link("/ui/traces", "Traces"))
+            (link("/ui/configs", "Configs"))
             (link("/ui/hosts", "Hosts"))
             form.picker method="get" action=(path) {
                 label { "namespace " input type="text" name="ns" value=(viewer.ns) size="10"; }

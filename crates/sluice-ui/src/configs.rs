@@ -32,9 +32,8 @@ fn not_served(viewer: &Viewer, path: &str) -> Response {
     .into_response()
 }
 
-fn item_of(viewer: &Viewer, group: &str, key: &str) -> Result<ItemPath, Response> {
-    ItemPath::new(&viewer.ns, group, key)
-        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())
+fn item_of(viewer: &Viewer, group: &str, key: &str) -> Result<ItemPath, (StatusCode, String)> {
+    ItemPath::new(&viewer.ns, group, key).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 /// `GET /ui/configs`: the namespace's items.
@@ -85,7 +84,7 @@ pub(crate) async fn item(
     };
     let item = match item_of(&viewer, &group, &key) {
         Ok(item) => item,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let (record, released) = match center.record(&item).await {
         Ok(Some((record, _))) => match record.released.clone() {
@@ -207,7 +206,7 @@ pub(crate) async fn diff(
     };
     let item = match item_of(&viewer, &group, &key) {
         Ok(item) => item,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let secret = matches!(center.record(&item).await, Ok(Some((r, _))) if r.secret);
     if secret && !viewer.access.reads_secrets() {
@@ -260,7 +259,7 @@ pub(crate) async fn preview(
     };
     let item = match item_of(&viewer, &group, &key) {
         Ok(item) => item,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let current = match center.version(&item, form.expect).await {
         Ok((_, content, _)) => content.text.clone(),
@@ -300,7 +299,7 @@ pub(crate) async fn publish(
     };
     let item = match item_of(&viewer, &group, &key) {
         Ok(item) => item,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let (record, _) = match center.record(&item).await {
         Ok(Some(found)) => found,
@@ -362,7 +361,7 @@ async fn gray_action(
     };
     let item = match item_of(viewer, group, key) {
         Ok(item) => item,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let done = if promote {
         center.promote(&item, "", &actor(viewer)).await

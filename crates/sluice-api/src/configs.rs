@@ -414,35 +414,43 @@ fn optional_comment(bytes: &[u8]) -> Result<String, ApiError> {
 
 /// `POST .../gray/promote`: the candidate becomes the released version.
 async fn promote(
-    State(state): State<AppState>,
-    Path((ns, group, key)): Path<(String, String, String)>,
-    Extension(access): Extension<Access>,
+    state: State<AppState>,
+    item: Path<(String, String, String)>,
+    access: Extension<Access>,
     peer: Peer,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let center = center(&state)?;
-    let item = path(&ns, &group, &key)?;
-    let comment = optional_comment(&body)?;
-    let change = center
-        .promote(&item, &comment, &actor(&access, &peer))
-        .await?;
-    Ok(Json(change_json(&item, &change)))
+    end_gray(state, item, access, peer, &body, true).await
 }
 
 /// `POST .../gray/abort` (or `DELETE .../gray`): drops the candidate.
 async fn abort(
+    state: State<AppState>,
+    item: Path<(String, String, String)>,
+    access: Extension<Access>,
+    peer: Peer,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    end_gray(state, item, access, peer, &body, false).await
+}
+
+async fn end_gray(
     State(state): State<AppState>,
     Path((ns, group, key)): Path<(String, String, String)>,
     Extension(access): Extension<Access>,
     peer: Peer,
-    body: axum::body::Bytes,
+    body: &[u8],
+    promote: bool,
 ) -> Result<Json<Value>, ApiError> {
     let center = center(&state)?;
     let item = path(&ns, &group, &key)?;
-    let comment = optional_comment(&body)?;
-    let change = center
-        .abort(&item, &comment, &actor(&access, &peer))
-        .await?;
+    let comment = optional_comment(body)?;
+    let actor = actor(&access, &peer);
+    let change = if promote {
+        center.promote(&item, &comment, &actor).await?
+    } else {
+        center.abort(&item, &comment, &actor).await?
+    };
     Ok(Json(change_json(&item, &change)))
 }
 
@@ -453,11 +461,7 @@ async fn gray(
 ) -> Result<Json<Value>, ApiError> {
     let center = center(&state)?;
     let item = path(&ns, &group, &key)?;
-    let (record, _) = center
-        .record(&item)
-        .await?
-        .filter(|(r, _)| r.released.is_some())
-        .ok_or_else(|| ConfigError::NotFound(item.to_string()))?;
+    let record = center.existing(&item).await?;
     let Some(gray) = &record.gray else {
         return Err(ConfigError::NoCandidate(item.to_string()).into());
     };
@@ -519,11 +523,7 @@ async fn history(
 ) -> Result<Json<Value>, ApiError> {
     let center = center(&state)?;
     let item = path(&ns, &group, &key)?;
-    let (record, _) = center
-        .record(&item)
-        .await?
-        .filter(|(r, _)| r.released.is_some())
-        .ok_or_else(|| ConfigError::NotFound(item.to_string()))?;
+    let record = center.existing(&item).await?;
     let released = record.released.as_ref().map(|v| v.version);
     let candidate = record.gray.as_ref().map(|g| g.candidate.version);
     let versions: Vec<Value> = record
@@ -576,11 +576,7 @@ async fn diff(
     let center = center(&state)?;
     let item = path(&ns, &group, &key)?;
     let params = query(raw, &["from", "to"])?;
-    let (record, _) = center
-        .record(&item)
-        .await?
-        .filter(|(r, _)| r.released.is_some())
-        .ok_or_else(|| ConfigError::NotFound(item.to_string()))?;
+    let record = center.existing(&item).await?;
     if record.secret && !access.reads_secrets() {
         return Err(secret_refused(&item));
     }

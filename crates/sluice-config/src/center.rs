@@ -257,30 +257,26 @@ impl ConfigCenter {
         comment: &str,
         actor: &Actor,
     ) -> Result<Change, ConfigError> {
-        check_comment(comment)?;
-        self.change(item, actor, comment, |current| {
-            let mut record = existing(item, current)?;
-            let Some(gray) = record.gray.take() else {
-                return Err(ConfigError::NoCandidate(item.to_string()));
-            };
-            let from = record.released.as_ref().map(|v| v.version);
-            record.released = Some(gray.candidate.clone());
-            Ok(Plan::new(
-                record,
-                Action::Promote,
-                from,
-                Some(gray.candidate),
-            ))
-        })
-        .await
+        self.end_gray(item, comment, actor, Action::Promote).await
     }
 
     /// Drops the gray candidate: its clients go back to the released version.
+    /// The candidate stays in the history (it can be rolled back to).
     pub async fn abort(
         &self,
         item: &ItemPath,
         comment: &str,
         actor: &Actor,
+    ) -> Result<Change, ConfigError> {
+        self.end_gray(item, comment, actor, Action::Abort).await
+    }
+
+    async fn end_gray(
+        &self,
+        item: &ItemPath,
+        comment: &str,
+        actor: &Actor,
+        action: Action,
     ) -> Result<Change, ConfigError> {
         check_comment(comment)?;
         self.change(item, actor, comment, |current| {
@@ -288,10 +284,14 @@ impl ConfigCenter {
             let Some(gray) = record.gray.take() else {
                 return Err(ConfigError::NoCandidate(item.to_string()));
             };
-            let released = record.released.clone();
-            let dropped = gray.candidate.version;
-            // The aborted candidate stays in the history (it can be rolled back to).
-            Ok(Plan::new(record, Action::Abort, Some(dropped), released))
+            let released = record.released.as_ref().map(|v| v.version);
+            if action == Action::Promote {
+                record.released = Some(gray.candidate.clone());
+                Ok(Plan::new(record, action, released, Some(gray.candidate)))
+            } else {
+                let to = record.released.clone();
+                Ok(Plan::new(record, action, Some(gray.candidate.version), to))
+            }
         })
         .await
     }
@@ -305,11 +305,7 @@ impl ConfigCenter {
         actor: &Actor,
     ) -> Result<Change, ConfigError> {
         check_comment(comment)?;
-        let (record, _) = self
-            .record(item)
-            .await?
-            .filter(|(r, _)| r.released.is_some())
-            .ok_or_else(|| ConfigError::NotFound(item.to_string()))?;
+        let record = self.existing(item).await?;
         let old = kept(item, &record, version)?.clone();
         let content = self.content(item, &old).await?;
         let publish = Publish {
@@ -356,6 +352,15 @@ impl ConfigCenter {
             Ok(plan)
         })
         .await
+    }
+
+    /// The record of an item that exists (has a released version), from the store.
+    pub async fn existing(&self, item: &ItemPath) -> Result<ItemRecord, ConfigError> {
+        self.record(item)
+            .await?
+            .map(|(record, _)| record)
+            .filter(|record| record.released.is_some())
+            .ok_or_else(|| ConfigError::NotFound(item.to_string()))
     }
 
     /// The item's record and its revision, read from the store.

@@ -188,7 +188,7 @@ fn meta_json(meta: &VersionMeta) -> Value {
     })
 }
 
-fn served_json(item: &ItemPath, served: &Served, reveal: bool) -> Value {
+fn served_json(item: &ItemPath, served: &Served) -> Value {
     let mut body = meta_json(&served.meta);
     body["md5"] = Value::from(served.content.md5.clone());
     body["namespace"] = Value::from(item.namespace.clone());
@@ -196,16 +196,23 @@ fn served_json(item: &ItemPath, served: &Served, reveal: bool) -> Value {
     body["key"] = Value::from(item.key.clone());
     body["gray"] = Value::from(served.gray);
     body["secret"] = Value::from(served.secret);
-    body["content"] = if reveal {
-        Value::from(served.content.text.clone())
-    } else {
-        Value::Null
-    };
+    body["content"] = Value::from(served.content.text.clone());
     body
 }
 
-fn answer(item: &ItemPath, served: &Served, reveal: bool) -> Response {
-    let mut response = (StatusCode::OK, Json(served_json(item, served, reveal))).into_response();
+fn answer(item: &ItemPath, served: &Served) -> Response {
+    // Every client served this version (gray or not, secret or not) gets the
+    // same bytes: rendered once, however many watchers wake.
+    let variant = usize::from(served.gray) + 2 * usize::from(served.secret);
+    let body = served.content.rendered(variant, || {
+        serde_json::to_vec(&served_json(item, served)).unwrap_or_default()
+    });
+    let mut response = (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
     let headers = response.headers_mut();
     headers.insert(
         "x-sluice-config-version",
@@ -295,7 +302,7 @@ async fn read(
         return Err(secret_refused(&item));
     }
     center.saw(&item, &client, served.meta.version, served.gray);
-    Ok(answer(&item, &served, true))
+    Ok(answer(&item, &served))
 }
 
 /// A publish body.

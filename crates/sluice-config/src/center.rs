@@ -76,12 +76,28 @@ pub struct Content {
     pub text: String,
     /// Its MD5, hex.
     pub md5: String,
+    /// Answers rendered from it once and shared by every client served it
+    /// (indexed by [`Content::rendered`]'s `variant`).
+    rendered: [std::sync::OnceLock<bytes::Bytes>; 4],
 }
 
 impl Content {
     pub(crate) fn new(text: String) -> Self {
         let md5 = md5_hex(text.as_bytes());
-        Content { text, md5 }
+        Content {
+            text,
+            md5,
+            rendered: Default::default(),
+        }
+    }
+
+    /// An answer made from this version by `render`, made once per `variant`
+    /// (0..4) and shared: 10,000 watchers woken by one publish get one body.
+    pub fn rendered(&self, variant: usize, render: impl FnOnce() -> Vec<u8>) -> bytes::Bytes {
+        match self.rendered.get(variant) {
+            Some(cell) => cell.get_or_init(|| bytes::Bytes::from(render())).clone(),
+            None => bytes::Bytes::from(render()),
+        }
     }
 }
 

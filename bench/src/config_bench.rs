@@ -34,6 +34,20 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// CPU time the server process has used (user + system), in microseconds.
+    fn cpu_us(&self) -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command's closing parenthesis: utime is the 12th, stime the 13th.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<u64> = after
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let ticks = fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0);
+        ticks * 10_000 // 100 ticks per second
+    }
+
     fn start(binary: &str, store: &str, data: &std::path::Path) -> Server {
         let port = free_port();
         let child = Command::new(binary)
@@ -88,6 +102,8 @@ struct Row {
     reads_per_s: f64,
     wake: Histogram<u64>,
     watchers: usize,
+    /// The server's CPU per woken watcher (connect, hold, wake, answer), µs.
+    server_cpu_per_watcher_us: f64,
 }
 
 async fn measure(backend: &'static str, server: &Server, watchers: usize) -> Row {
@@ -128,6 +144,7 @@ async fn measure(backend: &'static str, server: &Server, watchers: usize) -> Row
     let reads_per_s = (per_reader * READERS) as f64 / started.elapsed().as_secs_f64();
 
     let mut wake_us = Histogram::<u64>::new(3).unwrap();
+    let cpu_before = server.cpu_us();
     for round in 0..WAKE_ROUNDS {
         let published_at = Arc::new(parking_lot::Mutex::new(None::<Instant>));
         let tasks: Vec<_> = (0..watchers)
@@ -160,12 +177,15 @@ async fn measure(backend: &'static str, server: &Server, watchers: usize) -> Row
                 .unwrap();
         }
     }
+    let server_cpu_per_watcher_us =
+        (server.cpu_us() - cpu_before) as f64 / (watchers * WAKE_ROUNDS) as f64;
     Row {
         backend,
         publish: publish_us,
         reads_per_s,
         wake: wake_us,
         watchers,
+        server_cpu_per_watcher_us,
     }
 }
 
@@ -190,11 +210,11 @@ async fn main() {
         let server = Server::start(&binary, &etcd.url("/config-bench"), dir.path());
         rows.push(measure("etcd (1 member)", &server, watchers).await);
     }
-    println!("| backend | publish p50 / p99 | reads/s ({READERS} clients) | {} watchers: wake p50 / p99 / last |", watchers);
-    println!("|---|---|---|---|");
+    println!("| backend | publish p50 / p99 | reads/s ({READERS} clients) | {} watchers: wake p50 / p99 / last | server CPU per watcher |", watchers);
+    println!("|---|---|---|---|---|");
     for row in &rows {
         println!(
-            "| {} | {:.2} / {:.2} ms | {:.0} | {:.1} / {:.1} / {:.1} ms |",
+            "| {} | {:.2} / {:.2} ms | {:.0} | {:.1} / {:.1} / {:.1} ms | {:.1} µs |",
             row.backend,
             ms(&row.publish, 0.5),
             ms(&row.publish, 0.99),
@@ -202,6 +222,7 @@ async fn main() {
             ms(&row.wake, 0.5),
             ms(&row.wake, 0.99),
             ms(&row.wake, 1.0),
+            row.server_cpu_per_watcher_us,
         );
         assert_eq!(row.wake.len() as usize, row.watchers * WAKE_ROUNDS);
     }

@@ -72,7 +72,10 @@ impl From<ConfigError> for ApiError {
             ConfigError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ConfigError::VersionNotKept { .. } => (StatusCode::NOT_FOUND, "version_not_kept"),
             ConfigError::NoCandidate(_) => (StatusCode::CONFLICT, "no_gray_candidate"),
-            ConfigError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            ConfigError::Conflict { .. } | ConfigError::Contended(_) => {
+                (StatusCode::CONFLICT, "conflict")
+            }
+            ConfigError::Corrupt(_) => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
             ConfigError::Secrets(_) | ConfigError::Store(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "secrets")
             }
@@ -372,7 +375,8 @@ async fn publish(
     let change = center
         .publish(&item, publish, &actor(&access, &peer))
         .await?;
-    let status = if change.record.kept.len() == 1 && change.audit.from_version.is_none() {
+    // Created: no version was released before (a new item, or one deleted).
+    let status = if change.audit.from_version.is_none() {
         StatusCode::CREATED
     } else {
         StatusCode::OK

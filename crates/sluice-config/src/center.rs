@@ -457,7 +457,7 @@ impl ConfigCenter {
         kvs.iter()
             .map(|kv| {
                 serde_json::from_slice(&kv.value).map_err(|e| {
-                    ConfigError::Secrets(format!("audit record {} is unreadable: {e}", kv.key))
+                    ConfigError::Corrupt(format!("audit record {} is unreadable: {e}", kv.key))
                 })
             })
             .collect()
@@ -534,7 +534,7 @@ impl ConfigCenter {
             kv.value
         };
         let text = String::from_utf8(bytes).map_err(|_| {
-            ConfigError::Secrets(format!("{item} version {}: not UTF-8", meta.version))
+            ConfigError::Corrupt(format!("{item} version {}: not UTF-8", meta.version))
         })?;
         Ok(Arc::new(Content::new(text)))
     }
@@ -640,11 +640,7 @@ impl ConfigCenter {
             }
             tokio::time::sleep(Duration::from_millis(fastrand::u64(1..20))).await;
         }
-        Err(ConfigError::Store(
-            sluice_store::StoreError::InvalidRequest(format!(
-                "{item} kept changing under {CHANGE_ATTEMPTS} attempts; try again"
-            )),
-        ))
+        Err(ConfigError::Contended(item.to_string()))
     }
 
     /// Waits (up to `limit`) until the view has reached `revision`, so the node
@@ -722,7 +718,7 @@ fn decode(kv: &KeyValue) -> Option<(ItemPath, ItemRecord)> {
 
 fn parse_record(kv: &KeyValue) -> Result<ItemRecord, ConfigError> {
     serde_json::from_slice(&kv.value)
-        .map_err(|e| ConfigError::Secrets(format!("config record {} is unreadable: {e}", kv.key)))
+        .map_err(|e| ConfigError::Corrupt(format!("config record {} is unreadable: {e}", kv.key)))
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {

@@ -84,6 +84,12 @@ pub enum ConfigError {
     /// A secret item with no key to seal it, or a stored value that does not open (500).
     #[error("secrets: {0}")]
     Secrets(String),
+    /// A stored record or content that does not read back (500).
+    #[error("{0}")]
+    Corrupt(String),
+    /// The item kept changing under concurrent writers; the caller may retry (409).
+    #[error("{0} kept changing under concurrent changes; try again")]
+    Contended(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -32,8 +32,22 @@ fn not_served(viewer: &Viewer, path: &str) -> Response {
     .into_response()
 }
 
-fn item_of(viewer: &Viewer, group: &str, key: &str) -> Result<ItemPath, (StatusCode, String)> {
-    ItemPath::new(&viewer.ns, group, key).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))
+/// The center and the item a config page is about, or the answer refusing it.
+fn target<'a>(
+    state: &'a UiState,
+    viewer: &Viewer,
+    group: &str,
+    key: &str,
+) -> Result<(&'a ConfigCenter, ItemPath), Box<Response>> {
+    let Some(center) = center(state) else {
+        return Err(Box::new(not_served(
+            viewer,
+            &format!("/ui/configs/{group}/{key}"),
+        )));
+    };
+    let item = ItemPath::new(&viewer.ns, group, key)
+        .map_err(|e| Box::new((StatusCode::BAD_REQUEST, e.to_string()).into_response()))?;
+    Ok((center, item))
 }
 
 /// `GET /ui/configs`: the namespace's items.
@@ -79,12 +93,9 @@ pub(crate) async fn item(
     Path((group, key)): Path<(String, String)>,
 ) -> Response {
     let path = format!("/ui/configs/{group}/{key}");
-    let Some(center) = center(&state) else {
-        return not_served(&viewer, &path);
-    };
-    let item = match item_of(&viewer, &group, &key) {
-        Ok(item) => item,
-        Err(refused) => return refused.into_response(),
+    let (center, item) = match target(&state, &viewer, &group, &key) {
+        Ok(target) => target,
+        Err(refused) => return *refused,
     };
     let (record, released) = match center.record(&item).await {
         Ok(Some((record, _))) => match record.released.clone() {
@@ -201,12 +212,9 @@ pub(crate) async fn diff(
     Query(query): Query<DiffQuery>,
 ) -> Response {
     let path = format!("/ui/configs/{group}/{key}");
-    let Some(center) = center(&state) else {
-        return not_served(&viewer, &path);
-    };
-    let item = match item_of(&viewer, &group, &key) {
-        Ok(item) => item,
-        Err(refused) => return refused.into_response(),
+    let (center, item) = match target(&state, &viewer, &group, &key) {
+        Ok(target) => target,
+        Err(refused) => return *refused,
     };
     let secret = matches!(center.record(&item).await, Ok(Some((r, _))) if r.secret);
     if secret && !viewer.access.reads_secrets() {
@@ -254,12 +262,9 @@ pub(crate) async fn preview(
     Form(form): Form<EditForm>,
 ) -> Response {
     let path = format!("/ui/configs/{group}/{key}");
-    let Some(center) = center(&state) else {
-        return not_served(&viewer, &path);
-    };
-    let item = match item_of(&viewer, &group, &key) {
-        Ok(item) => item,
-        Err(refused) => return refused.into_response(),
+    let (center, item) = match target(&state, &viewer, &group, &key) {
+        Ok(target) => target,
+        Err(refused) => return *refused,
     };
     let current = match center.version(&item, form.expect).await {
         Ok((_, content, _)) => content.text.clone(),
@@ -294,12 +299,9 @@ pub(crate) async fn publish(
     Path((group, key)): Path<(String, String)>,
     Form(form): Form<EditForm>,
 ) -> Response {
-    let Some(center) = center(&state) else {
-        return not_served(&viewer, "/ui/configs");
-    };
-    let item = match item_of(&viewer, &group, &key) {
-        Ok(item) => item,
-        Err(refused) => return refused.into_response(),
+    let (center, item) = match target(&state, &viewer, &group, &key) {
+        Ok(target) => target,
+        Err(refused) => return *refused,
     };
     let (record, _) = match center.record(&item).await {
         Ok(Some(found)) => found,
@@ -356,12 +358,9 @@ async fn gray_action(
     key: &str,
     promote: bool,
 ) -> Response {
-    let Some(center) = center(state) else {
-        return not_served(viewer, "/ui/configs");
-    };
-    let item = match item_of(viewer, group, key) {
-        Ok(item) => item,
-        Err(refused) => return refused.into_response(),
+    let (center, item) = match target(state, viewer, group, key) {
+        Ok(target) => target,
+        Err(refused) => return *refused,
     };
     let done = if promote {
         center.promote(&item, "", &actor(viewer)).await
